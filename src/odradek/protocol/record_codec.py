@@ -1,0 +1,265 @@
+"""Records inside a v2 batch: decode (with decompression) and build batches.
+
+Only the cold paths use this: ListOffsets by timestamp, internal topics written by the
+broker itself, tests and tools. Produce and Fetch never look at individual records.
+
+A record, after the batch header (see ``records``)::
+
+    length            varint   bytes after this field
+    attributes        int8     unused, 0
+    timestamp_delta   varlong  from the batch's base_timestamp
+    offset_delta      varint   from the batch's base_offset
+    key_length        varint   -1 for null
+    key               bytes
+    value_length      varint   -1 for null
+    value             bytes
+    header_count      varint
+    headers           (key_length varint, key utf-8, value_length varint, value) * count
+
+Varints are zig-zag encoded as in protobuf. Compression covers all records of a batch:
+gzip, snappy (raw, or xerial-framed as the Java client writes it), lz4 (frame format),
+zstd.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import cramjam
+import crc32c
+
+from odradek.protocol import records as batch
+from odradek.protocol.records import BatchHeader, CompressionType
+
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER_SIZE = 16
+_UINT32 = struct.Struct(">I")
+
+
+class RecordDecodeError(ValueError):
+    """Records inside a batch do not parse: a corrupt batch."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRecord:
+    """A record to put into a new batch; offsets and timestamps become deltas."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp: int | None = None
+    """Milliseconds since the epoch; now when not given."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchSpec:
+    """Batch-level fields of a batch to build."""
+
+    base_offset: int = 0
+    compression: CompressionType = CompressionType.NONE
+    producer_id: int = batch.NO_PRODUCER_ID
+    producer_epoch: int = batch.NO_PRODUCER_EPOCH
+    base_sequence: int = batch.NO_SEQUENCE
+    partition_leader_epoch: int = batch.NO_PARTITION_LEADER_EPOCH
+    transactional: bool = False
+    control: bool = False
+    extra_attributes: int = field(default=0)
+
+
+def decompress(compression: int, data: bytes | memoryview) -> bytes:
+    match compression:
+        case CompressionType.NONE:
+            return bytes(data)
+        case CompressionType.GZIP:
+            return bytes(cramjam.gzip.decompress(bytes(data)))
+        case CompressionType.SNAPPY:
+            return _snappy_decompress(bytes(data))
+        case CompressionType.LZ4:
+            return bytes(cramjam.lz4.decompress(bytes(data)))
+        case CompressionType.ZSTD:
+            return bytes(cramjam.zstd.decompress(bytes(data)))
+    raise RecordDecodeError(f"unknown compression type {compression}")
+
+
+def compress(compression: int, data: bytes) -> bytes:
+    match compression:
+        case CompressionType.NONE:
+            return data
+        case CompressionType.GZIP:
+            return bytes(cramjam.gzip.compress(data))
+        case CompressionType.SNAPPY:
+            return bytes(cramjam.snappy.compress_raw(data))
+        case CompressionType.LZ4:
+            return bytes(cramjam.lz4.compress(data))
+        case CompressionType.ZSTD:
+            return bytes(cramjam.zstd.compress(data))
+    raise ValueError(f"unknown compression type {compression}")
+
+
+def _snappy_decompress(data: bytes) -> bytes:
+    if not data.startswith(_XERIAL_MAGIC):
+        return bytes(cramjam.snappy.decompress_raw(data))
+    out = bytearray()
+    position = _XERIAL_HEADER_SIZE
+    while position < len(data):
+        if position + 4 > len(data):
+            raise RecordDecodeError("truncated xerial snappy block")
+        (size,) = _UINT32.unpack_from(data, position)
+        position += 4
+        out += bytes(cramjam.snappy.decompress_raw(data[position : position + size]))
+        position += size
+    return bytes(out)
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    """Zig-zag varint at ``position``: (value, next position)."""
+    shift = 0
+    raw = 0
+    while True:
+        if position >= len(data):
+            raise RecordDecodeError("varint runs past the end of the records")
+        byte = data[position]
+        position += 1
+        raw |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise RecordDecodeError("varint too long")
+    return (raw >> 1) ^ -(raw & 1), position
+
+
+def _read_bytes(data: bytes, position: int) -> tuple[bytes | None, int]:
+    length, position = _read_varint(data, position)
+    if length < 0:
+        return None, position
+    end = position + length
+    if end > len(data):
+        raise RecordDecodeError("record field runs past the end of the records")
+    return data[position:end], end
+
+
+def decode_records(buffer: bytes | bytearray | memoryview, header: BatchHeader) -> list[Record]:
+    """All records of the batch whose header is given, with absolute offsets and timestamps."""
+    start = header.position + batch.BATCH_HEADER_SIZE
+    end = header.position + header.size
+    try:
+        data = decompress(header.compression, memoryview(buffer)[start:end])
+    except RecordDecodeError:
+        raise
+    except Exception as exc:  # cramjam raises its own error types
+        raise RecordDecodeError(f"cannot decompress batch: {exc}") from exc
+    log_append_time = header.timestamp_type == batch.TimestampType.LOG_APPEND_TIME
+    out: list[Record] = []
+    position = 0
+    for _ in range(header.records_count):
+        length, position = _read_varint(data, position)
+        record_end = position + length
+        if length < 0 or record_end > len(data):
+            raise RecordDecodeError("record length runs past the end of the batch")
+        position += 1  # attributes
+        timestamp_delta, position = _read_varint(data, position)
+        offset_delta, position = _read_varint(data, position)
+        key, position = _read_bytes(data, position)
+        value, position = _read_bytes(data, position)
+        header_count, position = _read_varint(data, position)
+        headers: list[tuple[str, bytes | None]] = []
+        for _ in range(max(header_count, 0)):
+            header_key, position = _read_bytes(data, position)
+            header_value, position = _read_bytes(data, position)
+            headers.append(((header_key or b"").decode("utf-8", "replace"), header_value))
+        if position != record_end:
+            raise RecordDecodeError("record fields do not add up to the record length")
+        out.append(
+            Record(
+                offset=header.base_offset + offset_delta,
+                timestamp=header.max_timestamp
+                if log_append_time
+                else header.base_timestamp + timestamp_delta,
+                key=key,
+                value=value,
+                headers=tuple(headers),
+            )
+        )
+    return out
+
+
+def iter_records(buffer: bytes | bytearray | memoryview) -> Iterator[Record]:
+    """Every record of every complete batch in ``buffer``."""
+    for header in batch.iter_headers(buffer):
+        yield from decode_records(buffer, header)
+
+
+def _varint(value: int) -> bytes:
+    raw = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while raw & ~0x7F:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+    return bytes(out)
+
+
+def _field(value: bytes | None) -> bytes:
+    if value is None:
+        return _varint(-1)
+    return _varint(len(value)) + value
+
+
+def build_batch(records: Sequence[NewRecord], spec: BatchSpec | None = None) -> bytes:
+    """Encode ``records`` as one v2 record batch (offset deltas 0..n-1)."""
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    spec = spec or BatchSpec()
+    now = int(time.time() * 1000)
+    timestamps = [now if r.timestamp is None else r.timestamp for r in records]
+    base_timestamp = timestamps[0]
+    body = bytearray()
+    for delta, (record, timestamp) in enumerate(zip(records, timestamps, strict=True)):
+        inner = bytearray(b"\x00")
+        inner += _varint(timestamp - base_timestamp)
+        inner += _varint(delta)
+        inner += _field(record.key)
+        inner += _field(record.value)
+        inner += _varint(len(record.headers))
+        for header_key, header_value in record.headers:
+            inner += _field(header_key.encode())
+            inner += _field(header_value)
+        body += _varint(len(inner))
+        body += inner
+    payload = compress(spec.compression, bytes(body))
+    attributes = int(spec.compression) | spec.extra_attributes
+    if spec.transactional:
+        attributes |= batch.TRANSACTIONAL_FLAG
+    if spec.control:
+        attributes |= batch.CONTROL_FLAG
+    after_crc = struct.pack(
+        ">hiqqqhii",
+        attributes,
+        len(records) - 1,
+        base_timestamp,
+        max(timestamps),
+        spec.producer_id,
+        spec.producer_epoch,
+        spec.base_sequence,
+        len(records),
+    )
+    after_crc += payload
+    crc = int(crc32c.crc32c(after_crc))
+    batch_length = len(after_crc) + 4 + 1 + 4  # leader epoch, magic, crc
+    head = struct.pack(
+        ">qiibI", spec.base_offset, batch_length, spec.partition_leader_epoch, 2, crc
+    )
+    return head + after_crc
