@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Annotated, Any
 
 import typer
@@ -48,6 +48,8 @@ from odradek.cli.common import (
     usage_error,
 )
 
+ASSIGN_TIMEOUT_S = 60.0
+"""With --group and --timeout-ms: how long to wait for the group to assign partitions."""
 POLL_SLICE_S = 0.5
 """Poll in short slices so that Ctrl-C and --timeout-ms are seen promptly."""
 BATCH = 500
@@ -209,13 +211,15 @@ def consume(
         consumer = _consumer(client_config(options, defaults=defaults, flags=flags))
         try:
             partitions = _partitions(consumer, options.bootstrap, topic, partition)
+            assignment = _Assignment(group=group)
             if group is None:
                 consumer.assign([TopicPartition(topic, p, start) for p in partitions])
             else:
-                consumer.subscribe([topic])
+                consumer.subscribe([topic], on_assign=assignment.on_assign)
             count = _loop(
                 consumer,
                 record_format,
+                assignment=assignment,
                 out=sys.stdout.buffer,
                 max_messages=max_messages,
                 timeout_ms=timeout_ms,
@@ -255,22 +259,53 @@ def _partitions(consumer: Consumer, bootstrap: str, topic: str, only: int | None
     return [only]
 
 
+@dataclass(slots=True)
+class _Assignment:
+    """Whether partitions are assigned yet: at once with assign(), after a join with --group."""
+
+    group: str | None
+    started: float = field(default_factory=time.monotonic)
+    assigned: bool = False
+
+    def __post_init__(self) -> None:
+        self.assigned = self.group is None
+
+    def on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self.assigned = True
+
+    def check(self) -> None:
+        if not self.assigned and time.monotonic() - self.started > ASSIGN_TIMEOUT_S:
+            raise CliError(
+                f'no partitions assigned to group "{self.group}" within {ASSIGN_TIMEOUT_S:g}s '
+                "(does the broker support consumer groups? try without --group)"
+            )
+
+
 def _loop(
     consumer: Consumer,
     record_format: RecordFormat,
     *,
+    assignment: _Assignment,
     out: IO[bytes],
     max_messages: int | None,
     timeout_ms: int | None,
 ) -> int:
-    """Print records until a stop condition; returns how many were printed."""
+    """Print records until a stop condition; returns how many were printed.
+
+    The --timeout-ms idle clock starts once partitions are assigned, so that a slow
+    group join does not count as "no records".
+    """
     count = 0
     idle_limit = None if timeout_ms is None else timeout_ms / 1000
     last_record = time.monotonic()
     try:
         while max_messages is None or count < max_messages:
             wait = POLL_SLICE_S
-            if idle_limit is not None:
+            if not assignment.assigned:
+                if idle_limit is not None:
+                    assignment.check()
+                last_record = time.monotonic()
+            elif idle_limit is not None:
                 left = idle_limit - (time.monotonic() - last_record)
                 if left <= 0:
                     break
