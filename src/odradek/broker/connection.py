@@ -1,0 +1,335 @@
+"""One client connection: frames in, handlers run, responses out in request order.
+
+Requests are dispatched as soon as their frame is complete, so a long-poll Fetch that
+waits does not hold up the requests behind it; their responses queue behind it and go
+out in request order, which Kafka clients rely on. Flow control:
+
+- a frame over ``socket.request.max.bytes`` (or a malformed one) closes the connection
+  before its body is read;
+- more than ``MAX_IN_FLIGHT`` unanswered requests, or a client that does not read its
+  responses (the transport's write buffer passes its high-water mark), pause reading from
+  the socket until the queue drains, so a slow consumer cannot make the broker buffer
+  without bound.
+
+Responses are byte strings and, for Fetch, file regions; regions above
+``SENDFILE_MIN_BYTES`` go from the page cache to the socket with sendfile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+from odradek.broker.api import NO_RESPONSE, FileHandle, FileRegion, RequestContext, ResponseChunks
+from odradek.protocol import codec
+from odradek.protocol.codec import DecodeError
+from odradek.protocol.framing import FrameDecoder, FrameError, frame
+from odradek.protocol.headers import (
+    API_VERSIONS_KEY,
+    HeaderError,
+    parse_request_header,
+    peek_api,
+    response_header,
+)
+
+if TYPE_CHECKING:
+    from odradek.broker.server import Broker
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT: Final = 128
+SENDFILE_MIN_BYTES: Final = 64 * 1024
+WRITE_BUFFER_HIGH: Final = 4 * 1024 * 1024
+
+
+class _Slot:
+    """A request's place in the response order; ``parts`` None means nothing to send."""
+
+    __slots__ = ("parts", "ready", "task")
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.parts: list[bytes | FileRegion] | None = None
+        self.task: asyncio.Future[Any] | None = None
+
+
+class _SendfileSource:
+    """What ``loop.sendfile`` needs of a file: a descriptor, and a position it may set."""
+
+    __slots__ = ("_handle",)
+
+    mode = "rb"
+
+    def __init__(self, handle: FileHandle) -> None:
+        self._handle = handle
+
+    def fileno(self) -> int:
+        return self._handle.fileno()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # Segment reads use pread, so the shared descriptor's position is irrelevant.
+        return offset
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(self, broker: Broker, listener: str) -> None:
+        self._broker = broker
+        self._listener = listener
+        self._decoder = FrameDecoder(broker.config.get("socket.request.max.bytes"))
+        self._slots: collections.deque[_Slot] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self._client_host = ""
+        self._client_port = 0
+        self._sending = False
+        self._write_paused = False
+        self._read_paused = False
+        self._closed = False
+        self.idle_since = broker.clock()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self._client_host, self._client_port = peer[0], peer[1]
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        refusal = self._broker.connections.admit(self, self._client_host)
+        if refusal is not None:
+            log.warning("refusing connection from %s: %s", self._client_host, refusal)
+            self._abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._broker.connections.remove(self, self._client_host)
+        for slot in self._slots:
+            if slot.task is not None and not slot.task.done():
+                slot.task.cancel()
+        self._slots.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = self._broker.clock()
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as exc:
+            log.info("closing connection from %s: %s", self._client_host, exc)
+            self._abort()
+            return
+        for body in frames:
+            if self._closed:
+                return
+            self._on_frame(body)
+        self._flush()
+        self._update_reading()
+
+    def eof_received(self) -> bool | None:
+        # Half-closed by the client: answer what is queued, then close.
+        if not self._slots:
+            return None
+        self._broker.spawn(self._close_when_answered())
+        return True
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._flush()
+        self._update_reading()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _on_frame(self, body: bytes) -> None:
+        try:
+            api_key, version, correlation_id = peek_api(body)
+        except HeaderError as exc:
+            self._protocol_error(str(exc))
+            return
+        handler = self._broker.handlers.get(api_key)
+        if handler is None:
+            self._protocol_error(f"unknown API key {api_key}")
+            return
+        try:
+            if version < handler.min_version or version > handler.max_version:
+                if api_key != API_VERSIONS_KEY:
+                    self._protocol_error(f"unsupported version {version} of API {api_key}")
+                    return
+                # KIP-511: answer with our versions at v0 so the client can retry.
+                header = parse_request_header(body, flexible=False)
+                reply = self._broker.api_versions_fallback()
+                version = 0
+            elif version < handler.lowest_served:
+                header = parse_request_header(body, flexible=False)
+                assert handler.legacy is not None
+                reply = handler.legacy(self._context(header), body[header.size :])
+            else:
+                header = parse_request_header(body, codec.is_flexible_request(api_key, version))
+                request = codec.decode_request(api_key, version, body, header.size)
+                reply = handler.handle(self._context(header), request)
+        except (HeaderError, DecodeError) as exc:
+            self._protocol_error(str(exc))
+            return
+        except Exception:
+            log.exception("error handling API %s v%s from %s", api_key, version, self._client_host)
+            self._abort()
+            return
+        slot = _Slot()
+        self._slots.append(slot)
+        if asyncio.iscoroutine(reply) or asyncio.isfuture(reply):
+            task = asyncio.ensure_future(reply)
+            slot.task = task
+            task.add_done_callback(partial(self._on_reply, slot, api_key, version, correlation_id))
+        else:
+            self._fill(slot, api_key, version, correlation_id, reply)
+
+    def _context(self, header: Any) -> RequestContext:
+        return RequestContext(
+            header=header,
+            broker=self._broker,
+            client_host=self._client_host,
+            client_port=self._client_port,
+            listener=self._listener,
+        )
+
+    def _on_reply(
+        self, slot: _Slot, api_key: int, version: int, correlation_id: int, task: asyncio.Future[Any]
+    ) -> None:
+        if self._closed or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "error handling API %s v%s from %s", api_key, version, self._client_host,
+                exc_info=exc,
+            )
+            self._abort()
+            return
+        try:
+            self._fill(slot, api_key, version, correlation_id, task.result())
+        except Exception:
+            log.exception("cannot encode API %s v%s response", api_key, version)
+            self._abort()
+            return
+        self._flush()
+        self._update_reading()
+
+    def _fill(
+        self, slot: _Slot, api_key: int, version: int, correlation_id: int, reply: Any
+    ) -> None:
+        slot.ready = True
+        if reply is NO_RESPONSE:
+            return
+        head = response_header(correlation_id, codec.is_flexible_response(api_key, version))
+        if isinstance(reply, ResponseChunks):
+            slot.parts = [frame(len(head) + reply.size) + head, *reply.parts]
+            return
+        body = codec.encode(reply)
+        slot.parts = [frame(len(head) + len(body)) + head + body]
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write every ready response at the head of the queue, in order."""
+        if self._sending or self._closed:
+            return
+        transport = self._transport
+        assert transport is not None
+        slots = self._slots
+        while slots and slots[0].ready and not self._write_paused:
+            parts = slots[0].parts
+            if parts is None:
+                slots.popleft()
+                continue
+            if any(not isinstance(p, bytes) and p.size >= SENDFILE_MIN_BYTES for p in parts):
+                self._sending = True
+                self._broker.spawn(self._send_slowly())
+                return
+            slots.popleft()
+            try:
+                transport.writelines([p if isinstance(p, bytes) else _read(p) for p in parts])
+            except _TruncatedRegion as exc:
+                log.warning("closing connection from %s: %s", self._client_host, exc)
+                self._abort()
+                return
+
+    async def _send_slowly(self) -> None:
+        """Send responses that include large file regions with sendfile, then resume."""
+        transport = self._transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while self._slots and self._slots[0].ready and not self._closed:
+                parts = self._slots.popleft().parts
+                for part in parts or ():
+                    if isinstance(part, bytes):
+                        transport.write(part)
+                    elif part.size < SENDFILE_MIN_BYTES:
+                        transport.write(_read(part))
+                    else:
+                        source = _SendfileSource(part.handle)
+                        sent = await loop.sendfile(transport, source, part.position, part.size)
+                        if sent != part.size:
+                            raise _TruncatedRegion(f"segment shrank during send ({sent} bytes)")
+        except _TruncatedRegion as exc:
+            log.warning("closing connection from %s: %s", self._client_host, exc)
+            self._abort()
+        except (ConnectionError, RuntimeError, OSError):
+            self._abort()
+        finally:
+            self._sending = False
+        if not self._closed:
+            self._flush()
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        should_pause = self._write_paused or len(self._slots) >= MAX_IN_FLIGHT
+        if should_pause and not self._read_paused:
+            transport.pause_reading()
+            self._read_paused = True
+        elif not should_pause and self._read_paused:
+            transport.resume_reading()
+            self._read_paused = False
+
+    # -- closing -----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are still unanswered or responses unsent."""
+        return bool(self._slots) or self._sending
+
+    def close(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    async def _close_when_answered(self) -> None:
+        while self.busy and not self._closed:
+            await asyncio.sleep(0.01)
+        self.close()
+
+    def _protocol_error(self, reason: str) -> None:
+        log.info("closing connection from %s: %s", self._client_host, reason)
+        self._abort()
+
+    def _abort(self) -> None:
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class _TruncatedRegion(Exception):
+    pass
+
+
+def _read(region: FileRegion) -> bytes:
+    data = region.read()
+    if len(data) != region.size:
+        raise _TruncatedRegion(f"segment shrank during read ({len(data)} of {region.size} bytes)")
+    return data

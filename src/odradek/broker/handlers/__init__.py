@@ -1,0 +1,42 @@
+"""One module per Kafka API; each exposes ``HANDLER``. ApiVersions is computed from these."""
+
+from __future__ import annotations
+
+from odradek.broker.api import Handler
+
+
+def all_handlers() -> list[Handler]:
+    from odradek.broker.handlers import (
+        api_versions,
+        create_partitions,
+        create_topics,
+        delete_records,
+        delete_topics,
+        describe_cluster,
+        describe_configs,
+        fetch,
+        init_producer_id,
+        list_offsets,
+        metadata,
+        offset_for_leader_epoch,
+        produce,
+    )
+    from odradek.broker.handlers.alter_configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
+
+    return [
+        api_versions.HANDLER,
+        produce.HANDLER,
+        fetch.HANDLER,
+        list_offsets.HANDLER,
+        metadata.HANDLER,
+        create_topics.HANDLER,
+        delete_topics.HANDLER,
+        create_partitions.HANDLER,
+        delete_records.HANDLER,
+        init_producer_id.HANDLER,
+        offset_for_leader_epoch.HANDLER,
+        describe_cluster.HANDLER,
+        describe_configs.HANDLER,
+        ALTER_CONFIGS,
+        INCREMENTAL_ALTER_CONFIGS,
+    ]

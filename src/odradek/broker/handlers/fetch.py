@@ -1,0 +1,135 @@
+"""Fetch (key 1): read partitions up to the high watermark (or LSO), long-polling.
+
+Fetch sessions (KIP-227) are declined: every answer carries session id 0, which tells
+the client to keep sending full requests; a request naming a session gets
+FETCH_SESSION_ID_NOT_FOUND so the client starts over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from odradek.broker.api import Handler, Reply, RequestContext
+from odradek.broker.fetch_response import PartitionData, TopicData, encode_fetch_response
+from odradek.broker.handlers.common import duration_ms
+from odradek.protocol.errors import ErrorCode
+from odradek.protocol.types import TopicPartition
+from odradek.replication.partition import READ_COMMITTED
+from odradek.replication.replica_manager import FetchPartition, FetchResult
+
+API_KEY = 1
+_NIL_UUID = uuid.UUID(int=0)
+
+
+def handle(ctx: RequestContext, request: Any) -> Reply:
+    version = ctx.api_version
+    if request.session_id != 0:
+        return encode_fetch_response(
+            version, [], error_code=ErrorCode.fetch_session_id_not_found, session_id=0
+        )
+    if request.session_epoch not in (0, -1):
+        return encode_fetch_response(
+            version, [], error_code=ErrorCode.invalid_fetch_session_epoch, session_id=0
+        )
+    broker = ctx.broker
+    metadata = broker.metadata
+    wanted: list[FetchPartition] = []
+    # (name, topic id, [(partition index, error or None)]) in request order.
+    layout: list[tuple[str, uuid.UUID, list[tuple[int, ErrorCode | None]]]] = []
+    for topic in request.topics:
+        if version >= 13:
+            topic_id = topic.topic_id or _NIL_UUID
+            known = metadata.topic_by_id(topic_id)
+            name = known.name if known is not None else ""
+            missing = ErrorCode.unknown_topic_id if known is None else None
+        else:
+            name = topic.topic
+            known = metadata.topic(name)
+            topic_id = known.topic_id if known is not None else _NIL_UUID
+            missing = None
+        entries: list[tuple[int, ErrorCode | None]] = []
+        for partition in topic.partitions:
+            entries.append((partition.partition, missing))
+            if missing is None:
+                wanted.append(
+                    FetchPartition(
+                        TopicPartition(name, partition.partition),
+                        partition.fetch_offset,
+                        partition.partition_max_bytes,
+                        partition.current_leader_epoch,
+                    )
+                )
+        layout.append((name, topic_id, entries))
+    isolation = request.isolation_level
+    replica_id = _replica_id(request, version)
+    if replica_id >= 0:
+        # Follower fetches arrive with replication; no broker replicates from us yet.
+        return encode_fetch_response(
+            version,
+            [
+                TopicData(name, topic_id, [PartitionData(i, ErrorCode.not_leader_or_follower)
+                                           for i, _ in entries])
+                for name, topic_id, entries in layout
+            ],
+        )
+
+    replica_manager = broker.replica_manager
+    max_bytes = request.max_bytes
+    min_bytes = request.min_bytes
+    max_wait_ms = duration_ms(request.max_wait)
+    results = replica_manager.read(wanted, max_bytes=max_bytes, isolation_level=isolation)
+    if replica_manager.fetch_satisfied(results, min_bytes, max_wait_ms):
+        return _response(version, layout, results, isolation)
+
+    async def long_poll() -> Reply:
+        found = sum(result.size for result in results)
+        await replica_manager.wait_for_data(wanted, min_bytes - found, max_wait_ms)
+        again = replica_manager.read(wanted, max_bytes=max_bytes, isolation_level=isolation)
+        return _response(version, layout, again, isolation)
+
+    return long_poll()
+
+
+def _replica_id(request: Any, version: int) -> int:
+    if version >= 15:
+        return int(request.replica_state.replica_id)
+    return int(request.replica_id)
+
+
+def _response(
+    version: int,
+    layout: list[tuple[str, uuid.UUID, list[tuple[int, ErrorCode | None]]]],
+    results: list[FetchResult],
+    isolation: int,
+) -> Reply:
+    by_tp = {result.tp: result for result in results}
+    aborted: list[tuple[int, int]] | None = [] if isolation == READ_COMMITTED else None
+    topics = []
+    for name, topic_id, entries in layout:
+        partitions = []
+        for index, missing in entries:
+            if missing is not None:
+                partitions.append(PartitionData(index, missing))
+                continue
+            result = by_tp[TopicPartition(name, index)]
+            read = result.read
+            if read is None:
+                partitions.append(PartitionData(index, result.error))
+                continue
+            partitions.append(
+                PartitionData(
+                    index,
+                    result.error,
+                    high_watermark=read.high_watermark,
+                    last_stable_offset=read.last_stable_offset,
+                    log_start_offset=read.log_start_offset,
+                    aborted_transactions=aborted,
+                    records=read.info.records if read.info is not None else None,
+                )
+            )
+        topics.append(TopicData(name, topic_id, partitions))
+    return encode_fetch_response(version, topics)
+
+
+HANDLER = Handler(api_key=API_KEY, min_version=4, max_version=16, handle=handle)

@@ -1,0 +1,117 @@
+"""Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
+
+Unknown topics are created on the spot when the request allows it (v4+ flag; always
+before v4) and ``auto.create.topics.enable`` is on, with the broker's defaults.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from odradek.broker.api import Handler, RequestContext
+from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.cluster.metadata import TopicMetadata
+from odradek.protocol import codec
+from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.types import is_internal_topic
+
+API_KEY = 3
+
+
+def handle(ctx: RequestContext, request: Any) -> Any:
+    version = ctx.api_version
+    module = codec.response_module(API_KEY, version)
+    broker = ctx.broker
+    store = broker.metadata
+    auto_create = broker.config.get("auto.create.topics.enable") and (
+        version < 4 or request.allow_auto_topic_creation
+    )
+    requested = request.topics
+    topics: list[Any] = []
+    if requested is None or (version == 0 and not requested):
+        topics = [_topic(module, t) for t in store.topics().values()]
+    else:
+        for wanted in requested:
+            topics.append(_requested_topic(ctx, module, wanted, auto_create))
+    endpoint = broker.endpoint
+    return codec.build(
+        module.MetadataResponse,
+        throttle_time=ZERO_DURATION,
+        brokers=(
+            codec.build(
+                module.MetadataResponseBroker,
+                node_id=broker.broker_id,
+                host=endpoint.host,
+                port=endpoint.port,
+                rack=None,
+            ),
+        ),
+        cluster_id=broker.cluster_id,
+        controller_id=broker.broker_id,
+        topics=tuple(topics),
+    )
+
+
+def _requested_topic(ctx: RequestContext, module: Any, wanted: Any, auto_create: bool) -> Any:
+    store = ctx.broker.metadata
+    name = getattr(wanted, "name", None)
+    topic_id = getattr(wanted, "topic_id", None)
+    if name is None:
+        known = store.topic_by_id(topic_id) if topic_id is not None else None
+        if known is None:
+            return _error(module, ErrorCode.unknown_topic_id, None, topic_id)
+        return _topic(module, known)
+    known = store.topic(name)
+    if known is not None:
+        return _topic(module, known)
+    if not auto_create or is_internal_topic(name):
+        try:
+            ctx.broker.controller.check_topic_name(name)
+        except KafkaError as exc:
+            return _error(module, exc.error_code, name, None)
+        return _error(module, ErrorCode.unknown_topic_or_partition, name, None)
+    try:
+        created = ctx.broker.controller.create_topic(name)
+    except KafkaError as exc:
+        return _error(module, exc.error_code, name, None)
+    assert created is not None
+    return _topic(module, created)
+
+
+def _error(module: Any, error: ErrorCode, name: str | None, topic_id: uuid.UUID | None) -> Any:
+    return codec.build(
+        module.MetadataResponseTopic,
+        error_code=error,
+        name=name,
+        topic_id=topic_id or uuid.UUID(int=0),
+        is_internal=False,
+        partitions=(),
+    )
+
+
+def _topic(module: Any, topic: TopicMetadata) -> Any:
+    partitions = tuple(
+        codec.build(
+            module.MetadataResponsePartition,
+            error_code=ErrorCode.none,
+            partition_index=index,
+            leader_id=state.leader,
+            leader_epoch=state.leader_epoch,
+            replica_nodes=state.replicas,
+            isr_nodes=state.isr,
+            offline_replicas=(),
+        )
+        for index, state in enumerate(topic.partitions)
+    )
+    return codec.build(
+        module.MetadataResponseTopic,
+        error_code=ErrorCode.none,
+        name=topic.name,
+        topic_id=topic.topic_id,
+        is_internal=is_internal_topic(topic.name),
+        partitions=partitions,
+    )
+
+
+HANDLER = Handler(api_key=API_KEY, min_version=0, max_version=12, handle=handle)

@@ -1,0 +1,131 @@
+"""Produce (key 0): append each partition's records blob; acks=0 gets no response.
+
+The records blob reaches the log as bytes; only batch headers are read (storage's
+validator). Versions 0-2 are advertised as Kafka 4 does (older librdkafka turns off
+compression when the advertised minimum is above 0) and answered UNSUPPORTED_VERSION.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from odradek.broker.api import NO_RESPONSE, Handler, Reply, RequestContext, ResponseChunks
+from odradek.broker.handlers.common import millis_to_datetime
+from odradek.protocol import codec
+from odradek.protocol.codec import DecodeError
+from odradek.protocol.errors import ErrorCode
+from odradek.protocol.types import TopicPartition
+from odradek.replication.replica_manager import ProduceResult
+
+API_KEY = 0
+
+
+def handle(ctx: RequestContext, request: Any) -> Reply:
+    acks = request.acks
+    entries: list[tuple[TopicPartition, bytes | None]] = [
+        (TopicPartition(topic.name, partition.index), partition.records)
+        for topic in request.topic_data
+        for partition in topic.partition_data
+    ]
+    if acks not in (-1, 0, 1):
+        results = {tp: ProduceResult(error=ErrorCode.invalid_required_acks) for tp, _ in entries}
+    elif request.transactional_id is not None:
+        # Transactions arrive with the transaction coordinator; until then no partition
+        # can be part of an ongoing transaction.
+        results = {
+            tp: ProduceResult(
+                error=ErrorCode.invalid_txn_state,
+                message="transactions are not supported by this broker yet",
+            )
+            for tp, _ in entries
+        }
+    else:
+        results = ctx.broker.replica_manager.append_records(acks, entries)
+    if acks == 0:
+        return NO_RESPONSE
+    return _response(ctx.api_version, request, results)
+
+
+def _response(version: int, request: Any, results: dict[TopicPartition, ProduceResult]) -> Any:
+    module = codec.response_module(API_KEY, version)
+    topics = []
+    for topic in request.topic_data:
+        partitions = []
+        for partition in topic.partition_data:
+            result = results[TopicPartition(topic.name, partition.index)]
+            partitions.append(
+                codec.build(
+                    module.PartitionProduceResponse,
+                    index=partition.index,
+                    error_code=result.error,
+                    base_offset=result.base_offset,
+                    log_append_time=millis_to_datetime(result.log_append_time),
+                    log_start_offset=result.log_start_offset,
+                    record_errors=(),
+                    error_message=result.message,
+                )
+            )
+        topics.append(
+            codec.build(
+                module.TopicProduceResponse, name=topic.name, partition_responses=tuple(partitions)
+            )
+        )
+    return codec.build(module.ProduceResponse, responses=tuple(topics))
+
+
+_ACKS_TIMEOUT = struct.Struct(">hi")
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+
+
+def legacy(ctx: RequestContext, body: bytes) -> Reply:
+    """Answer Produce v0-2 (removed by KIP-896) with UNSUPPORTED_VERSION per partition.
+
+    kio has no schema for these versions, so the request is walked by hand. Request:
+    ``acks: int16, timeout: int32, [topic: string, [partition: int32, records: bytes]]``;
+    response: ``[topic: string, [partition: int32, error: int16, base_offset: int64,
+    (v2) log_append_time: int64]], (v1+) throttle_time_ms: int32``.
+    """
+    try:
+        return _legacy(ctx.api_version, body)
+    except struct.error as exc:
+        raise DecodeError(f"cannot decode Produce v{ctx.api_version}: {exc}") from exc
+
+
+def _legacy(version: int, body: bytes) -> Reply:
+    acks, _timeout = _ACKS_TIMEOUT.unpack_from(body, 0)
+    position = _ACKS_TIMEOUT.size
+    out = bytearray()
+    (topic_count,) = _INT32.unpack_from(body, position)
+    position += 4
+    out += _INT32.pack(topic_count)
+    for _ in range(topic_count):
+        (name_length,) = _INT16.unpack_from(body, position)
+        out += body[position : position + 2 + name_length]
+        position += 2 + name_length
+        (partition_count,) = _INT32.unpack_from(body, position)
+        position += 4
+        out += _INT32.pack(partition_count)
+        for _ in range(partition_count):
+            (index,) = _INT32.unpack_from(body, position)
+            (records_length,) = _INT32.unpack_from(body, position + 4)
+            position += 8 + max(records_length, 0)
+            out += struct.pack(">ihq", index, ErrorCode.unsupported_version, -1)
+            if version >= 2:
+                out += struct.pack(">q", -1)
+    if version >= 1:
+        out += _INT32.pack(0)
+    if acks == 0:
+        return NO_RESPONSE
+    return ResponseChunks([bytes(out)])
+
+
+HANDLER = Handler(
+    api_key=API_KEY,
+    min_version=0,
+    max_version=11,
+    accepted_min=3,
+    handle=handle,
+    legacy=legacy,
+)

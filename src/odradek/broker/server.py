@@ -1,0 +1,270 @@
+"""The broker process: wires storage, metadata, replica manager and handlers to listeners.
+
+Start-up: read meta.properties (cluster id, node id), load the logs, open the metadata
+store, create the partitions this node hosts, then bind the listeners and log one line
+"listening on ...". Shutdown: stop accepting, let in-flight requests finish (waiting
+fetches are completed early), flush logs and write checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import socket
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from odradek.broker.api import Handler
+from odradek.broker.connection import KafkaConnection
+from odradek.broker.connections import ConnectionRegistry
+from odradek.broker.handlers import all_handlers
+from odradek.broker.handlers.api_versions import versions_response
+from odradek.cluster.controller import Controller
+from odradek.cluster.metadata import LocalStore
+from odradek.config import BrokerConfig, ConfigError, LogConfig
+from odradek.protocol.errors import ErrorCode
+from odradek.replication.producer_ids import ProducerIdManager
+from odradek.replication.replica_manager import ReplicaManager
+from odradek.storage.checkpoints import read_or_create_meta_properties
+from odradek.storage.log_manager import LogManager
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+LOCK_FILE = ".lock"
+
+
+class BrokerStartError(Exception):
+    """The broker cannot start; the message says why and what to do."""
+
+
+def lock_log_dirs(directories: list[Path]) -> list[int]:
+    """Take Kafka's exclusive ``.lock`` in every log dir, so two brokers never share one."""
+    held = []
+    for directory in directories:
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            for other in held:
+                os.close(other)
+            raise BrokerStartError(
+                f"log dir {directory} is in use by another broker process "
+                "(stop it, or give this one another --data-dir)"
+            ) from None
+        held.append(fd)
+    return held
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A listener: its name (security protocol for now), host and port."""
+
+    name: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.name}://{host}:{self.port}"
+
+
+def parse_listener(text: str) -> Endpoint:
+    """``NAME://host:port`` as Kafka writes listeners; ConfigError with the fix if not."""
+    name, sep, rest = text.strip().partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or not colon or not port.isdigit() or not name:
+        raise ConfigError(
+            f"listener {text!r} is not NAME://host:port (e.g. PLAINTEXT://127.0.0.1:9092)"
+        )
+    if name.upper() != "PLAINTEXT":
+        raise ConfigError(
+            f"listener {text!r}: only PLAINTEXT listeners are supported so far"
+        )
+    host = host.strip("[]")
+    port_number = int(port)
+    if not 0 <= port_number <= 65535:
+        raise ConfigError(f"listener {text!r}: port must be between 0 and 65535")
+    return Endpoint(name.upper(), host, port_number)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.broker_id = config.broker_id
+        self.listeners = [parse_listener(item) for item in config.listeners]
+        advertised = config.get("advertised.listeners")
+        self._advertised_config = [parse_listener(item) for item in advertised or []]
+        self.advertised: list[Endpoint] = []
+        self.handlers: dict[int, Handler] = {h.api_key: h for h in all_handlers()}
+        self.connections = ConnectionRegistry(
+            max_connections=config.get("max.connections"),
+            max_per_ip=config.get("max.connections.per.ip"),
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._servers: list[asyncio.Server] = []
+        self._stopping = False
+        log_dirs = config.log_dirs
+        for directory in log_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+        self._locks = lock_log_dirs(log_dirs)
+        meta = read_or_create_meta_properties(log_dirs, self.broker_id, config.get("cluster.id"))
+        self.cluster_id = meta.cluster_id
+        self.metadata = LocalStore(log_dirs[0], self.cluster_id)
+        self.controller = Controller(self.metadata, config, lambda: [self.broker_id])
+        self.log_manager = LogManager(log_dirs, config, clock=self.clock)
+        self.replica_manager = ReplicaManager(
+            broker_id=self.broker_id,
+            config=config,
+            log_manager=self.log_manager,
+            metadata=self.metadata,
+            clock=self.clock,
+        )
+        self.controller.add_listener(self.replica_manager)
+        self.producer_ids = ProducerIdManager(self.metadata)
+
+    @staticmethod
+    def clock() -> int:
+        """Wall-clock milliseconds since the epoch (Kafka's time.milliseconds())."""
+        return time.time_ns() // 1_000_000
+
+    def log_config(self, topic: str) -> LogConfig:
+        metadata = self.metadata.topic(topic)
+        overrides = metadata.configs if metadata is not None else {}
+        return LogConfig.build(self.config, _parsed(overrides))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        self.log_manager.load_logs(self.log_config)
+        self.replica_manager.startup()
+        loop = asyncio.get_running_loop()
+        for endpoint in self.listeners:
+            server = await loop.create_server(
+                lambda name=endpoint.name: KafkaConnection(self, name),
+                host=endpoint.host or None,
+                port=endpoint.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            bound_port = server.sockets[0].getsockname()[1]
+            self.advertised.append(self._advertise(endpoint, bound_port))
+        self._schedule_jobs()
+        log.info(
+            "broker %d (cluster %s) listening on %s, advertised as %s, %d partitions, "
+            "started in %.2fs",
+            self.broker_id,
+            self.cluster_id,
+            ", ".join(str(self._bound(e, s)) for e, s in zip(self.listeners, self._servers, strict=True)),
+            ", ".join(str(e) for e in self.advertised),
+            len(self.replica_manager.partitions),
+            time.monotonic() - started,
+        )
+
+    def _advertise(self, endpoint: Endpoint, bound_port: int) -> Endpoint:
+        for configured in self._advertised_config:
+            if configured.name == endpoint.name:
+                port = configured.port or bound_port
+                return Endpoint(configured.name, configured.host or _default_host(), port)
+        host = endpoint.host if endpoint.host not in ("", "0.0.0.0", "::") else _default_host()
+        return Endpoint(endpoint.name, host, bound_port)
+
+    @staticmethod
+    def _bound(endpoint: Endpoint, server: asyncio.Server) -> Endpoint:
+        return Endpoint(endpoint.name, endpoint.host, server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("shutting down")
+        for server in self._servers:
+            server.close()
+        self.replica_manager.complete_waiting()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        while any(c.busy for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=1)
+        self.log_manager.shutdown()
+        for fd in self._locks:
+            os.close(fd)
+        log.info("shut down cleanly")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task owned by the broker (cancelled at shutdown)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- periodic jobs ------------------------------------------------------------------------------
+
+    def _schedule_jobs(self) -> None:
+        config = self.config
+        self.spawn(self._every(config.get("log.retention.check.interval.ms"),
+                               self.log_manager.cleanup_logs, "retention"))
+        self.spawn(self._every(min(config.get("log.flush.scheduler.interval.ms"), 3_600_000),
+                               self.log_manager.flush_dirty_logs, "flush"))
+        self.spawn(self._every(config.get("log.flush.offset.checkpoint.interval.ms"),
+                               lambda _now: self.log_manager.checkpoint_recovery_points(),
+                               "recovery point checkpoint"))
+        self.spawn(self._every(config.get("log.flush.start.offset.checkpoint.interval.ms"),
+                               lambda _now: self.log_manager.checkpoint_log_start_offsets(),
+                               "log start offset checkpoint"))
+        self.spawn(self._every(config.get("replica.high.watermark.checkpoint.interval.ms"),
+                               lambda _now: self.log_manager.checkpoint_high_watermarks(),
+                               "high watermark checkpoint"))
+        self.spawn(self._every(30_000, self.replica_manager.expire_idle_producers,
+                               "producer expiration"))
+
+    async def _every(self, interval_ms: int, job: Any, name: str) -> None:
+        interval = max(interval_ms, 10) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                job(self.clock())
+            except Exception:
+                log.exception("periodic job %s failed", name)
+
+    # -- helpers for handlers ------------------------------------------------------------------------
+
+    def api_versions_fallback(self) -> Any:
+        """ApiVersions v0 response with UNSUPPORTED_VERSION, for a version we do not know."""
+        return versions_response(self, 0, ErrorCode.unsupported_version)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """This broker's advertised endpoint for clients."""
+        return self.advertised[0]
+
+
+def _default_host() -> str:
+    return socket.getfqdn()
+
+
+def _parsed(overrides: Any) -> dict[str, Any]:
+    from odradek.config import validate_topic_configs
+
+    try:
+        return validate_topic_configs(overrides)
+    except ConfigError as exc:
+        log.warning("ignoring invalid stored topic config: %s", exc)
+        return {}

@@ -1,0 +1,124 @@
+"""``odradek server``: run a broker in the foreground until SIGTERM or SIGINT.
+
+Config precedence, lowest first: Kafka's defaults, ``--config FILE``, the short flags
+(``--data-dir``, ``--listeners``, ...), then ``--override key=value`` (as
+kafka-server-start's ``--override``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from odradek.config import BrokerConfig, ConfigError, parse_override, read_properties
+
+SHUTDOWN_DEADLINE_SECONDS = 10.0
+
+log = logging.getLogger("odradek.server")
+
+
+def server(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Directory for the logs (log.dirs). [default: ./odradek-data]"
+        ),
+    ] = None,
+    listeners: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated listeners. [default: PLAINTEXT://127.0.0.1:9092]"),
+    ] = None,
+    advertised_listeners: Annotated[
+        str | None,
+        typer.Option(help="Listeners given to clients, when they differ from --listeners."),
+    ] = None,
+    broker_id: Annotated[int | None, typer.Option(help="This broker's id. [default: 1]")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="server.properties-style config file.")
+    ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option(help="A config key=value with Kafka's names; repeatable."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run a single-node broker."""
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        _fail(f"--log-level {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR", code=2)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        props = read_properties(config) if config is not None else {}
+        if data_dir is not None:
+            props["log.dirs"] = str(data_dir)
+        if listeners is not None:
+            props["listeners"] = listeners
+        if advertised_listeners is not None:
+            props["advertised.listeners"] = advertised_listeners
+        if broker_id is not None:
+            props["broker.id"] = str(broker_id)
+        for item in override or []:
+            key, value = parse_override(item)
+            props[key] = value
+        broker_config = BrokerConfig(props)
+    except ConfigError as exc:
+        _fail(str(exc))
+    for name in broker_config.unknown:
+        log.warning("ignoring unknown config %s", name)
+    code = asyncio.run(_run(broker_config))
+    raise typer.Exit(code)
+
+
+async def _run(config: BrokerConfig) -> int:
+    from odradek.broker.server import Broker, BrokerStartError
+
+    try:
+        broker = Broker(config)
+        await broker.start()
+    except (ConfigError, BrokerStartError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(_describe_os_error(exc, config))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    try:
+        await asyncio.wait_for(broker.stop(), SHUTDOWN_DEADLINE_SECONDS)
+    except TimeoutError:
+        log.error("shutdown took longer than %.0fs; exiting anyway", SHUTDOWN_DEADLINE_SECONDS)
+        return 1
+    return 0
+
+
+def _describe_os_error(exc: OSError, config: BrokerConfig) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {', '.join(config.listeners)}: address already in use "
+            "(is another broker running? pick another port with --listeners)"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"permission denied{where}: choose a writable --data-dir"
+    return f"cannot start the broker: {exc.strerror or exc}"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("server")(server)

@@ -1,0 +1,264 @@
+"""Cluster metadata: topics, their partitions' leadership, topic configs, producer ids.
+
+``MetadataStore`` is what the broker needs of cluster metadata. ``LocalStore`` serves a
+single node: the node is its own controller and keeps the metadata in one JSON document,
+``cluster-metadata.json`` in the first log dir, replaced atomically (write to a temporary
+file, fsync, rename, fsync the directory) on every change. The ZooKeeper-backed store of
+cluster mode implements the same protocol.
+
+Not thread-safe: the broker calls it from its event loop only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from odradek.protocol.errors import ErrorCode, KafkaError
+
+METADATA_FILE = "cluster-metadata.json"
+PRODUCER_ID_BLOCK = 1000
+FORMAT_VERSION = 1
+
+
+class TopicExistsError(KafkaError):
+    error_code = ErrorCode.topic_already_exists
+
+
+class UnknownTopicError(KafkaError):
+    error_code = ErrorCode.unknown_topic_or_partition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartitionState:
+    """Leadership of one partition, as Kafka's partition state znode holds it."""
+
+    leader: int
+    leader_epoch: int = 0
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    partition_epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicMetadata:
+    name: str
+    topic_id: uuid.UUID
+    partitions: tuple[PartitionState, ...]
+    configs: Mapping[str, str] = field(default_factory=dict)
+    """Topic-level config overrides as strings, Kafka's names."""
+
+    @property
+    def replication_factor(self) -> int:
+        return len(self.partitions[0].replicas) if self.partitions else 0
+
+
+def topic_id_to_base64(topic_id: uuid.UUID) -> str:
+    """Kafka's printable topic id: URL-safe base64 of the 16 bytes, without padding."""
+    return base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
+
+
+def new_topic_id() -> uuid.UUID:
+    """A random topic id that is not Kafka's reserved zero or metadata id."""
+    while True:
+        candidate = uuid.uuid4()
+        # Kafka also avoids ids whose base64 form starts with '-' (awkward on command lines).
+        if candidate.int > 1 and not topic_id_to_base64(candidate).startswith("-"):
+            return candidate
+
+
+class MetadataStore(Protocol):
+    """What the broker reads and changes of cluster metadata."""
+
+    @property
+    def cluster_id(self) -> str: ...
+    def topics(self) -> Mapping[str, TopicMetadata]: ...
+    def topic(self, name: str) -> TopicMetadata | None: ...
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicMetadata | None: ...
+    def create_topic(
+        self, name: str, assignment: list[list[int]], configs: Mapping[str, str]
+    ) -> TopicMetadata: ...
+    def delete_topic(self, name: str) -> TopicMetadata: ...
+    def add_partitions(self, name: str, assignment: list[list[int]]) -> TopicMetadata: ...
+    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata: ...
+    def allocate_producer_id(self) -> int: ...
+
+
+class LocalStore:
+    """Single-node metadata kept in one atomically replaced JSON file."""
+
+    def __init__(self, directory: Path, cluster_id: str) -> None:
+        self._path = directory / METADATA_FILE
+        self._cluster_id = cluster_id
+        self._topics: dict[str, TopicMetadata] = {}
+        self._by_id: dict[uuid.UUID, TopicMetadata] = {}
+        self._next_producer_id = 0
+        self._producer_id_limit = 0
+        self._load()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @property
+    def cluster_id(self) -> str:
+        return self._cluster_id
+
+    def topics(self) -> Mapping[str, TopicMetadata]:
+        return self._topics
+
+    def topic(self, name: str) -> TopicMetadata | None:
+        return self._topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicMetadata | None:
+        return self._by_id.get(topic_id)
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def create_topic(
+        self, name: str, assignment: list[list[int]], configs: Mapping[str, str]
+    ) -> TopicMetadata:
+        if name in self._topics:
+            raise TopicExistsError(f"Topic '{name}' already exists.")
+        topic = TopicMetadata(
+            name=name,
+            topic_id=new_topic_id(),
+            partitions=tuple(_initial_state(replicas) for replicas in assignment),
+            configs=dict(configs),
+        )
+        self._put(topic)
+        self._save()
+        return topic
+
+    def delete_topic(self, name: str) -> TopicMetadata:
+        topic = self._require(name)
+        del self._topics[name]
+        del self._by_id[topic.topic_id]
+        self._save()
+        return topic
+
+    def add_partitions(self, name: str, assignment: list[list[int]]) -> TopicMetadata:
+        topic = self._require(name)
+        updated = replace(
+            topic,
+            partitions=topic.partitions + tuple(_initial_state(r) for r in assignment),
+        )
+        self._put(updated)
+        self._save()
+        return updated
+
+    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata:
+        updated = replace(self._require(name), configs=dict(configs))
+        self._put(updated)
+        self._save()
+        return updated
+
+    def allocate_producer_id(self) -> int:
+        """Next producer id; blocks of ids are persisted ahead so none is ever reused."""
+        if self._next_producer_id >= self._producer_id_limit:
+            self._producer_id_limit = self._next_producer_id + PRODUCER_ID_BLOCK
+            self._save()
+        producer_id = self._next_producer_id
+        self._next_producer_id += 1
+        return producer_id
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _require(self, name: str) -> TopicMetadata:
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopicError(f"Topic '{name}' does not exist.")
+        return topic
+
+    def _put(self, topic: TopicMetadata) -> None:
+        self._topics[topic.name] = topic
+        self._by_id[topic.topic_id] = topic
+
+    def _load(self) -> None:
+        try:
+            document = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(
+                f"cannot read cluster metadata {self._path}: {exc}; "
+                "restore it from a backup or move it away to start with no topics"
+            ) from exc
+        self._cluster_id = document.get("cluster_id", self._cluster_id)
+        # Ids up to the persisted limit may have been handed out before a crash.
+        self._next_producer_id = int(document.get("producer_id_limit", 0))
+        self._producer_id_limit = self._next_producer_id
+        for raw in document.get("topics", []):
+            self._put(_topic_from_json(raw))
+
+    def _save(self) -> None:
+        document = {
+            "version": FORMAT_VERSION,
+            "cluster_id": self._cluster_id,
+            "producer_id_limit": self._producer_id_limit,
+            "topics": [_topic_to_json(t) for t in self._topics.values()],
+        }
+        write_atomically(self._path, json.dumps(document, indent=1).encode())
+
+
+def _initial_state(replicas: list[int]) -> PartitionState:
+    return PartitionState(leader=replicas[0], replicas=tuple(replicas), isr=tuple(replicas))
+
+
+def _topic_to_json(topic: TopicMetadata) -> dict[str, Any]:
+    return {
+        "name": topic.name,
+        "topic_id": str(topic.topic_id),
+        "configs": dict(topic.configs),
+        "partitions": [
+            {
+                "leader": p.leader,
+                "leader_epoch": p.leader_epoch,
+                "replicas": list(p.replicas),
+                "isr": list(p.isr),
+                "partition_epoch": p.partition_epoch,
+            }
+            for p in topic.partitions
+        ],
+    }
+
+
+def _topic_from_json(raw: Mapping[str, Any]) -> TopicMetadata:
+    return TopicMetadata(
+        name=raw["name"],
+        topic_id=uuid.UUID(raw["topic_id"]),
+        configs=dict(raw.get("configs", {})),
+        partitions=tuple(
+            PartitionState(
+                leader=p["leader"],
+                leader_epoch=p.get("leader_epoch", 0),
+                replicas=tuple(p["replicas"]),
+                isr=tuple(p["isr"]),
+                partition_epoch=p.get("partition_epoch", 0),
+            )
+            for p in raw["partitions"]
+        ),
+    )
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,124 @@
+"""Bodies of requests and responses, through kio's classes generated from Kafka's schemas.
+
+kio has one class per API version; this module maps (api key, version) to them, decodes a
+request body and encodes a response body. It also offers :func:`build`, which makes an
+entity of a given version from a superset of field values, so a handler can describe a
+response once for all versions and let each version keep the fields it has.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import fields
+from functools import cache
+from typing import Any
+
+from kio.index import UnknownAPIKey, UnknownEntity, load_payload_module
+from kio.schema.index import api_key_map, schema_name_map
+from kio.serial import entity_reader, entity_writer
+from kio.static.constants import EntityType
+
+from odradek.protocol.headers import API_VERSIONS_KEY
+
+
+class DecodeError(ValueError):
+    """A request body kio cannot parse: the connection is closed, as Kafka does."""
+
+
+@cache
+def kio_versions(api_key: int) -> tuple[int, int] | None:
+    """The (min, max) versions kio has schemas for, or None for an unknown API key."""
+    name = api_key_map.get(api_key)
+    if name is None:
+        return None
+    versions = sorted(schema_name_map[name])
+    return versions[0], versions[-1]
+
+
+@cache
+def request_class(api_key: int, version: int) -> Any:
+    return _payload_class(api_key, version, EntityType.request, "Request")
+
+
+@cache
+def response_class(api_key: int, version: int) -> Any:
+    return _payload_class(api_key, version, EntityType.response, "Response")
+
+
+@cache
+def response_module(api_key: int, version: int) -> Any:
+    """The kio module of a response version: nested entity classes are attributes of it."""
+    return load_payload_module(api_key, version, EntityType.response)
+
+
+def _payload_class(api_key: int, version: int, kind: Any, suffix: str) -> Any:
+    try:
+        module = load_payload_module(api_key, version, kind)
+    except (UnknownAPIKey, UnknownEntity) as exc:
+        raise KeyError((api_key, version)) from exc
+    for name in dir(module):
+        value = getattr(module, name)
+        if (
+            isinstance(value, type)
+            and name.endswith(suffix)
+            and getattr(value, "__type__", None) is kind
+        ):
+            return value
+    raise KeyError((api_key, version))
+
+
+@cache
+def is_flexible_request(api_key: int, version: int) -> bool:
+    """Whether a request uses header v2 (tagged fields)."""
+    return bool(request_class(api_key, version).__flexible__)
+
+
+@cache
+def is_flexible_response(api_key: int, version: int) -> bool:
+    """Whether a response uses header v1; never for ApiVersions."""
+    if api_key == API_VERSIONS_KEY:
+        return False
+    return bool(response_class(api_key, version).__flexible__)
+
+
+@cache
+def _reader(cls: Any) -> Any:
+    return entity_reader(cls)
+
+
+@cache
+def _writer(cls: Any) -> Any:
+    return entity_writer(cls)
+
+
+def decode_request(api_key: int, version: int, frame: bytes, offset: int) -> Any:
+    """The request entity in ``frame`` after its header; DecodeError if it does not parse."""
+    cls = request_class(api_key, version)
+    try:
+        entity, _size = _reader(cls)(frame, offset)
+    except Exception as exc:  # kio's native reader raises several types on bad input
+        raise DecodeError(f"cannot decode {cls.__name__} v{version}: {exc}") from exc
+    return entity
+
+
+def encode(entity: Any) -> bytes:
+    """Body bytes of a kio entity (request or response)."""
+    buffer = io.BytesIO()
+    _writer(type(entity))(buffer, entity)
+    return buffer.getvalue()
+
+
+@cache
+def field_names(cls: Any) -> frozenset[str]:
+    return frozenset(field.name for field in fields(cls))
+
+
+def build(cls: Any, **values: Any) -> Any:
+    """An instance of ``cls`` from the values among ``values`` that ``cls`` has.
+
+    Values for fields that this version lacks are dropped; fields the version has but
+    ``values`` lacks take the schema default (a missing required field is a bug: kio
+    raises TypeError).
+    """
+    names = field_names(cls)
+    return cls(**{name: value for name, value in values.items() if name in names})

@@ -1,0 +1,254 @@
+"""The partitions this broker hosts, and the produce and fetch paths across them.
+
+Kafka's ReplicaManager: appends a produce request's records partition by partition, reads
+a fetch request's partitions within its byte budgets (KIP-74), and parks a fetch that
+found fewer than ``min_bytes`` until enough data arrives or ``max_wait_ms`` passes (the
+fetch purgatory). Appends wake the fetches waiting on their partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from odradek.cluster.metadata import MetadataStore, TopicMetadata
+from odradek.config import BrokerConfig, LogConfig
+from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.types import TopicPartition
+from odradek.replication.partition import Partition, PartitionRead
+from odradek.storage.log_manager import LogManager
+
+log = logging.getLogger(__name__)
+
+
+class UnknownTopicOrPartitionError(KafkaError):
+    error_code = ErrorCode.unknown_topic_or_partition
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceResult:
+    error: ErrorCode = ErrorCode.none
+    base_offset: int = -1
+    log_append_time: int = -1
+    log_start_offset: int = -1
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPartition:
+    """One partition of a fetch request."""
+
+    tp: TopicPartition
+    fetch_offset: int
+    max_bytes: int
+    current_leader_epoch: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    tp: TopicPartition
+    error: ErrorCode
+    read: PartitionRead | None = None
+
+    @property
+    def size(self) -> int:
+        if self.read is None or self.read.info is None or self.read.info.records is None:
+            return 0
+        return self.read.info.records.size
+
+
+@dataclass(eq=False)
+class _FetchWaiter:
+    """A parked fetch: completes once ``needed`` more bytes were appended to its partitions."""
+
+    needed: int
+    future: asyncio.Future[None]
+    partitions: list[TopicPartition] = field(default_factory=list)
+
+    def wake(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class ReplicaManager:
+    def __init__(
+        self,
+        broker_id: int,
+        config: BrokerConfig,
+        log_manager: LogManager,
+        metadata: MetadataStore,
+        clock: Callable[[], int],
+    ) -> None:
+        self.broker_id = broker_id
+        self.config = config
+        self.log_manager = log_manager
+        self.metadata = metadata
+        self.clock = clock
+        self.partitions: dict[TopicPartition, Partition] = {}
+        self._waiters: dict[TopicPartition, set[_FetchWaiter]] = {}
+
+    # -- hosting partitions ----------------------------------------------------------------------
+
+    def startup(self) -> None:
+        for topic in self.metadata.topics().values():
+            self._host(topic, 0)
+        hosted = set(self.partitions)
+        for tp in self.log_manager.all_partitions():
+            if tp not in hosted:
+                log.warning("log %s belongs to no known topic; left on disk untouched", tp)
+
+    def log_config(self, topic: TopicMetadata) -> LogConfig:
+        from odradek.config import validate_topic_configs
+
+        return LogConfig.build(self.config, validate_topic_configs(topic.configs))
+
+    def _host(self, topic: TopicMetadata, first: int) -> None:
+        config = self.log_config(topic)
+        for index, state in enumerate(topic.partitions[first:], start=first):
+            if self.broker_id not in state.replicas:
+                continue
+            tp = TopicPartition(topic.name, index)
+            partition_log = self.log_manager.get_or_create_log(tp, config, topic.topic_id)
+            self.partitions[tp] = Partition(tp, topic.topic_id, partition_log, state, self.broker_id)
+
+    def topic_created(self, topic: TopicMetadata) -> None:
+        self._host(topic, 0)
+
+    def partitions_added(self, topic: TopicMetadata, first_new: int) -> None:
+        self._host(topic, first_new)
+
+    def topic_deleted(self, topic: TopicMetadata) -> None:
+        for index in range(len(topic.partitions)):
+            tp = TopicPartition(topic.name, index)
+            if self.partitions.pop(tp, None) is not None:
+                self.log_manager.delete_log(tp)
+            self._wake(tp)
+
+    def topic_configs_changed(self, topic: TopicMetadata) -> None:
+        config = self.log_config(topic)
+        for index in range(len(topic.partitions)):
+            partition = self.partitions.get(TopicPartition(topic.name, index))
+            if partition is not None:
+                partition.update_config(config)
+
+    def get_partition(self, tp: TopicPartition) -> Partition:
+        partition = self.partitions.get(tp)
+        if partition is None:
+            raise UnknownTopicOrPartitionError(f"This server does not host {tp}.")
+        return partition
+
+    # -- produce ---------------------------------------------------------------------------------
+
+    def append_records(
+        self, required_acks: int, entries: Iterable[tuple[TopicPartition, bytes | None]]
+    ) -> dict[TopicPartition, ProduceResult]:
+        results: dict[TopicPartition, ProduceResult] = {}
+        for tp, records in entries:
+            results[tp] = self._append(tp, records, required_acks)
+        return results
+
+    def _append(self, tp: TopicPartition, records: bytes | None, acks: int) -> ProduceResult:
+        try:
+            partition = self.get_partition(tp)
+            if not records:
+                raise KafkaError("Produce request with no records", ErrorCode.invalid_record)
+            info = partition.append_records_to_leader(records, acks)
+        except KafkaError as exc:
+            return ProduceResult(error=exc.error_code, message=exc.message or None)
+        if not info.duplicate:
+            self._notify(tp, len(records))
+        return ProduceResult(
+            base_offset=info.first_offset,
+            log_append_time=info.log_append_time,
+            log_start_offset=info.log_start_offset,
+        )
+
+    # -- fetch -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def fetch_satisfied(results: Sequence[FetchResult], min_bytes: int, max_wait_ms: int) -> bool:
+        """Whether a first read answers the fetch now rather than parking it (Kafka's rule)."""
+        return (
+            max_wait_ms <= 0
+            or not results
+            or sum(r.size for r in results) >= min_bytes
+            or any(r.error is not ErrorCode.none for r in results)
+        )
+
+    async def wait_for_data(
+        self, partitions: Sequence[FetchPartition], needed: int, max_wait_ms: int
+    ) -> None:
+        """Park until ``needed`` bytes are appended to ``partitions`` or the wait is over."""
+        waiter = _FetchWaiter(needed=needed, future=asyncio.get_running_loop().create_future())
+        for item in partitions:
+            waiter.partitions.append(item.tp)
+            self._waiters.setdefault(item.tp, set()).add(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.future), max_wait_ms / 1000)
+        except TimeoutError:
+            pass
+        finally:
+            self._forget(waiter)
+
+    def read(
+        self, partitions: Sequence[FetchPartition], *, max_bytes: int, isolation_level: int
+    ) -> list[FetchResult]:
+        """Read each partition in order within the response budget (KIP-74)."""
+        results = []
+        remaining = max_bytes
+        min_one_message = True
+        for item in partitions:
+            try:
+                partition = self.get_partition(item.tp)
+                read = partition.read(
+                    item.fetch_offset,
+                    min(item.max_bytes, remaining),
+                    isolation_level,
+                    min_one_message,
+                    item.current_leader_epoch,
+                )
+            except KafkaError as exc:
+                results.append(FetchResult(item.tp, exc.error_code))
+                continue
+            result = FetchResult(item.tp, ErrorCode.none, read)
+            if result.size:
+                remaining = max(remaining - result.size, 0)
+                min_one_message = False
+            results.append(result)
+        return results
+
+    def _notify(self, tp: TopicPartition, appended: int) -> None:
+        waiters = self._waiters.get(tp)
+        if not waiters:
+            return
+        for waiter in list(waiters):
+            waiter.needed -= appended
+            if waiter.needed <= 0:
+                waiter.wake()
+
+    def _wake(self, tp: TopicPartition) -> None:
+        for waiter in list(self._waiters.get(tp, ())):
+            waiter.wake()
+
+    def _forget(self, waiter: _FetchWaiter) -> None:
+        for tp in waiter.partitions:
+            waiters = self._waiters.get(tp)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[tp]
+
+    def complete_waiting(self) -> None:
+        """Answer every parked fetch now (shutdown)."""
+        for waiters in list(self._waiters.values()):
+            for waiter in list(waiters):
+                waiter.wake()
+
+    # -- housekeeping ------------------------------------------------------------------------------
+
+    def expire_idle_producers(self, now: int) -> None:
+        expiration = self.config.get("producer.id.expiration.ms")
+        for partition in self.partitions.values():
+            partition.log.producer_state.remove_expired_producers(now, expiration)
