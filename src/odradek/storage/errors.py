@@ -1,0 +1,100 @@
+"""Storage errors, each carrying the Kafka error code that a client is told.
+
+Kafka's classes of the same names live in ``org.apache.kafka.common.errors``; the codes are
+the ones Kafka 4 puts in a Produce / Fetch / ListOffsets / DeleteRecords response.
+
+Record batches with magic 0 or 1 are answered with INVALID_RECORD, as Kafka 4 does
+(``ProduceRequest.validateRecords``: produce v3+ may only carry magic 2 batches; Kafka 4
+accepts no older produce version), so there is no UNSUPPORTED_FOR_MESSAGE_FORMAT here.
+"""
+
+from __future__ import annotations
+
+from odradek.protocol.errors import ErrorCode, KafkaError
+
+__all__ = [
+    "CorruptIndexError",
+    "CorruptRecordError",
+    "CorruptSnapshotError",
+    "InconsistentTopicIdError",
+    "InvalidProducerEpochError",
+    "InvalidRecordError",
+    "InvalidTimestampError",
+    "KafkaStorageError",
+    "OffsetOutOfRangeError",
+    "OutOfOrderSequenceError",
+    "RecordBatchTooLargeError",
+    "RecordTooLargeError",
+    "UnexpectedAppendOffsetError",
+]
+
+
+class CorruptRecordError(KafkaError):
+    """A batch fails its CRC or its framing (length fields) is broken."""
+
+    error_code = ErrorCode.corrupt_message
+
+
+class InvalidRecordError(KafkaError):
+    """A batch that parses but breaks a rule: wrong magic, offsets, count, control batch,
+    missing key on a compacted topic, ..."""
+
+    error_code = ErrorCode.invalid_record
+
+
+class RecordTooLargeError(KafkaError):
+    """One batch is larger than ``max.message.bytes``."""
+
+    error_code = ErrorCode.message_too_large
+
+
+class RecordBatchTooLargeError(KafkaError):
+    """The records of one append are larger than ``segment.bytes``."""
+
+    error_code = ErrorCode.record_list_too_large
+
+
+class InvalidTimestampError(KafkaError):
+    """A CreateTime timestamp outside ``message.timestamp.{before,after}.max.ms`` of now, or a
+    producer that set LogAppendTime itself."""
+
+    error_code = ErrorCode.invalid_timestamp
+
+
+class OffsetOutOfRangeError(KafkaError):
+    error_code = ErrorCode.offset_out_of_range
+
+
+class OutOfOrderSequenceError(KafkaError):
+    error_code = ErrorCode.out_of_order_sequence_number
+
+
+class InvalidProducerEpochError(KafkaError):
+    error_code = ErrorCode.invalid_producer_epoch
+
+
+class KafkaStorageError(KafkaError):
+    """An OSError while writing, flushing or reading a log: the log directory is unusable."""
+
+    error_code = ErrorCode.kafka_storage_error
+
+
+class InconsistentTopicIdError(KafkaError):
+    """The topic id given for a log differs from the one in its ``partition.metadata``."""
+
+    error_code = ErrorCode.inconsistent_topic_id
+
+
+class UnexpectedAppendOffsetError(KafkaError):
+    """A follower append whose first offset is below the log end offset, or whose batches'
+    offsets go backwards."""
+
+    error_code = ErrorCode.unknown_server_error
+
+
+class CorruptIndexError(Exception):
+    """An index file failed its sanity check; the caller rebuilds it from the log."""
+
+
+class CorruptSnapshotError(Exception):
+    """A producer state snapshot failed to parse or its CRC; the caller ignores it."""

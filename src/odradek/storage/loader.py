@@ -1,0 +1,295 @@
+"""Loading a partition directory at start-up, with recovery (Kafka's ``LogLoader``).
+
+1. Leftovers: ``*.deleted``, ``*.cleaned`` and ``*.tmp`` files are deleted; ``*.swap``
+   files (a finished compaction or split whose rename was interrupted) replace the
+   segments they cover and are renamed into place, except swaps at or after the lowest
+   ``.cleaned`` offset (an unfinished split), which are deleted. Index files without a
+   ``.log`` are deleted.
+2. Segments are listed, not opened. A segment missing an index file is recovered.
+3. After an unclean stop, every segment from the one holding the recovery point onward
+   is recovered (``LogSegment.recover``: CRC of every batch, indexes rebuilt, torn or
+   garbage tail truncated); after the first segment that had to be truncated, the later
+   ones are deleted.
+   After a clean shutdown nothing is scanned except the active segment's tail: its last
+   index entry is checked against the batch it points at, headers are scanned from there
+   to the end of the file, and the batches after the recovery point (there should be
+   none) are CRC-checked. Garbage appended to the ``.log``, ``.index`` or ``.timeindex``
+   is detected that way, and the tail truncated or the indexes rebuilt.
+4. Log start offset = max(checkpoint, first segment's base offset); the leader epoch
+   cache is truncated to the log's range; producer state comes from the latest snapshot
+   plus a replay of batch headers after it.
+
+A corrupt segment never stops the start-up: what is valid is kept and a warning logged.
+Work is proportional to the data after the recovery point (plus, when producer state
+must be replayed, the data after the latest producer snapshot, i.e. since the last roll).
+
+Runs before the log is shared; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+
+from odradek.config import LogConfig
+from odradek.protocol.records import BatchHeader
+from odradek.protocol.types import TopicPartition
+from odradek.storage import log_files
+from odradek.storage.errors import CorruptIndexError, KafkaStorageError
+from odradek.storage.file_records import HandleCache
+from odradek.storage.leader_epoch import LeaderEpochFileCache
+from odradek.storage.local_log import LogSegments, roll_jitter
+from odradek.storage.producer_state import ProducerStateManager
+from odradek.storage.segment import Clock, LogSegment
+from odradek.storage.time_index import NO_TIMESTAMP
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedLogOffsets:
+    log_start_offset: int
+    recovery_point: int
+    next_offset: int
+
+
+class LogLoader:
+    def __init__(
+        self,
+        directory: str,
+        topic_partition: TopicPartition,
+        config: LogConfig,
+        *,
+        clock: Clock,
+        handle_cache: HandleCache | None,
+        clean_shutdown: bool,
+        log_start_offset_checkpoint: int,
+        recovery_point_checkpoint: int,
+        leader_epoch_cache: LeaderEpochFileCache,
+        producer_state: ProducerStateManager,
+    ) -> None:
+        self.dir = directory
+        self.topic_partition = topic_partition
+        self.config = config
+        self.clock = clock
+        self.handle_cache = handle_cache
+        self.clean_shutdown = clean_shutdown
+        self.log_start_offset_checkpoint = log_start_offset_checkpoint
+        self.recovery_point_checkpoint = recovery_point_checkpoint
+        self.leader_epoch_cache = leader_epoch_cache
+        self.producer_state = producer_state
+        self.segments = LogSegments()
+
+    def _segment(self, base_offset: int, suffix: str = "") -> LogSegment:
+        return LogSegment(
+            self.dir,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            max_index_size=self.config.segment_index_bytes,
+            clock=self.clock,
+            roll_jitter_ms=roll_jitter(self.config),
+            handle_cache=self.handle_cache,
+            suffix=suffix,
+        )
+
+    def _new_segment(self, base_offset: int) -> LogSegment:
+        return LogSegment.create(
+            self.dir,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            max_index_size=self.config.segment_index_bytes,
+            clock=self.clock,
+            roll_jitter_ms=roll_jitter(self.config),
+            handle_cache=self.handle_cache,
+        )
+
+    def load(self) -> LoadedLogOffsets:
+        self._remove_temp_files_and_complete_swaps()
+        self._load_segment_files()
+        next_offset, recovery_point = self._recover()
+        log_start = max(self.log_start_offset_checkpoint, self.segments.base_offsets[0])
+        cache = self.leader_epoch_cache
+        cache.truncate_from_end(next_offset)
+        cache.truncate_from_start(log_start)
+        return LoadedLogOffsets(log_start, recovery_point, next_offset)
+
+    # -- leftovers -----------------------------------------------------------------------
+
+    def _remove_temp_files_and_complete_swaps(self) -> None:
+        names = os.listdir(self.dir)
+        swaps: list[str] = []
+        min_cleaned = None
+        for name in names:
+            path = os.path.join(self.dir, name)
+            if name.endswith((log_files.DELETED_FILE_SUFFIX, log_files.TMP_FILE_SUFFIX)):
+                _unlink(path)
+            elif name.endswith(log_files.CLEANED_FILE_SUFFIX):
+                offset = log_files.offset_from_file_name(name)
+                if offset is not None:
+                    min_cleaned = offset if min_cleaned is None else min(min_cleaned, offset)
+                _unlink(path)
+            elif name.endswith(log_files.SWAP_FILE_SUFFIX):
+                swaps.append(name)
+        valid_swaps = []
+        for name in swaps:
+            offset = log_files.offset_from_file_name(name)
+            if offset is None or (min_cleaned is not None and offset >= min_cleaned):
+                _unlink(os.path.join(self.dir, name))
+            else:
+                valid_swaps.append(name)
+        ranges = []
+        for name in valid_swaps:
+            if name.endswith(log_files.LOG_FILE_SUFFIX + log_files.SWAP_FILE_SUFFIX):
+                base = log_files.offset_from_file_name(name)
+                assert base is not None
+                swap = self._segment(base, log_files.SWAP_FILE_SUFFIX)
+                swap.rebuild_indexes()
+                ranges.append((base, max(swap.read_next_offset(), base + 1)))
+                swap.close_handles()
+        for name in os.listdir(self.dir):
+            offset = log_files.offset_from_file_name(name)
+            if offset is None or name.endswith(log_files.SWAP_FILE_SUFFIX):
+                continue
+            if name.endswith(log_files.PRODUCER_SNAPSHOT_FILE_SUFFIX):
+                continue
+            if any(low <= offset < high for low, high in ranges):
+                log.info("deleting segment file %s replaced by a swap file", name)
+                _unlink(os.path.join(self.dir, name))
+        for name in valid_swaps:
+            path = os.path.join(self.dir, name)
+            if os.path.exists(path):
+                os.replace(path, path[: -len(log_files.SWAP_FILE_SUFFIX)])
+
+    def _load_segment_files(self) -> None:
+        names = set(os.listdir(self.dir))
+        for name in sorted(names):
+            offset = log_files.offset_from_file_name(name)
+            if offset is None:
+                continue
+            if name.endswith(
+                (
+                    log_files.INDEX_FILE_SUFFIX,
+                    log_files.TIME_INDEX_FILE_SUFFIX,
+                    log_files.TXN_INDEX_FILE_SUFFIX,
+                )
+            ):
+                if log_files.filename_prefix(offset) + log_files.LOG_FILE_SUFFIX not in names:
+                    log.warning("deleting orphaned index file %s", os.path.join(self.dir, name))
+                    _unlink(os.path.join(self.dir, name))
+            elif name.endswith(log_files.LOG_FILE_SUFFIX):
+                segment = self._segment(offset)
+                prefix = log_files.filename_prefix(offset)
+                if (
+                    prefix + log_files.INDEX_FILE_SUFFIX not in names
+                    or prefix + log_files.TIME_INDEX_FILE_SUFFIX not in names
+                ):
+                    log.warning("index files missing for %s, rebuilding", segment.log_path)
+                    self._recover_segment(segment)
+                self.segments.add(segment)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def _recover_segment(self, segment: LogSegment) -> int:
+        cache = self.leader_epoch_cache
+
+        def assign_epoch(header: BatchHeader) -> None:
+            epoch = header.partition_leader_epoch
+            latest = cache.latest_epoch
+            if epoch >= 0 and (latest is None or epoch > latest):
+                cache.assign(epoch, header.base_offset)
+
+        try:
+            return segment.recover(assign_epoch)
+        except (OSError, KafkaStorageError, ValueError) as exc:
+            log.warning("cannot recover %s (%s); emptying it", segment.log_path, exc)
+            return segment.truncate_to(segment.base_offset)
+
+    def _recover(self) -> tuple[int, int]:
+        """Returns (next offset, recovery point)."""
+        segments = self.segments
+        if not self.clean_shutdown and len(segments):
+            unflushed = segments.values_from(self.recovery_point_checkpoint)
+            for position, segment in enumerate(unflushed):
+                if self._recover_segment(segment) > 0:
+                    rest = unflushed[position + 1 :]
+                    if rest:
+                        log.warning(
+                            "corruption in segment %d of %s; deleting %d later segments",
+                            segment.base_offset,
+                            self.topic_partition,
+                            len(rest),
+                        )
+                    for later in rest:
+                        segments.remove(later.base_offset)
+                        later.delete()
+                    break
+        elif len(segments):
+            self._check_active_tail()
+        next_offset = segments.last.read_next_offset() if segments.last else None
+        if next_offset is not None and next_offset < self.log_start_offset_checkpoint:
+            log.warning(
+                "deleting all segments of %s: log end offset %d is below log start offset %d",
+                self.topic_partition,
+                next_offset,
+                self.log_start_offset_checkpoint,
+            )
+            for segment in list(segments):
+                segments.remove(segment.base_offset)
+                segment.delete()
+            self.leader_epoch_cache.clear_and_flush()
+            self.producer_state.truncate_fully_and_start_at(self.log_start_offset_checkpoint)
+            next_offset = None
+        if not len(segments):
+            segments.add(self._new_segment(self.log_start_offset_checkpoint))
+            next_offset = self.log_start_offset_checkpoint
+        assert next_offset is not None
+        if self.clean_shutdown:
+            return next_offset, next_offset
+        return next_offset, min(self.recovery_point_checkpoint, next_offset)
+
+    def _check_active_tail(self) -> None:
+        """After a clean shutdown: find garbage after the recovery point without loading
+        the active segment's index (see the module docstring)."""
+        segment = self.segments.last
+        assert segment is not None
+        try:
+            self._check_tail(segment)
+        except CorruptIndexError as exc:
+            log.warning("%s; recovering %s", exc, segment.log_path)
+            self._recover_segment(segment)
+
+    def _check_tail(self, segment: LogSegment) -> None:
+        base = segment.base_offset
+        raw = segment.offset_index.peek_last_raw()
+        entry_offset, position = base, 0
+        if raw is not None:
+            relative, position = (
+                int.from_bytes(raw[:4], "big", signed=True),
+                int.from_bytes(raw[4:], "big", signed=True),
+            )
+            entry_offset = base + relative
+            if relative < 0 or not 0 < position < segment.size:
+                raise CorruptIndexError(f"last offset index entry of {segment.log_path} is invalid")
+        headers = list(segment.iter_headers(position))
+        if raw is not None and (not headers or headers[0].base_offset > entry_offset):
+            raise CorruptIndexError(f"last offset index entry of {segment.log_path} is invalid")
+        next_offset = headers[-1].next_offset if headers else base
+        if raw is not None and entry_offset >= next_offset:
+            raise CorruptIndexError(f"last offset index entry of {segment.log_path} is invalid")
+        timestamp, time_offset = segment.time_index.peek_last_entry()
+        if timestamp < NO_TIMESTAMP or not base <= time_offset < max(next_offset, base + 1):
+            raise CorruptIndexError(f"last time index entry of {segment.log_path} is invalid")
+        framed_end = headers[-1].position + headers[-1].size if headers else position
+        unflushed_start = next(
+            (h.position for h in headers if h.base_offset >= self.recovery_point_checkpoint),
+            framed_end,
+        )
+        if unflushed_start < segment.size:
+            segment.validate_tail(unflushed_start)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

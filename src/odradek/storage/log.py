@@ -1,0 +1,691 @@
+"""One partition's log (Kafka's ``UnifiedLog``): offsets, validation, producer state,
+leader epochs, retention, over the segments of a ``LocalLog``.
+
+Partition directory ``<log.dir>/<topic>-<partition>/`` (layout in ``log_files``): the
+segments, ``*.snapshot`` producer snapshots, ``leader-epoch-checkpoint`` and
+``partition.metadata``. Offsets: log start offset <= last stable offset == high watermark
+<= log end offset. The high watermark is kept here but advanced by the caller
+(``update_high_watermark``; on a single node, to the log end offset after each append);
+nothing at or above it is read by consumers, nor deleted by retention.
+
+Not thread-safe: the broker calls one log from one thread (its event loop). ``flush``
+blocks on fsync; a caller that moves it to a worker thread must not run other methods
+of the same log meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+
+from odradek.config import LogConfig
+from odradek.protocol.record_codec import RecordDecodeError, decode_records
+from odradek.protocol.records import BatchHeader
+from odradek.protocol.types import TopicPartition
+from odradek.storage import checkpoints
+from odradek.storage.errors import (
+    CorruptRecordError,
+    InconsistentTopicIdError,
+    OffsetOutOfRangeError,
+    RecordBatchTooLargeError,
+    UnexpectedAppendOffsetError,
+)
+from odradek.storage.file_records import HandleCache
+from odradek.storage.leader_epoch import LeaderEpochFileCache
+from odradek.storage.loader import LogLoader
+from odradek.storage.local_log import LocalLog
+from odradek.storage.producer_state import BatchMetadata, ProducerAppendInfo, ProducerStateManager
+from odradek.storage.segment import Clock, LogSegment
+from odradek.storage.validator import LogValidator
+from odradek.storage.values import (
+    NO_TIMESTAMP,
+    AppendOrigin,
+    FetchDataInfo,
+    LogAppendInfo,
+    LogOffsetMetadata,
+    TimestampAndOffset,
+)
+
+log = logging.getLogger(__name__)
+
+EARLIEST_TIMESTAMP = -2
+LATEST_TIMESTAMP = -1
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL_TIMESTAMP = -4
+LATEST_TIERED_TIMESTAMP = -5
+DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000
+
+
+def system_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Log:
+    """See the module docstring. Made by ``Log.open``."""
+
+    def __init__(
+        self,
+        local_log: LocalLog,
+        *,
+        log_start_offset: int,
+        leader_epoch_cache: LeaderEpochFileCache,
+        producer_state: ProducerStateManager,
+        topic_id: uuid.UUID | None,
+    ) -> None:
+        self._local = local_log
+        self._log_start_offset = log_start_offset
+        self._leader_epoch_cache = leader_epoch_cache
+        self._producer_state = producer_state
+        self._topic_id = topic_id
+        self._validator = LogValidator(local_log.topic_partition, local_log.config)
+        self._high_watermark = log_start_offset
+        self._high_watermark_metadata: LogOffsetMetadata | None = None
+
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        config: LogConfig,
+        *,
+        topic_id: uuid.UUID | None = None,
+        recovery_point: int = 0,
+        log_start_offset: int = 0,
+        clean_shutdown: bool = False,
+        high_watermark: int | None = None,
+        clock: Clock | None = None,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+        handle_cache: HandleCache | None = None,
+    ) -> Log:
+        """Open (creating if needed) and recover the log in ``directory``."""
+        clock = clock or system_clock
+        directory = os.path.abspath(directory)
+        tp = TopicPartition.from_dir_name(os.path.basename(directory))
+        os.makedirs(directory, exist_ok=True)
+        cache = LeaderEpochFileCache(tp, directory)
+        producer_state = ProducerStateManager(
+            tp, directory, producer_id_expiration_ms=producer_id_expiration_ms
+        )
+        loader = LogLoader(
+            directory,
+            tp,
+            config,
+            clock=clock,
+            handle_cache=handle_cache,
+            clean_shutdown=clean_shutdown,
+            log_start_offset_checkpoint=log_start_offset,
+            recovery_point_checkpoint=recovery_point,
+            leader_epoch_cache=cache,
+            producer_state=producer_state,
+        )
+        offsets = loader.load()
+        local = LocalLog(
+            directory,
+            tp,
+            config,
+            loader.segments,
+            recovery_point=offsets.recovery_point,
+            next_offset=offsets.next_offset,
+            clock=clock,
+            handle_cache=handle_cache,
+        )
+        result = cls(
+            local,
+            log_start_offset=offsets.log_start_offset,
+            leader_epoch_cache=cache,
+            producer_state=producer_state,
+            topic_id=checkpoints.read_partition_metadata(directory),
+        )
+        result._rebuild_producer_state(
+            offsets.next_offset, reload_from_clean_shutdown=clean_shutdown
+        )
+        if topic_id is not None:
+            result.assign_topic_id(topic_id)
+        result.update_high_watermark(
+            offsets.log_start_offset if high_watermark is None else high_watermark
+        )
+        return result
+
+    def __repr__(self) -> str:
+        return (
+            f"Log({self.topic_partition}, log_start_offset={self._log_start_offset}, "
+            f"log_end_offset={self.log_end_offset}, high_watermark={self._high_watermark})"
+        )
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def dir(self) -> str:
+        return self._local.dir
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return self._local.topic_partition
+
+    @property
+    def topic_id(self) -> uuid.UUID | None:
+        return self._topic_id
+
+    @property
+    def config(self) -> LogConfig:
+        return self._local.config
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._local.log_end_offset
+
+    @property
+    def log_end_offset_metadata(self) -> LogOffsetMetadata:
+        return self._local.log_end_offset_metadata
+
+    @property
+    def high_watermark(self) -> int:
+        return self._high_watermark
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Equal to the high watermark until transactions exist."""
+        return self._high_watermark
+
+    @property
+    def recovery_point(self) -> int:
+        return self._local.recovery_point
+
+    @property
+    def size_in_bytes(self) -> int:
+        return self._local.segments.size_in_bytes()
+
+    @property
+    def number_of_segments(self) -> int:
+        return len(self._local.segments)
+
+    @property
+    def segments(self) -> list[LogSegment]:
+        return list(self._local.segments)
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self._local.active_segment
+
+    @property
+    def leader_epoch_cache(self) -> LeaderEpochFileCache:
+        return self._leader_epoch_cache
+
+    @property
+    def producer_state(self) -> ProducerStateManager:
+        return self._producer_state
+
+    @property
+    def last_flush_time(self) -> int:
+        return self._local.last_flush_time
+
+    @property
+    def unflushed_messages(self) -> int:
+        return self._local.unflushed_messages
+
+    def update_config(self, config: LogConfig) -> None:
+        self._local.update_config(config)
+        self._validator = LogValidator(self.topic_partition, config)
+
+    def assign_topic_id(self, topic_id: uuid.UUID) -> None:
+        """Record the topic id in ``partition.metadata`` (InconsistentTopicIdError if the
+        file names another)."""
+        if self._topic_id is not None:
+            if self._topic_id != topic_id:
+                raise InconsistentTopicIdError(
+                    f"tried to assign topic id {topic_id} to log {self.topic_partition} "
+                    f"which already has topic id {self._topic_id}"
+                )
+            return
+        checkpoints.write_partition_metadata(self.dir, topic_id)
+        self._topic_id = topic_id
+
+    def update_high_watermark(self, offset: int) -> int:
+        """Set the high watermark, clamped to [log start offset, log end offset]."""
+        new = min(max(offset, self._log_start_offset), self.log_end_offset)
+        if new != self._high_watermark:
+            self._high_watermark = new
+            self._high_watermark_metadata = None
+        return new
+
+    def _high_watermark_offset_metadata(self) -> LogOffsetMetadata:
+        metadata = self._high_watermark_metadata
+        if metadata is None or metadata.message_offset != self._high_watermark:
+            metadata = self._local.convert_to_offset_metadata(self._high_watermark)
+            self._high_watermark_metadata = metadata
+        return metadata
+
+    # -- appends -------------------------------------------------------------------------
+
+    def append_as_leader(
+        self,
+        records: bytes | bytearray | memoryview,
+        leader_epoch: int,
+        *,
+        origin: AppendOrigin = AppendOrigin.CLIENT,
+    ) -> LogAppendInfo:
+        """Validate, assign offsets and append ``records`` (one blob of batches, patched in
+        place if it is a ``bytearray``) with a single write."""
+        buffer = records if isinstance(records, bytearray) else bytearray(records)
+        now = self._local.clock()
+        local = self._local
+        result = self._validator.validate_and_assign_offsets(
+            buffer,
+            first_offset=local.log_end_offset,
+            leader_epoch=leader_epoch,
+            now=now,
+            origin=origin,
+        )
+        updated, duplicate = self._analyze_producer_state(result.headers, origin)
+        if duplicate is not None:
+            lat = result.log_append_time != NO_TIMESTAMP
+            return LogAppendInfo(
+                first_offset=duplicate.first_offset,
+                last_offset=duplicate.last_offset,
+                max_timestamp=duplicate.timestamp,
+                offset_of_max_timestamp=duplicate.last_offset,
+                log_append_time=duplicate.timestamp if lat else NO_TIMESTAMP,
+                log_start_offset=self._log_start_offset,
+                record_count=0,
+                batch_count=0,
+                valid_bytes=0,
+                last_leader_epoch=leader_epoch,
+                duplicate=True,
+            )
+        self._check_segment_size(len(buffer))
+        if leader_epoch >= 0:
+            self._leader_epoch_cache.assign(leader_epoch, result.first_offset)
+        self._maybe_roll(len(buffer), result.max_timestamp, result.last_offset, now)
+        local.append(
+            buffer,
+            last_offset=result.last_offset,
+            largest_timestamp=result.max_timestamp,
+            offset_of_max_timestamp=result.offset_of_max_timestamp,
+        )
+        self._after_append(updated, result.last_offset)
+        return LogAppendInfo(
+            first_offset=result.first_offset,
+            last_offset=result.last_offset,
+            max_timestamp=result.max_timestamp,
+            offset_of_max_timestamp=result.offset_of_max_timestamp,
+            log_append_time=result.log_append_time,
+            log_start_offset=self._log_start_offset,
+            record_count=result.record_count,
+            batch_count=len(result.headers),
+            valid_bytes=result.valid_bytes,
+            last_leader_epoch=leader_epoch,
+        )
+
+    def append_as_follower(self, records: bytes | bytearray | memoryview) -> LogAppendInfo:
+        """Append batches copied from the leader, keeping their offsets and epochs."""
+        headers = self._validator.analyze(records, origin=AppendOrigin.REPLICATION)
+        next_offset = -1
+        max_timestamp, offset_of_max_timestamp = NO_TIMESTAMP, -1
+        for header in headers:
+            if header.base_offset < next_offset:
+                raise UnexpectedAppendOffsetError(
+                    f"out of order offsets in the append to {self.topic_partition}"
+                )
+            next_offset = header.next_offset
+            if header.max_timestamp > max_timestamp:
+                max_timestamp, offset_of_max_timestamp = header.max_timestamp, header.last_offset
+        first_offset, last_offset = headers[0].base_offset, headers[-1].last_offset
+        if first_offset < self.log_end_offset:
+            raise UnexpectedAppendOffsetError(
+                f"unexpected offset in the append to {self.topic_partition}: first offset "
+                f"{first_offset} is below the log end offset {self.log_end_offset}"
+            )
+        for header in headers:
+            if header.partition_leader_epoch >= 0:
+                self._leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
+        updated, _ = self._analyze_producer_state(headers, AppendOrigin.REPLICATION)
+        self._check_segment_size(len(records))
+        self._maybe_roll(
+            len(records), max_timestamp, last_offset, self._local.clock(), first_offset
+        )
+        self._local.append(
+            records,
+            last_offset=last_offset,
+            largest_timestamp=max_timestamp,
+            offset_of_max_timestamp=offset_of_max_timestamp,
+        )
+        self._after_append(updated, last_offset)
+        return LogAppendInfo(
+            first_offset=first_offset,
+            last_offset=last_offset,
+            max_timestamp=max_timestamp,
+            offset_of_max_timestamp=offset_of_max_timestamp,
+            log_append_time=NO_TIMESTAMP,
+            log_start_offset=self._log_start_offset,
+            record_count=sum(h.records_count for h in headers),
+            batch_count=len(headers),
+            valid_bytes=len(records),
+            last_leader_epoch=headers[-1].partition_leader_epoch,
+        )
+
+    def _analyze_producer_state(
+        self, headers: list[BatchHeader], origin: AppendOrigin
+    ) -> tuple[dict[int, ProducerAppendInfo], BatchMetadata | None]:
+        """Producer checks per batch; a duplicate of a retained batch wins over them."""
+        state = self._producer_state
+        updated: dict[int, ProducerAppendInfo] = {}
+        for header in headers:
+            if not header.has_producer_id or header.is_control:
+                continue
+            if origin is AppendOrigin.CLIENT:
+                entry = state.last_entry(header.producer_id)
+                duplicate = entry.find_duplicate_batch(header) if entry is not None else None
+                if duplicate is not None:
+                    return {}, duplicate
+            info = updated.get(header.producer_id)
+            if info is None:
+                info = updated[header.producer_id] = state.prepare_update(
+                    header.producer_id, origin
+                )
+            info.append(header)
+        return updated, None
+
+    def _check_segment_size(self, size: int) -> None:
+        if size > self.config.segment_bytes:
+            raise RecordBatchTooLargeError(
+                f"message batch size is {size} bytes in append to partition "
+                f"{self.topic_partition}, which exceeds the maximum configured segment size "
+                f"of {self.config.segment_bytes}"
+            )
+
+    def _after_append(self, updated: dict[int, ProducerAppendInfo], last_offset: int) -> None:
+        for info in updated.values():
+            self._producer_state.update(info)
+        self._producer_state.update_map_end_offset(last_offset + 1)
+        if self._local.unflushed_messages >= self.config.flush_messages:
+            self.flush()
+
+    def _maybe_roll(
+        self,
+        size: int,
+        max_timestamp: int,
+        last_offset: int,
+        now: int,
+        first_offset: int | None = None,
+    ) -> None:
+        config = self.config
+        if self._local.active_segment.should_roll(
+            max_segment_ms=config.segment_ms,
+            max_segment_bytes=config.segment_bytes,
+            max_timestamp_in_messages=max_timestamp,
+            max_offset_in_messages=last_offset,
+            messages_size=size,
+            now=now,
+        ):
+            self.roll(first_offset)
+
+    def roll(self, expected_next_offset: int | None = None) -> LogSegment:
+        """Start a new segment; snapshot producer state there and flush the old segments."""
+        segment = self._local.roll(expected_next_offset)
+        self._producer_state.update_map_end_offset(segment.base_offset)
+        self._producer_state.take_snapshot()
+        self.flush(segment.base_offset)
+        return segment
+
+    def flush(self, up_to: int | None = None) -> None:
+        """fsync segments below ``up_to`` (default: everything) and advance the recovery
+        point there."""
+        offset = self.log_end_offset if up_to is None else min(up_to, self.log_end_offset)
+        self._local.flush(offset)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read(
+        self,
+        start_offset: int,
+        max_bytes: int,
+        *,
+        max_offset: int | None = None,
+        min_one_message: bool = True,
+    ) -> FetchDataInfo:
+        """Batches from ``start_offset`` (from the start of its batch), below ``max_offset``
+        (default: the log end offset; pass the high watermark or last stable offset for
+        consumers), from one segment. OffsetOutOfRangeError outside [log start, log end]."""
+        if start_offset < self._log_start_offset:
+            raise OffsetOutOfRangeError(
+                f"received request for offset {start_offset} for partition "
+                f"{self.topic_partition}, but we only have log segments starting from offset: "
+                f"{self._log_start_offset}"
+            )
+        end = self.log_end_offset
+        if max_offset is None or max_offset >= end:
+            max_metadata = self._local.log_end_offset_metadata
+        elif max_offset == self._high_watermark:
+            max_metadata = self._high_watermark_offset_metadata()
+        else:
+            max_metadata = self._local.convert_to_offset_metadata(max_offset)
+        return self._local.read(
+            start_offset,
+            max_bytes,
+            min_one_message=min_one_message,
+            max_offset_metadata=max_metadata,
+        )
+
+    def fetch_offset_by_timestamp(self, timestamp: int) -> TimestampAndOffset | None:
+        """ListOffsets: -2 earliest, -1 latest (log end offset; the caller bounds it by the
+        high watermark or last stable offset), -3 the record with the largest timestamp,
+        else the first record with timestamp >= ``timestamp``. None when there is none."""
+        cache = self._leader_epoch_cache
+        if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
+            earliest = cache.earliest_entry()
+            epoch = (
+                earliest.epoch
+                if earliest is not None and earliest.start_offset <= self._log_start_offset
+                else None
+            )
+            return TimestampAndOffset(NO_TIMESTAMP, self._log_start_offset, epoch)
+        if timestamp == LATEST_TIMESTAMP:
+            return TimestampAndOffset(NO_TIMESTAMP, self.log_end_offset, cache.latest_epoch)
+        if timestamp == LATEST_TIERED_TIMESTAMP:
+            return TimestampAndOffset(NO_TIMESTAMP, -1, -1)
+        if timestamp == MAX_TIMESTAMP:
+            return self._max_timestamp_and_offset()
+        for segment in self._local.segments:
+            if segment.largest_timestamp() >= timestamp:
+                return segment.find_offset_by_timestamp(timestamp, self._log_start_offset)
+        return None
+
+    def _max_timestamp_and_offset(self) -> TimestampAndOffset | None:
+        segment = max(self._local.segments, key=lambda s: s.max_timestamp_so_far)
+        timestamp = segment.max_timestamp_so_far
+        if timestamp < 0:
+            return None
+        _, position = segment.offset_index.lookup(segment.offset_of_max_timestamp_so_far)
+        for header in segment.iter_headers(position):
+            if header.max_timestamp != timestamp:
+                continue
+            data = segment.read_batch(header)
+            header.position = 0
+            try:
+                records = decode_records(data, header)
+            except RecordDecodeError as exc:
+                raise CorruptRecordError(
+                    f"cannot decode batch in {segment.log_path}: {exc}"
+                ) from exc
+            offset = next(
+                (r.offset for r in records if r.timestamp == timestamp), header.last_offset
+            )
+            epoch = header.partition_leader_epoch
+            return TimestampAndOffset(timestamp, offset, epoch if epoch >= 0 else None)
+        return None
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int] | None:
+        """(epoch, end offset) for OffsetForLeaderEpoch, or None when undefined."""
+        epoch, offset = self._leader_epoch_cache.end_offset_for(leader_epoch, self.log_end_offset)
+        return None if offset < 0 else (epoch, offset)
+
+    # -- retention and log start offset --------------------------------------------------
+
+    def delete_old_segments(self, now: int | None = None) -> int:
+        """Delete segments wholly below the log start offset and, on ``delete`` topics,
+        those past ``retention.bytes`` / ``retention.ms`` (by largest timestamp). Only whole
+        segments below the high watermark; returns how many were deleted."""
+        now = self._local.clock() if now is None else now
+        deleted = self._delete_where(
+            lambda segment, following: (
+                following is not None and following.base_offset <= self._log_start_offset
+            )
+        )
+        if not self.config.delete:
+            return deleted
+        retention_bytes = self.config.retention_bytes
+        if retention_bytes >= 0 and self.size_in_bytes >= retention_bytes:
+            excess = self.size_in_bytes - retention_bytes
+
+            def over_size(segment: LogSegment, following: LogSegment | None) -> bool:
+                nonlocal excess
+                if excess - segment.size < 0:
+                    return False
+                excess -= segment.size
+                return True
+
+            deleted += self._delete_where(over_size)
+        retention_ms = self.config.retention_ms
+        if retention_ms >= 0:
+            deleted += self._delete_where(
+                lambda segment, following: now - segment.largest_timestamp() > retention_ms
+            )
+        return deleted
+
+    def _delete_where(self, predicate: Callable[[LogSegment, LogSegment | None], bool]) -> int:
+        segments = list(self._local.segments)
+        deletable: list[LogSegment] = []
+        for position, segment in enumerate(segments):
+            following = segments[position + 1] if position + 1 < len(segments) else None
+            upper_bound = following.base_offset if following is not None else self.log_end_offset
+            if self._high_watermark < upper_bound or not predicate(segment, following):
+                break
+            if following is None and segment.size == 0:
+                break
+            deletable.append(segment)
+        if not deletable:
+            return 0
+        count = len(deletable)
+        if len(segments) == count and self.roll().base_offset == deletable[-1].base_offset:
+            deletable.pop()
+        if deletable:
+            following = self._local.segments.higher(deletable[-1].base_offset)
+            assert following is not None
+            self.maybe_increment_log_start_offset(following.base_offset)
+            self._local.remove_and_delete_segments(deletable, delay=True)
+            self._producer_state.delete_snapshots_before(following.base_offset)
+        return count
+
+    def maybe_increment_log_start_offset(self, offset: int) -> bool:
+        """Move the log start offset up (DeleteRecords, retention); not past the high
+        watermark (OffsetOutOfRangeError). Segments below it go at the next retention run."""
+        if offset > self._high_watermark:
+            raise OffsetOutOfRangeError(
+                f"cannot increment the log start offset to {offset} of partition "
+                f"{self.topic_partition} since it is larger than the high watermark "
+                f"{self._high_watermark}"
+            )
+        if offset <= self._log_start_offset:
+            return False
+        self._log_start_offset = offset
+        self._local.recovery_point = max(self._local.recovery_point, offset)
+        self._leader_epoch_cache.truncate_from_start(offset)
+        self._producer_state.on_log_start_offset_incremented(offset)
+        return True
+
+    def delete_pending_files(self, now: int) -> int:
+        """Unlink deleted segments whose ``file.delete.delay.ms`` has passed."""
+        return self._local.delete_pending_files(now)
+
+    def remove_expired_producers(self, now: int) -> int:
+        return self._producer_state.remove_expired_producers(now)
+
+    # -- truncation ----------------------------------------------------------------------
+
+    def truncate_to(self, target_offset: int) -> bool:
+        """Remove everything at or after ``target_offset`` (follower truncation). False
+        when the log ends at or before it."""
+        if target_offset < 0:
+            raise ValueError(f"cannot truncate partition {self.topic_partition} to {target_offset}")
+        if target_offset >= self.log_end_offset:
+            return False
+        first = self._local.segments.first
+        if first is None or first.base_offset > target_offset:
+            self.truncate_fully_and_start_at(target_offset)
+            return True
+        self._local.truncate_to(target_offset)
+        self._leader_epoch_cache.truncate_from_end(self.log_end_offset)
+        self._log_start_offset = min(self._log_start_offset, self.log_end_offset)
+        self._rebuild_producer_state(self.log_end_offset, reload_from_clean_shutdown=False)
+        self._high_watermark_metadata = None
+        self._high_watermark = min(self._high_watermark, self.log_end_offset)
+        return True
+
+    def truncate_fully_and_start_at(self, new_offset: int) -> None:
+        """Delete all data and start empty at ``new_offset``."""
+        self._local.truncate_fully_and_start_at(new_offset)
+        self._leader_epoch_cache.clear_and_flush()
+        self._producer_state.truncate_fully_and_start_at(new_offset)
+        self._log_start_offset = new_offset
+        self._high_watermark = new_offset
+        self._high_watermark_metadata = None
+
+    def _rebuild_producer_state(
+        self, last_offset: int, *, reload_from_clean_shutdown: bool
+    ) -> None:
+        """Kafka's ``rebuildProducerState``: latest snapshot, then replay headers after it."""
+        state = self._producer_state
+        segments = self._local.segments
+        snapshot_offsets: set[int] = set()
+        last_segment = segments.last
+        if last_segment is not None:
+            snapshot_offsets.add(last_segment.base_offset)
+            lower = segments.lower(last_segment.base_offset)
+            if lower is not None:
+                snapshot_offsets.add(lower.base_offset)
+        if state.latest_snapshot_offset is None and reload_from_clean_shutdown:
+            for offset in sorted(snapshot_offsets | {last_offset}):
+                state.update_map_end_offset(offset)
+                state.take_snapshot(sync=False)
+            return
+        was_empty = not state.producers and state.map_end_offset >= last_offset
+        state.truncate_and_reload(self._log_start_offset, last_offset, self._local.clock())
+        if last_offset > state.map_end_offset and not was_empty:
+            last_offset_segment = segments.floor(last_offset)
+            for segment in segments.values_from(state.map_end_offset, last_offset):
+                start = max(segment.base_offset, state.map_end_offset, self._log_start_offset)
+                state.update_map_end_offset(start)
+                if segment.base_offset in snapshot_offsets:
+                    state.take_snapshot()
+                first = segment.translate_offset(start)
+                if first is None:
+                    continue
+                end: int | None = None
+                if segment is last_offset_segment:
+                    last = segment.translate_offset(last_offset)
+                    end = last.position if last is not None else None
+                state.replay(segment.iter_headers(first.position, end))
+        state.update_map_end_offset(last_offset)
+        state.take_snapshot()
+
+    def take_producer_snapshot(self) -> None:
+        self._producer_state.take_snapshot()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Snapshot producer state and close every segment (no fsync: flush first)."""
+        self._producer_state.take_snapshot()
+        self._local.close()
+
+    def delete(self) -> None:
+        """Close and remove the whole partition directory."""
+        self._local.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,271 @@
+"""All partition logs of a broker across its ``log.dirs`` (Kafka's ``LogManager``).
+
+Per log directory (formats in ``checkpoints``)::
+
+    <log.dir>/meta.properties
+    <log.dir>/recovery-point-offset-checkpoint
+    <log.dir>/replication-offset-checkpoint      high watermarks
+    <log.dir>/log-start-offset-checkpoint
+    <log.dir>/.kafka_cleanshutdown                only between a clean shutdown and start-up
+    <log.dir>/<topic>-<partition>/                one ``Log`` each
+    <log.dir>/<topic>-<partition>.<uuid>-delete/  a deleted partition not yet removed
+
+Start-up after a clean shutdown touches each partition lightly (a directory listing, the
+active segment's last index entry and tail, the latest producer snapshot): no index is
+loaded and no segment scanned, so 10,000 partitions open quickly. Open segment files are
+bounded by one shared ``HandleCache``.
+
+Periodic work is plain methods that the broker's event loop calls on its timers:
+``cleanup_logs`` (retention, ``log.retention.check.interval.ms``), ``flush_dirty_logs``
+(``flush.ms``), ``checkpoint_all`` (``log.flush.offset.checkpoint.interval.ms``).
+
+Not thread-safe: one thread (the broker's event loop) calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from odradek.config import BrokerConfig, LogConfig
+from odradek.protocol.types import TopicPartition
+from odradek.storage import checkpoints, log_files
+from odradek.storage.file_records import HandleCache
+from odradek.storage.log import DEFAULT_PRODUCER_ID_EXPIRATION_MS, Log, system_clock
+from odradek.storage.segment import Clock
+
+log = logging.getLogger(__name__)
+
+
+def default_max_open_files() -> int:
+    """Half the process's descriptor limit for segment files, the rest for sockets."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, soft // 2)
+
+
+class LogManager:
+    def __init__(
+        self,
+        log_dirs: Sequence[str | Path],
+        *,
+        clock: Clock | None = None,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+        max_open_files: int | None = None,
+    ) -> None:
+        if not log_dirs:
+            raise ValueError("at least one log directory is needed")
+        self.log_dirs = [os.path.abspath(d) for d in log_dirs]
+        self.clock = clock or system_clock
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self.handle_cache = HandleCache(max_open_files or default_max_open_files())
+        self._logs: dict[TopicPartition, Log] = {}
+        for directory in self.log_dirs:
+            os.makedirs(directory, exist_ok=True)
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig, *, clock: Clock | None = None) -> LogManager:
+        return cls(
+            [str(d) for d in config.log_dirs],
+            clock=clock,
+            producer_id_expiration_ms=int(config.get("producer.id.expiration.ms")),
+        )
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load_logs(self, config_for: Callable[[str], LogConfig]) -> None:
+        """Open every partition directory of every log dir (``config_for(topic)`` gives its
+        config), then remove the clean shutdown markers and leftover ``-delete`` dirs."""
+        for log_dir in self.log_dirs:
+            clean = checkpoints.has_clean_shutdown_marker(log_dir)
+            recovery_points = checkpoints.read_offset_checkpoint(
+                os.path.join(log_dir, checkpoints.RECOVERY_POINT_CHECKPOINT)
+            )
+            start_offsets = checkpoints.read_offset_checkpoint(
+                os.path.join(log_dir, checkpoints.LOG_START_OFFSET_CHECKPOINT)
+            )
+            high_watermarks = checkpoints.read_offset_checkpoint(
+                os.path.join(log_dir, checkpoints.HIGH_WATERMARK_CHECKPOINT)
+            )
+            for name in sorted(os.listdir(log_dir)):
+                path = os.path.join(log_dir, name)
+                if not os.path.isdir(path):
+                    continue
+                if log_files.is_delete_dir(name):
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                tp = log_files.parse_partition_dir(name)
+                if tp is None:
+                    continue
+                if tp in self._logs:
+                    log.error(
+                        "duplicate log directories for %s: %s and %s", tp, self._logs[tp].dir, path
+                    )
+                    continue
+                try:
+                    self._logs[tp] = Log.open(
+                        path,
+                        config_for(tp.topic),
+                        recovery_point=recovery_points.get(tp, 0),
+                        log_start_offset=start_offsets.get(tp, 0),
+                        high_watermark=high_watermarks.get(tp),
+                        clean_shutdown=clean,
+                        clock=self.clock,
+                        producer_id_expiration_ms=self.producer_id_expiration_ms,
+                        handle_cache=self.handle_cache,
+                    )
+                except Exception:
+                    log.exception("cannot load the log in %s; leaving it offline", path)
+            checkpoints.remove_clean_shutdown_marker(log_dir)
+
+    # -- logs ----------------------------------------------------------------------------
+
+    @property
+    def logs(self) -> dict[TopicPartition, Log]:
+        return dict(self._logs)
+
+    def get_log(self, tp: TopicPartition) -> Log | None:
+        return self._logs.get(tp)
+
+    def _next_log_dir(self) -> str:
+        counts = dict.fromkeys(self.log_dirs, 0)
+        for existing in self._logs.values():
+            parent = os.path.dirname(existing.dir)
+            if parent in counts:
+                counts[parent] += 1
+        return min(self.log_dirs, key=lambda d: counts[d])
+
+    def get_or_create_log(
+        self, tp: TopicPartition, config: LogConfig, topic_id: uuid.UUID | None = None
+    ) -> Log:
+        existing = self._logs.get(tp)
+        if existing is not None:
+            if topic_id is not None:
+                existing.assign_topic_id(topic_id)
+            return existing
+        directory = os.path.join(self._next_log_dir(), log_files.log_dir_name(tp))
+        created = Log.open(
+            directory,
+            config,
+            topic_id=topic_id,
+            clock=self.clock,
+            producer_id_expiration_ms=self.producer_id_expiration_ms,
+            handle_cache=self.handle_cache,
+        )
+        self._logs[tp] = created
+        return created
+
+    def delete_log(self, tp: TopicPartition) -> bool:
+        """Rename the partition directory ``<topic>-<p>.<uuid>-delete``, then remove it."""
+        removed = self._logs.pop(tp, None)
+        if removed is None:
+            return False
+        parent = os.path.dirname(removed.dir)
+        removed.close()
+        target = os.path.join(parent, log_files.log_delete_dir_name(tp))
+        os.rename(removed.dir, target)
+        checkpoints.fsync_dir(parent)
+        shutil.rmtree(target, ignore_errors=True)
+        self.checkpoint_all()
+        return True
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def _by_dir(self) -> dict[str, list[tuple[TopicPartition, Log]]]:
+        grouped: dict[str, list[tuple[TopicPartition, Log]]] = {d: [] for d in self.log_dirs}
+        for tp, item in self._logs.items():
+            grouped.setdefault(os.path.dirname(item.dir), []).append((tp, item))
+        return grouped
+
+    def _write_checkpoint(self, name: str, value: Callable[[Log], int | None]) -> None:
+        for log_dir, items in self._by_dir().items():
+            offsets = {}
+            for tp, item in items:
+                offset = value(item)
+                if offset is not None:
+                    offsets[tp] = offset
+            checkpoints.write_offset_checkpoint(os.path.join(log_dir, name), offsets)
+
+    def checkpoint_recovery_points(self) -> None:
+        self._write_checkpoint(
+            checkpoints.RECOVERY_POINT_CHECKPOINT, lambda item: item.recovery_point
+        )
+
+    def checkpoint_log_start_offsets(self) -> None:
+        """Only logs whose start offset is above their first segment's base, as Kafka."""
+
+        def start(item: Log) -> int | None:
+            first = item.segments[0].base_offset if item.number_of_segments else 0
+            return item.log_start_offset if item.log_start_offset > first else None
+
+        self._write_checkpoint(checkpoints.LOG_START_OFFSET_CHECKPOINT, start)
+
+    def checkpoint_high_watermarks(self) -> None:
+        self._write_checkpoint(
+            checkpoints.HIGH_WATERMARK_CHECKPOINT, lambda item: item.high_watermark
+        )
+
+    def checkpoint_all(self) -> None:
+        self.checkpoint_recovery_points()
+        self.checkpoint_log_start_offsets()
+        self.checkpoint_high_watermarks()
+
+    def write_meta_properties(self, *, node_id: int, cluster_id: str) -> None:
+        """Write ``meta.properties`` in every log dir, keeping an existing directory id."""
+        for log_dir in self.log_dirs:
+            existing = checkpoints.read_meta_properties(log_dir)
+            try:
+                directory_id = checkpoints.decode_uuid(existing["directory.id"])
+            except (KeyError, ValueError):
+                directory_id = uuid.uuid4()
+            checkpoints.write_meta_properties(
+                log_dir, node_id=node_id, cluster_id=cluster_id, directory_id=directory_id
+            )
+
+    # -- periodic work -------------------------------------------------------------------
+
+    def cleanup_logs(self, now: int | None = None) -> int:
+        """Retention for every log, producer id expiry, and delayed file deletion;
+        returns the number of segments deleted."""
+        now = self.clock() if now is None else now
+        deleted = 0
+        for tp, item in list(self._logs.items()):
+            try:
+                deleted += item.delete_old_segments(now)
+                item.remove_expired_producers(now)
+                item.delete_pending_files(now)
+            except Exception:
+                log.exception("retention failed for %s", tp)
+        return deleted
+
+    def flush_dirty_logs(self, now: int | None = None) -> int:
+        """Flush logs whose last flush is ``flush.ms`` old; returns how many were flushed."""
+        now = self.clock() if now is None else now
+        flushed = 0
+        for item in self._logs.values():
+            if item.unflushed_messages > 0 and now - item.last_flush_time >= item.config.flush_ms:
+                item.flush()
+                flushed += 1
+        return flushed
+
+    def shutdown(self) -> None:
+        """Flush and close every log, write the checkpoints and the clean shutdown markers."""
+        failed = False
+        for tp, item in self._logs.items():
+            try:
+                item.flush()
+                item.close()
+            except Exception:
+                failed = True
+                log.exception("error while closing the log of %s", tp)
+        self.checkpoint_all()
+        if not failed:
+            for log_dir in self.log_dirs:
+                checkpoints.write_clean_shutdown_marker(log_dir)
+        self._logs.clear()

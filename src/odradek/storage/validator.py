@@ -1,0 +1,230 @@
+"""Checks on records before they are appended, and offset assignment (Kafka's
+``LogValidator`` with ``UnifiedLog.analyzeAndValidateRecords``).
+
+Input: a records blob, i.e. concatenated magic v2 batches (layout in
+``odradek.protocol.records``), in a ``bytearray`` that is patched in place: base offset,
+partition leader epoch and, on LogAppendTime topics, attributes + max timestamp + CRC.
+The work is per batch (a header unpack, a C-level CRC-32C, a few ``pack_into``); records
+are decoded only on compacted topics, whose records must have keys.
+
+Rules, in Kafka's order, with the error each breach raises:
+
+- framing: at least one batch, whole batches only (a trailing partial batch is
+  CORRUPT_MESSAGE), batch length >= 49 (CORRUPT_MESSAGE), magic 2 (INVALID_RECORD, as
+  Kafka 4's produce path answers older formats); from clients, exactly one batch
+  (INVALID_RECORD, ``ProduceRequest.validateRecords``) whose base offset is 0;
+- size: each batch <= ``max.message.bytes`` (MESSAGE_TOO_LARGE);
+- integrity: CRC-32C (CORRUPT_MESSAGE), a known compression codec (INVALID_RECORD);
+- from clients: records_count == last_offset_delta + 1 > 0, no control batch, a
+  sequence number when there is a producer id (INVALID_RECORD);
+- timestamps: CreateTime topics check the batch's base and max timestamps against
+  ``message.timestamp.before/after.max.ms`` (INVALID_TIMESTAMP; Kafka checks every
+  record); a producer may not set LogAppendTime itself (INVALID_TIMESTAMP); LogAppendTime
+  topics get ``now`` stamped as the batch max timestamp;
+- compacted topics: every record has a key (INVALID_RECORD).
+
+Compressed batches are stored as sent (no broker-side recompression for a topic whose
+``compression.type`` differs; inner offsets are not inspected).
+
+Stateless apart from its config; thread-safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from odradek.config import LogConfig
+from odradek.protocol import records as batch
+from odradek.protocol.record_codec import RecordDecodeError, decode_records
+from odradek.protocol.records import BatchHeader, CompressionType
+from odradek.protocol.types import TopicPartition
+from odradek.storage.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    InvalidTimestampError,
+    RecordTooLargeError,
+)
+from odradek.storage.values import AppendOrigin
+
+_MAX_COMPRESSION = max(CompressionType)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationResult:
+    """What validation found and assigned. ``headers`` carry the assigned offsets."""
+
+    headers: list[BatchHeader]
+    first_offset: int
+    last_offset: int
+    max_timestamp: int
+    offset_of_max_timestamp: int
+    log_append_time: int
+    record_count: int
+    valid_bytes: int
+
+
+class LogValidator:
+    """Validates one partition's appends under its current ``LogConfig``."""
+
+    def __init__(self, topic_partition: TopicPartition, config: LogConfig) -> None:
+        self.topic_partition = topic_partition
+        self.config = config
+
+    def validate_and_assign_offsets(
+        self,
+        buffer: bytearray,
+        *,
+        first_offset: int,
+        leader_epoch: int,
+        now: int,
+        origin: AppendOrigin = AppendOrigin.CLIENT,
+    ) -> ValidationResult:
+        """Validate every batch in ``buffer`` and give them offsets from ``first_offset``."""
+        headers = self.analyze(buffer, origin=origin)
+        config = self.config
+        log_append_time = config.message_timestamp_type == "LogAppendTime"
+        next_offset = first_offset
+        max_timestamp = batch.NO_TIMESTAMP
+        offset_of_max_timestamp = -1
+        record_count = 0
+        for header in headers:
+            self._check_timestamps(header, now, log_append_time)
+            if config.compact:
+                self._check_keys(buffer, header)
+            position = header.position
+            batch.set_base_offset(buffer, position, next_offset)
+            batch.set_partition_leader_epoch(buffer, position, leader_epoch)
+            header.base_offset = next_offset
+            header.partition_leader_epoch = leader_epoch
+            if log_append_time:
+                batch.set_log_append_time(buffer, header, now)
+            next_offset = header.next_offset
+            record_count += header.records_count
+            if header.max_timestamp > max_timestamp:
+                max_timestamp = header.max_timestamp
+                offset_of_max_timestamp = header.last_offset
+        return ValidationResult(
+            headers=headers,
+            first_offset=first_offset,
+            last_offset=next_offset - 1,
+            max_timestamp=max_timestamp,
+            offset_of_max_timestamp=offset_of_max_timestamp,
+            log_append_time=now if log_append_time else batch.NO_TIMESTAMP,
+            record_count=record_count,
+            valid_bytes=len(buffer),
+        )
+
+    def analyze(
+        self, buffer: bytes | bytearray | memoryview, *, origin: AppendOrigin
+    ) -> list[BatchHeader]:
+        """Framing, size, CRC and client rules of every batch; their headers."""
+        tp = self.topic_partition
+        end = len(buffer)
+        headers: list[BatchHeader] = []
+        position = 0
+        while position < end:
+            if end - position < batch.LOG_OVERHEAD + 5:
+                raise CorruptRecordError(f"trailing partial batch in the append to {tp}")
+            magic = buffer[position + batch.MAGIC_OFFSET]
+            if magic != 2:
+                raise InvalidRecordError(
+                    f"record batches with magic {magic} are not accepted in the append to {tp}; "
+                    "only magic 2 is"
+                )
+            if end - position < batch.BATCH_HEADER_SIZE:
+                raise CorruptRecordError(f"trailing partial batch in the append to {tp}")
+            header = batch.read_header(buffer, position)
+            if header.batch_length < batch.MIN_BATCH_LENGTH:
+                raise CorruptRecordError(
+                    f"record batch length {header.batch_length} is below the minimum "
+                    f"{batch.MIN_BATCH_LENGTH} in the append to {tp}"
+                )
+            if position + header.size > end:
+                raise CorruptRecordError(f"trailing partial batch in the append to {tp}")
+            self._check_batch(buffer, header, origin)
+            headers.append(header)
+            position += header.size
+        if not headers:
+            raise InvalidRecordError(f"the append to {tp} has no record batch at all")
+        if origin is AppendOrigin.CLIENT and len(headers) > 1:
+            raise InvalidRecordError(
+                f"a produce request may carry exactly one record batch per partition ({tp})"
+            )
+        return headers
+
+    def _check_batch(
+        self, buffer: bytes | bytearray | memoryview, header: BatchHeader, origin: AppendOrigin
+    ) -> None:
+        tp = self.topic_partition
+        client = origin is AppendOrigin.CLIENT
+        if client and header.base_offset != 0:
+            raise InvalidRecordError(
+                f"the baseOffset of the record batch in the append to {tp} should be 0, "
+                f"but it is {header.base_offset}"
+            )
+        if header.size > self.config.max_message_bytes:
+            raise RecordTooLargeError(
+                f"the record batch size in the append to {tp} is {header.size} bytes which "
+                f"exceeds the maximum configured value of {self.config.max_message_bytes}"
+            )
+        if batch.compute_crc(buffer, header.position, header.size) != header.crc:
+            raise CorruptRecordError(
+                f"record is corrupt (stored crc = {header.crc}) in topic partition {tp}"
+            )
+        if header.compression > _MAX_COMPRESSION:
+            raise InvalidRecordError(f"unknown compression type {header.compression} ({tp})")
+        if not client:
+            return
+        count_from_offsets = header.last_offset_delta + 1
+        if count_from_offsets <= 0:
+            raise InvalidRecordError(
+                f"batch has an invalid offset range: [0, {header.last_offset_delta}] in {tp}"
+            )
+        if header.records_count <= 0:
+            raise InvalidRecordError(
+                f"invalid reported count for record batch: {header.records_count} in {tp}"
+            )
+        if count_from_offsets != header.records_count:
+            raise InvalidRecordError(
+                f"inconsistent batch offset range [0, {header.last_offset_delta}] and count "
+                f"of records {header.records_count} in topic partition {tp}"
+            )
+        if header.is_control:
+            raise InvalidRecordError(f"clients are not allowed to write control records in {tp}")
+        if header.has_producer_id and header.base_sequence < 0:
+            raise InvalidRecordError(
+                f"invalid sequence number {header.base_sequence} in record batch with "
+                f"producerId {header.producer_id} in topic partition {tp}"
+            )
+
+    def _check_timestamps(self, header: BatchHeader, now: int, log_append_time: bool) -> None:
+        if header.timestamp_type is batch.TimestampType.LOG_APPEND_TIME:
+            raise InvalidTimestampError(
+                "invalid timestamp type in the batch: producers should not set the timestamp "
+                "type to LogAppendTime"
+            )
+        if log_append_time:
+            return
+        before = self.config.message_timestamp_before_max_ms
+        after = self.config.message_timestamp_after_max_ms
+        for timestamp in (header.base_timestamp, header.max_timestamp):
+            if timestamp == batch.NO_TIMESTAMP:
+                continue
+            if now - timestamp > before or timestamp - now > after:
+                raise InvalidTimestampError(
+                    f"timestamp {timestamp} of the batch at offset {header.base_offset} is out "
+                    f"of range; it should be within [{now - before}, {now + after}]"
+                )
+
+    def _check_keys(self, buffer: bytes | bytearray | memoryview, header: BatchHeader) -> None:
+        try:
+            records = decode_records(buffer, header)
+        except RecordDecodeError as exc:
+            raise CorruptRecordError(
+                f"cannot decode records in {self.topic_partition}: {exc}"
+            ) from exc
+        if any(record.key is None for record in records):
+            raise InvalidRecordError(
+                "compacted topic cannot accept message without key in topic partition "
+                f"{self.topic_partition}"
+            )
