@@ -133,7 +133,9 @@ class AbstractIndex(ABC):
             return None
         try:
             size = os.fstat(fd).st_size
-            if size < self.ENTRY_SIZE or size % self.ENTRY_SIZE:
+            if size == 0:
+                return None
+            if size % self.ENTRY_SIZE:
                 raise CorruptIndexError(f"index file {self.path} has {size} bytes")
             return read_exact(fd, self.ENTRY_SIZE, size - self.ENTRY_SIZE)
         finally:

@@ -209,6 +209,7 @@ class LogLoader:
     def _recover(self) -> tuple[int, int]:
         """Returns (next offset, recovery point)."""
         segments = self.segments
+        next_offset: int | None = None
         if not self.clean_shutdown and len(segments):
             unflushed = segments.values_from(self.recovery_point_checkpoint)
             for position, segment in enumerate(unflushed):
@@ -226,8 +227,10 @@ class LogLoader:
                         later.delete()
                     break
         elif len(segments):
-            self._check_active_tail()
-        next_offset = segments.last.read_next_offset() if segments.last else None
+            next_offset = self._check_active_tail()
+        last = segments.last
+        if last is not None and next_offset is None:
+            next_offset = last.read_next_offset()
         if next_offset is not None and next_offset < self.log_start_offset_checkpoint:
             log.warning(
                 "deleting all segments of %s: log end offset %d is below log start offset %d",
@@ -241,26 +244,27 @@ class LogLoader:
             self.leader_epoch_cache.clear_and_flush()
             self.producer_state.truncate_fully_and_start_at(self.log_start_offset_checkpoint)
             next_offset = None
-        if not len(segments):
+        if next_offset is None:
             segments.add(self._new_segment(self.log_start_offset_checkpoint))
             next_offset = self.log_start_offset_checkpoint
-        assert next_offset is not None
         if self.clean_shutdown:
             return next_offset, next_offset
         return next_offset, min(self.recovery_point_checkpoint, next_offset)
 
-    def _check_active_tail(self) -> None:
+    def _check_active_tail(self) -> int | None:
         """After a clean shutdown: find garbage after the recovery point without loading
-        the active segment's index (see the module docstring)."""
+        the active segment's index (see the module docstring). Returns the log end offset
+        when the tail was sound."""
         segment = self.segments.last
         assert segment is not None
         try:
-            self._check_tail(segment)
+            return self._check_tail(segment)
         except CorruptIndexError as exc:
             log.warning("%s; recovering %s", exc, segment.log_path)
             self._recover_segment(segment)
+            return None
 
-    def _check_tail(self, segment: LogSegment) -> None:
+    def _check_tail(self, segment: LogSegment) -> int | None:
         base = segment.base_offset
         raw = segment.offset_index.peek_last_raw()
         entry_offset, position = base, 0
@@ -286,8 +290,9 @@ class LogLoader:
             (h.position for h in headers if h.base_offset >= self.recovery_point_checkpoint),
             framed_end,
         )
-        if unflushed_start < segment.size:
-            segment.validate_tail(unflushed_start)
+        if unflushed_start < segment.size and segment.validate_tail(unflushed_start) > 0:
+            return None
+        return next_offset
 
 
 def _unlink(path: str) -> None:

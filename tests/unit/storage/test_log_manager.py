@@ -1,0 +1,186 @@
+"""LogManager: several log dirs, checkpoints, clean/unclean restarts, deletion, periodic jobs."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from odradek.config import LogConfig
+from odradek.protocol.types import TopicPartition
+from odradek.storage import LogManager, checkpoints
+
+from .helpers import Clock, make_batch, read_all, small_config
+
+
+def manager(dirs: list[Path], clock: Clock, **kwargs: object) -> LogManager:
+    return LogManager([str(d) for d in dirs], clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def config_for(topic: str) -> LogConfig:
+    return small_config(segment_bytes=500)
+
+
+def fill(logs: LogManager, tp: TopicPartition, count: int) -> None:
+    log = logs.get_or_create_log(tp, config_for(tp.topic))
+    for n in range(count):
+        log.append_as_leader(make_batch([b"%s-%d" % (str(tp).encode(), n)]), 0)
+    log.update_high_watermark(log.log_end_offset)
+
+
+def test_new_logs_spread_over_log_dirs(tmp_path: Path) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    logs = manager(dirs, Clock())
+    for p in range(6):
+        logs.get_or_create_log(TopicPartition("t", p), config_for("t"))
+    parents = [os.path.dirname(log.dir) for log in logs.logs.values()]
+    assert sorted(parents.count(str(d)) for d in dirs) == [3, 3]
+    logs.shutdown()
+
+
+def test_clean_restart_restores_offsets_without_loading_indexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    clock = Clock()
+    logs = manager(dirs, clock)
+    topic_id = uuid.uuid4()
+    for p in range(4):
+        fill(logs, TopicPartition("t", p), 30 + p)
+    logs.get_or_create_log(TopicPartition("t", 0), config_for("t"), topic_id)
+    one = logs.get_log(TopicPartition("t", 1))
+    assert one is not None
+    one.update_high_watermark(20)
+    one.maybe_increment_log_start_offset(10)
+    logs.shutdown()
+    for directory in dirs:
+        assert checkpoints.has_clean_shutdown_marker(str(directory))
+        assert os.path.exists(directory / checkpoints.RECOVERY_POINT_CHECKPOINT)
+
+    preads = []
+    real_pread = os.pread
+
+    def counting_pread(fd: int, size: int, offset: int) -> bytes:
+        preads.append(size)
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(os, "pread", counting_pread)
+    logs = manager(dirs, clock)
+    logs.load_logs(config_for)
+    monkeypatch.setattr(os, "pread", real_pread)
+    assert len(logs.logs) == 4
+    for p in range(4):
+        log = logs.get_log(TopicPartition("t", p))
+        assert log is not None
+        assert log.log_end_offset == 30 + p
+        assert log.recovery_point == 30 + p
+        for segment in log.segments:
+            assert not segment.offset_index.loaded and not segment.time_index.loaded
+    # per partition: the last index entry, the active segment's tail, the time index tail
+    assert len(preads) <= 4 * 4
+    one = logs.get_log(TopicPartition("t", 1))
+    assert one is not None and one.log_start_offset == 10 and one.high_watermark == 20
+    assert logs.get_log(TopicPartition("t", 0)).topic_id == topic_id  # type: ignore[union-attr]
+    assert not any(checkpoints.has_clean_shutdown_marker(str(d)) for d in dirs)
+    assert [r.value for r in read_all(one)][0] == b"t-1-10"
+    logs.shutdown()
+
+
+def test_unclean_restart_recovers_from_recovery_points(tmp_path: Path) -> None:
+    clock = Clock()
+    logs = manager([tmp_path], clock)
+    tp = TopicPartition("t", 0)
+    fill(logs, tp, 40)
+    log = logs.get_log(tp)
+    assert log is not None
+    log.flush()
+    logs.checkpoint_all()
+    for n in range(5):
+        log.append_as_leader(make_batch([b"late-%d" % n]), 0)
+    with open(log.active_segment.log_path, "ab") as file:
+        file.write(b"\x00" * 7 + b"torn write")
+    del log
+    logs = manager([tmp_path], clock)  # the old manager "crashed": no marker
+    logs.load_logs(config_for)
+    recovered = logs.get_log(tp)
+    assert recovered is not None and recovered.log_end_offset == 45
+    assert read_all(recovered)[-1].value == b"late-4"
+    assert recovered.high_watermark == 40
+    logs.shutdown()
+
+
+def test_load_ignores_strangers_and_removes_deleted_dirs(tmp_path: Path) -> None:
+    (tmp_path / "not-a-partition").mkdir()
+    (tmp_path / "t-0.0123abcd-delete").mkdir()
+    (tmp_path / "t-0.0123abcd-delete" / "00000000000000000000.log").write_bytes(b"x")
+    (tmp_path / "stray-file").write_text("hello")
+    with open(tmp_path / checkpoints.RECOVERY_POINT_CHECKPOINT, "w") as file:
+        file.write("garbage\n")
+    logs = manager([tmp_path], Clock())
+    logs.load_logs(config_for)
+    assert logs.logs == {}
+    assert not (tmp_path / "t-0.0123abcd-delete").exists()
+    assert (tmp_path / "not-a-partition").exists()
+
+
+def test_delete_log(tmp_path: Path) -> None:
+    logs = manager([tmp_path], Clock())
+    tp = TopicPartition("gone", 2)
+    fill(logs, tp, 5)
+    assert logs.delete_log(tp)
+    assert logs.get_log(tp) is None
+    assert [n for n in os.listdir(tmp_path) if n.startswith("gone")] == []
+    assert not logs.delete_log(tp)
+    assert checkpoints.read_offset_checkpoint(str(tmp_path / checkpoints.RECOVERY_POINT_CHECKPOINT)) == {}
+
+
+def test_cleanup_and_flush_jobs(tmp_path: Path) -> None:
+    clock = Clock()
+    logs = manager([tmp_path], clock)
+    tp = TopicPartition("r", 0)
+    log = logs.get_or_create_log(
+        tp, small_config(segment_bytes=400, retention_ms=60_000, flush_ms=1000, file_delete_delay_ms=500)
+    )
+    for n in range(20):
+        log.append_as_leader(make_batch([b"v%d" % n], timestamp=clock.now), 0)
+    log.update_high_watermark(log.log_end_offset)
+    assert logs.flush_dirty_logs(clock.now) == 0
+    clock.advance(1000)
+    assert logs.flush_dirty_logs() == 1 and log.recovery_point == 20
+    segments = log.number_of_segments
+    clock.advance(60_001)
+    deleted = logs.cleanup_logs()
+    assert deleted == segments
+    assert log.log_start_offset == 20 and log.number_of_segments == 1
+    assert any(n.endswith(".deleted") for n in os.listdir(log.dir))
+    clock.advance(500)
+    logs.cleanup_logs()
+    assert not any(n.endswith(".deleted") for n in os.listdir(log.dir))
+    logs.shutdown()
+
+
+def test_open_files_are_bounded(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    logs = manager([tmp_path], Clock(), max_open_files=3)
+    for p in range(12):
+        fill(logs, TopicPartition("many", p), 3)
+    assert open_fds() - before <= 3
+    for p in range(12):
+        log = logs.get_log(TopicPartition("many", p))
+        assert log is not None and len(read_all(log)) == 3
+    assert open_fds() - before <= 3
+    logs.shutdown()
+    assert open_fds() <= before
+
+
+def test_meta_properties_keep_directory_id(tmp_path: Path) -> None:
+    logs = manager([tmp_path], Clock())
+    logs.write_meta_properties(node_id=1, cluster_id="c1")
+    first = checkpoints.read_meta_properties(str(tmp_path))["directory.id"]
+    logs.write_meta_properties(node_id=1, cluster_id="c1")
+    assert checkpoints.read_meta_properties(str(tmp_path))["directory.id"] == first
