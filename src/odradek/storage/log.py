@@ -494,7 +494,9 @@ class Log:
             return self._max_timestamp_and_offset()
         for segment in self._local.segments:
             if segment.largest_timestamp() >= timestamp:
-                return segment.find_offset_by_timestamp(timestamp, self._log_start_offset)
+                found = segment.find_offset_by_timestamp(timestamp, self._log_start_offset)
+                if found is not None:
+                    return found
         return None
 
     def _max_timestamp_and_offset(self) -> TimestampAndOffset | None:

@@ -60,7 +60,9 @@ def test_truncations_and_file_format(tmp_path: os.PathLike[str]) -> None:
     assert cache.epoch_for_offset(14) is None and cache.epoch_for_offset(99) == 1
 
 
-def test_malformed_epoch_file_is_ignored(tmp_path: os.PathLike[str], caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_epoch_file_is_ignored(
+    tmp_path: os.PathLike[str], caplog: pytest.LogCaptureFixture
+) -> None:
     with open(os.path.join(tmp_path, "leader-epoch-checkpoint"), "w") as file:
         file.write("0\n2\n1 5\n")
     with caplog.at_level(logging.WARNING):
@@ -70,7 +72,11 @@ def test_malformed_epoch_file_is_ignored(tmp_path: os.PathLike[str], caplog: pyt
 
 def test_offset_checkpoint_round_trip(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, checkpoints.RECOVERY_POINT_CHECKPOINT)
-    offsets = {TopicPartition("a.b-c", 3): 17, TopicPartition("x", 0): 0, TopicPartition("x", 10): 2**40}
+    offsets = {
+        TopicPartition("a.b-c", 3): 17,
+        TopicPartition("x", 0): 0,
+        TopicPartition("x", 10): 2**40,
+    }
     checkpoints.write_offset_checkpoint(path, offsets)
     with open(path) as file:
         assert file.read() == "0\n3\na.b-c 3 17\nx 0 0\nx 10 1099511627776\n"
@@ -108,7 +114,9 @@ def test_partition_metadata(tmp_path: os.PathLike[str]) -> None:
 
 def test_meta_properties_and_clean_shutdown_marker(tmp_path: os.PathLike[str]) -> None:
     directory_id = uuid.uuid4()
-    checkpoints.write_meta_properties(str(tmp_path), node_id=3, cluster_id="abc", directory_id=directory_id)
+    checkpoints.write_meta_properties(
+        str(tmp_path), node_id=3, cluster_id="abc", directory_id=directory_id
+    )
     props = checkpoints.read_meta_properties(str(tmp_path))
     assert props["version"] == "1" and props["node.id"] == "3" and props["cluster.id"] == "abc"
     assert checkpoints.decode_uuid(props["directory.id"]) == directory_id

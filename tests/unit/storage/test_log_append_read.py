@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 from hypothesis import given, settings
@@ -32,8 +33,13 @@ def test_round_trip_every_codec(tmp_path: os.PathLike[str], compression: Compres
     assert [r.value for r in got] == sent
     assert [r.offset for r in got] == list(range(len(sent)))
     log.close()
-    reopened = Log.open(partition_dir(tmp_path), small_config(), clock=Clock(), clean_shutdown=True,
-                        recovery_point=len(sent))
+    reopened = Log.open(
+        partition_dir(tmp_path),
+        small_config(),
+        clock=Clock(),
+        clean_shutdown=True,
+        recovery_point=len(sent),
+    )
     assert [r.value for r in read_all(reopened)] == sent
     reopened.close()
 
@@ -143,7 +149,7 @@ def test_append_larger_than_segment_is_rejected(tmp_path: os.PathLike[str]) -> N
 def test_roll_by_size(tmp_path: os.PathLike[str]) -> None:
     log = Log.open(partition_dir(tmp_path), small_config(segment_bytes=1000), clock=Clock())
     sizes = []
-    for n in range(40):
+    for _ in range(40):
         data = make_batch([b"x" * 100])
         sizes.append(len(data))
         log.append_as_leader(data, 0)
@@ -202,17 +208,16 @@ def test_flush_messages_advances_recovery_point(tmp_path: os.PathLike[str]) -> N
 
 @settings(max_examples=25, deadline=None)
 @given(
-    st.lists(
-        st.lists(st.binary(max_size=300), min_size=1, max_size=8), min_size=1, max_size=25
-    ),
+    st.lists(st.lists(st.binary(max_size=300), min_size=1, max_size=8), min_size=1, max_size=25),
     st.integers(min_value=200, max_value=4000),
 )
 def test_property_every_offset_reads_back(batches: list[list[bytes]], segment_bytes: int) -> None:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
-        log = Log.open(partition_dir(tmp), small_config(segment_bytes=max(segment_bytes, 2000),
-                                                        index_interval_bytes=64), clock=Clock())
+        log = Log.open(
+            partition_dir(tmp),
+            small_config(segment_bytes=max(segment_bytes, 2000), index_interval_bytes=64),
+            clock=Clock(),
+        )
         flat = [v for values in batches for v in values]
         for values in batches:
             log.append_as_leader(make_batch(values), 0)

@@ -84,7 +84,7 @@ def test_clean_restart_restores_offsets_without_loading_indexes(
     assert one is not None and one.log_start_offset == 10 and one.high_watermark == 20
     assert logs.get_log(TopicPartition("t", 0)).topic_id == topic_id  # type: ignore[union-attr]
     assert not any(checkpoints.has_clean_shutdown_marker(str(d)) for d in dirs)
-    assert [r.value for r in read_all(one)][0] == b"t-1-10"
+    assert read_all(one)[0].value == b"t-1-10"
     logs.shutdown()
 
 
@@ -133,7 +133,10 @@ def test_delete_log(tmp_path: Path) -> None:
     assert logs.get_log(tp) is None
     assert [n for n in os.listdir(tmp_path) if n.startswith("gone")] == []
     assert not logs.delete_log(tp)
-    assert checkpoints.read_offset_checkpoint(str(tmp_path / checkpoints.RECOVERY_POINT_CHECKPOINT)) == {}
+    assert (
+        checkpoints.read_offset_checkpoint(str(tmp_path / checkpoints.RECOVERY_POINT_CHECKPOINT))
+        == {}
+    )
 
 
 def test_cleanup_and_flush_jobs(tmp_path: Path) -> None:
@@ -141,7 +144,10 @@ def test_cleanup_and_flush_jobs(tmp_path: Path) -> None:
     logs = manager([tmp_path], clock)
     tp = TopicPartition("r", 0)
     log = logs.get_or_create_log(
-        tp, small_config(segment_bytes=400, retention_ms=60_000, flush_ms=1000, file_delete_delay_ms=500)
+        tp,
+        small_config(
+            segment_bytes=400, retention_ms=60_000, flush_ms=1000, file_delete_delay_ms=500
+        ),
     )
     for n in range(20):
         log.append_as_leader(make_batch([b"v%d" % n], timestamp=clock.now), 0)

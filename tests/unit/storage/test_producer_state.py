@@ -6,16 +6,16 @@ import os
 
 import pytest
 
+from odradek.protocol.records import read_header
 from odradek.protocol.types import TopicPartition
 from odradek.storage import InvalidProducerEpochError, Log, OutOfOrderSequenceError
+from odradek.storage.errors import CorruptSnapshotError
 from odradek.storage.producer_state import (
     ProducerStateEntry,
     ProducerStateManager,
     read_snapshot,
     write_snapshot,
 )
-from odradek.protocol.records import read_header
-from odradek.storage.errors import CorruptSnapshotError
 from odradek.storage.values import AppendOrigin
 
 from .helpers import Clock, make_batch, partition_dir, read_all, small_config
@@ -34,14 +34,19 @@ def open_log(tmp: os.PathLike[str], **kwargs: object) -> Log:
     return Log.open(partition_dir(tmp), small_config(), clock=Clock(), **kwargs)  # type: ignore[arg-type]
 
 
-def test_duplicate_of_any_of_the_last_five_returns_original_offsets(tmp_path: os.PathLike[str]) -> None:
+def test_duplicate_of_any_of_the_last_five_returns_original_offsets(
+    tmp_path: os.PathLike[str],
+) -> None:
     log = open_log(tmp_path)
     originals = [produce(log, seq) for seq in range(0, 12, 2)]
     end = log.log_end_offset
     for original, seq in zip(originals[1:], range(2, 12, 2), strict=True):
         again = produce(log, seq)
         assert again.duplicate
-        assert (again.first_offset, again.last_offset) == (original.first_offset, original.last_offset)
+        assert (again.first_offset, again.last_offset) == (
+            original.first_offset,
+            original.last_offset,
+        )
         assert log.log_end_offset == end
     # the oldest batch is no longer retained: its sequence is now simply out of order
     with pytest.raises(OutOfOrderSequenceError):
@@ -138,8 +143,9 @@ def test_snapshot_on_roll_and_replay_after_it(tmp_path: os.PathLike[str]) -> Non
     assert log.number_of_segments > 2
     assert set(log.producer_state.snapshot_offsets) >= {s.base_offset for s in log.segments[1:]}
     del log
-    reopened = Log.open(partition_dir(tmp_path), small_config(segment_bytes=400), clock=Clock(),
-                        recovery_point=0)
+    reopened = Log.open(
+        partition_dir(tmp_path), small_config(segment_bytes=400), clock=Clock(), recovery_point=0
+    )
     assert reopened.producer_state.last_entry(PID).last_seq == 19  # type: ignore[union-attr]
     produce(reopened, 20)
     reopened.close()
@@ -147,16 +153,26 @@ def test_snapshot_on_roll_and_replay_after_it(tmp_path: os.PathLike[str]) -> Non
 
 def test_snapshot_format_round_trip(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "00000000000000000042.snapshot")
-    entry = ProducerStateEntry(5, 2, coordinator_epoch=9, last_timestamp=1000,
-                               current_txn_first_offset=40)
+    entry = ProducerStateEntry(
+        5, 2, coordinator_epoch=9, last_timestamp=1000, current_txn_first_offset=40
+    )
     entry.add_batch(2, 10, 41, 3, 1000)
     write_snapshot(path, [entry, ProducerStateEntry(6, 0, last_timestamp=7)], sync=False)
     with open(path, "rb") as file:
         data = file.read()
     assert data[:2] == b"\x00\x01" and len(data) == 2 + 4 + 4 + 2 * 46
     loaded = read_snapshot(path)
-    assert [(e.producer_id, e.producer_epoch, e.last_seq, e.last_data_offset, e.coordinator_epoch,
-             e.current_txn_first_offset) for e in loaded] == [
+    assert [
+        (
+            e.producer_id,
+            e.producer_epoch,
+            e.last_seq,
+            e.last_data_offset,
+            e.coordinator_epoch,
+            e.current_txn_first_offset,
+        )
+        for e in loaded
+    ] == [
         (5, 2, 10, 41, 9, 40),
         (6, 0, -1, -1, -1, None),
     ]
@@ -182,11 +198,13 @@ def test_corrupt_snapshot_falls_back_to_replay(tmp_path: os.PathLike[str]) -> No
 
 
 def test_expiry(tmp_path: os.PathLike[str]) -> None:
-    manager = ProducerStateManager(TopicPartition("t", 0), str(tmp_path),
-                                   producer_id_expiration_ms=1000)
+    manager = ProducerStateManager(
+        TopicPartition("t", 0), str(tmp_path), producer_id_expiration_ms=1000
+    )
     info = manager.prepare_update(1, AppendOrigin.CLIENT)
-    header = read_header(make_batch([b"a"], producer_id=1, producer_epoch=0, base_sequence=0,
-                                    timestamp=5000))
+    header = read_header(
+        make_batch([b"a"], producer_id=1, producer_epoch=0, base_sequence=0, timestamp=5000)
+    )
     info.append(header)
     manager.update(info)
     assert manager.remove_expired_producers(5999) == 0

@@ -17,7 +17,9 @@ from odradek.storage.offset_index import OffsetIndex
 
 from .helpers import Clock, make_batch, partition_dir, read_all, small_config
 
-CORRUPT_LOG_CONFIG = small_config(segment_bytes=1000, index_interval_bytes=1, max_message_bytes=65536)
+CORRUPT_LOG_CONFIG = small_config(
+    segment_bytes=1000, index_interval_bytes=1, max_message_bytes=65536
+)
 
 
 def append_nonsense(path: str, rng: random.Random, size: int) -> None:
@@ -25,7 +27,9 @@ def append_nonsense(path: str, rng: random.Random, size: int) -> None:
         file.write(bytes(rng.randrange(256) for _ in range(size)))
 
 
-def write_records(log: Log, rng: random.Random, count: int) -> list[tuple[bytes | None, bytes | None, int]]:
+def write_records(
+    log: Log, rng: random.Random, count: int
+) -> list[tuple[bytes | None, bytes | None, int]]:
     for n in range(count):
         value = b"test-%d-" % n + bytes(rng.randrange(256) for _ in range(rng.randrange(20)))
         log.append_as_leader(make_batch([value], keys=[b"key-%d" % n]), leader_epoch=0)
@@ -83,8 +87,13 @@ def test_garbage_in_time_index_after_clean_shutdown(tmp_path: os.PathLike[str]) 
     largest = active.max_timestamp_so_far
     log.close()
     append_nonsense(active.time_index.path, rng, 24)
-    log = Log.open(partition_dir(tmp_path), CORRUPT_LOG_CONFIG, clock=Clock(), clean_shutdown=True,
-                   recovery_point=60)
+    log = Log.open(
+        partition_dir(tmp_path),
+        CORRUPT_LOG_CONFIG,
+        clock=Clock(),
+        clean_shutdown=True,
+        recovery_point=60,
+    )
     assert log.active_segment.max_timestamp_so_far == largest
     assert os.path.getsize(log.active_segment.time_index.path) % 12 == 0
     log.close()
@@ -109,8 +118,9 @@ def test_torn_tail_recovers_to_last_whole_batch(data: st.DataObject) -> None:
         os.truncate(path, cut)
         whole = [end for end in ends if end <= cut]
         kept = sum(counts[: len(whole)])
-        log = Log.open(directory, small_config(index_interval_bytes=50), clock=Clock(),
-                       recovery_point=0)
+        log = Log.open(
+            directory, small_config(index_interval_bytes=50), clock=Clock(), recovery_point=0
+        )
         assert log.log_end_offset == kept
         assert [r.value for r in read_all(log)] == expected[:kept]
         assert log.active_segment.size == (whole[-1] if whole else 0)
@@ -169,8 +179,9 @@ def test_missing_index_files_are_rebuilt(tmp_path: os.PathLike[str]) -> None:
     log.close()
     os.unlink(first.offset_index.path)
     os.unlink(log.segments[1].time_index.path)
-    log = Log.open(partition_dir(tmp_path), config, clock=Clock(), clean_shutdown=True,
-                   recovery_point=40)
+    log = Log.open(
+        partition_dir(tmp_path), config, clock=Clock(), clean_shutdown=True, recovery_point=40
+    )
     with open(first.offset_index.path, "rb") as file:
         assert file.read() == original_index
     assert os.path.exists(log.segments[1].time_index.path)
@@ -188,8 +199,9 @@ def test_corrupt_index_of_old_segment_rebuilt_on_first_use(tmp_path: os.PathLike
     with open(first.offset_index.path, "r+b") as file:
         file.seek(8)
         file.write(b"\x00\x00\x00\x00\x7f\x00\x00\x00")  # offset goes backwards, huge position
-    log = Log.open(partition_dir(tmp_path), config, clock=Clock(), clean_shutdown=True,
-                   recovery_point=40)
+    log = Log.open(
+        partition_dir(tmp_path), config, clock=Clock(), clean_shutdown=True, recovery_point=40
+    )
     assert [r.value for r in read_all(log)] == [b"v%d" % n for n in range(40)]
     index = OffsetIndex(first.offset_index.path, 0, 1 << 20)
     index.load()
@@ -203,15 +215,24 @@ def test_leftover_files_are_handled(tmp_path: os.PathLike[str]) -> None:
     for n in range(20):
         log.append_as_leader(make_batch([b"v%d" % n]), 0)
     log.close()
-    for name in ("00000000000000000003.log.deleted", "00000000000000000005.index.cleaned",
-                 "leader-epoch-checkpoint.tmp", "00000000000000000999.index",
-                 "00000000000000000999.log.swap"):
+    for name in (
+        "00000000000000000003.log.deleted",
+        "00000000000000000005.index.cleaned",
+        "leader-epoch-checkpoint.tmp",
+        "00000000000000000999.index",
+        "00000000000000000999.log.swap",
+    ):
         with open(os.path.join(directory, name), "wb") as file:
             file.write(b"junk")
     with open(os.path.join(directory, "00000000000000000000.log.cleaned"), "wb"):
         pass
-    log = Log.open(directory, small_config(segment_bytes=400), clock=Clock(), clean_shutdown=True,
-                   recovery_point=20)
+    log = Log.open(
+        directory,
+        small_config(segment_bytes=400),
+        clock=Clock(),
+        clean_shutdown=True,
+        recovery_point=20,
+    )
     names = os.listdir(directory)
     assert not [n for n in names if n.endswith((".deleted", ".cleaned", ".tmp", ".swap"))]
     assert "00000000000000000999.index" not in names

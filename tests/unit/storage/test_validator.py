@@ -18,8 +18,13 @@ from .helpers import START_MS, make_batch, small_config
 TP = TopicPartition("t", 0)
 
 
-def validate(data: bytes, *, now: int = START_MS, origin: AppendOrigin = AppendOrigin.CLIENT,
-             **config: object) -> tuple[bytearray, object]:
+def validate(
+    data: bytes,
+    *,
+    now: int = START_MS,
+    origin: AppendOrigin = AppendOrigin.CLIENT,
+    **config: object,
+) -> tuple[bytearray, object]:
     buffer = bytearray(data)
     result = LogValidator(TP, small_config(**config)).validate_and_assign_offsets(
         buffer, first_offset=100, leader_epoch=4, now=now, origin=origin
@@ -53,7 +58,9 @@ def test_assigns_offsets_epoch_and_keeps_crc() -> None:
 
 
 def test_several_batches_from_a_coordinator() -> None:
-    data = make_batch([b"a"]) + make_batch([b"b", b"c"], timestamp=START_MS + 5) + make_batch([b"d"])
+    data = (
+        make_batch([b"a"]) + make_batch([b"b", b"c"], timestamp=START_MS + 5) + make_batch([b"d"])
+    )
     buffer, result = validate(data, origin=AppendOrigin.COORDINATOR)
     bases = [h.base_offset for h in batch.iter_headers(buffer)]
     assert bases == [100, 101, 103]
@@ -106,8 +113,10 @@ def test_record_count_must_match_offsets() -> None:
 
 
 def test_control_batches_from_clients_are_rejected() -> None:
-    data = build_batch([NewRecord(key=b"\x00\x00\x00\x00", value=b"x", timestamp=START_MS)],
-                       BatchSpec(control=True, producer_id=1, producer_epoch=0))
+    data = build_batch(
+        [NewRecord(key=b"\x00\x00\x00\x00", value=b"x", timestamp=START_MS)],
+        BatchSpec(control=True, producer_id=1, producer_epoch=0),
+    )
     assert error_of(data) is ErrorCode.invalid_record
 
 
@@ -135,12 +144,15 @@ def test_producers_may_not_set_log_append_time() -> None:
     header = batch.read_header(data)
     batch.set_log_append_time(data, header, START_MS)
     assert error_of(bytes(data)) is ErrorCode.invalid_timestamp
-    assert error_of(bytes(data), message_timestamp_type="LogAppendTime") is ErrorCode.invalid_timestamp
+    assert (
+        error_of(bytes(data), message_timestamp_type="LogAppendTime") is ErrorCode.invalid_timestamp
+    )
 
 
 def test_log_append_time_rewrites_max_timestamp_and_crc() -> None:
-    buffer, result = validate(make_batch([b"a"], timestamp=1), message_timestamp_type="LogAppendTime",
-                              now=START_MS + 7)
+    buffer, result = validate(
+        make_batch([b"a"], timestamp=1), message_timestamp_type="LogAppendTime", now=START_MS + 7
+    )
     header = batch.read_header(buffer)
     assert header.timestamp_type is batch.TimestampType.LOG_APPEND_TIME
     assert header.max_timestamp == START_MS + 7
