@@ -298,3 +298,52 @@ class LogLoader:
 def _unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def rebuild_producer_state(
+    state: ProducerStateManager,
+    segments: LogSegments,
+    *,
+    log_start_offset: int,
+    last_offset: int,
+    now: int,
+    reload_from_clean_shutdown: bool,
+) -> None:
+    """Kafka's ``rebuildProducerState``: the latest snapshot at or below ``last_offset``,
+    then the batch headers after it replayed.
+
+    After a clean shutdown without any snapshot (no producer ever wrote), empty snapshots
+    are taken instead of scanning the log. Snapshots are also (re)taken at the bases of
+    the last two segments so that a later truncation need not replay much.
+    """
+    snapshot_offsets: set[int] = set()
+    last_segment = segments.last
+    if last_segment is not None:
+        snapshot_offsets.add(last_segment.base_offset)
+        lower = segments.lower(last_segment.base_offset)
+        if lower is not None:
+            snapshot_offsets.add(lower.base_offset)
+    if state.latest_snapshot_offset is None and reload_from_clean_shutdown:
+        for offset in sorted(snapshot_offsets | {last_offset}):
+            state.update_map_end_offset(offset)
+            state.take_snapshot(sync=False)
+        return
+    was_empty = not state.producers and state.map_end_offset >= last_offset
+    state.truncate_and_reload(log_start_offset, last_offset, now)
+    if last_offset > state.map_end_offset and not was_empty:
+        last_offset_segment = segments.floor(last_offset)
+        for segment in segments.values_from(state.map_end_offset, last_offset):
+            start = max(segment.base_offset, state.map_end_offset, log_start_offset)
+            state.update_map_end_offset(start)
+            if segment.base_offset in snapshot_offsets:
+                state.take_snapshot()
+            first = segment.translate_offset(start)
+            if first is None:
+                continue
+            end: int | None = None
+            if segment is last_offset_segment:
+                last = segment.translate_offset(last_offset)
+                end = last.position if last is not None else None
+            state.replay(segment.iter_headers(first.position, end))
+    state.update_map_end_offset(last_offset)
+    state.take_snapshot()

@@ -26,7 +26,7 @@ from odradek.storage import log_files
 from odradek.storage.errors import KafkaStorageError, OffsetOutOfRangeError
 from odradek.storage.file_records import HandleCache
 from odradek.storage.segment import Clock, LogSegment
-from odradek.storage.values import FetchDataInfo, LogOffsetMetadata
+from odradek.storage.values import FetchDataInfo, LogOffsetMetadata, TimestampAndOffset
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +274,36 @@ class LocalLog:
                 return info
             segment = self.segments.higher(segment.base_offset)
         return FetchDataInfo(fetch_offset_metadata=self._next_offset_metadata)
+
+    def find_offset_by_timestamp(
+        self, timestamp: int, log_start_offset: int
+    ) -> TimestampAndOffset | None:
+        """First record with timestamp >= ``timestamp`` at or after the log start offset,
+        searching from the first segment whose largest timestamp reaches it."""
+        for segment in self.segments:
+            if segment.largest_timestamp() >= timestamp:
+                found = segment.find_offset_by_timestamp(timestamp, log_start_offset)
+                if found is not None:
+                    return found
+        return None
+
+    def find_max_timestamp(self) -> TimestampAndOffset | None:
+        """The first record carrying the log's largest timestamp (ListOffsets -3): the
+        segment's max timestamp entry leads to its batch, which alone is decoded."""
+        segment = max(self.segments, key=lambda s: s.max_timestamp_so_far)
+        timestamp = segment.max_timestamp_so_far
+        if timestamp < 0:
+            return None
+        _, position = segment.offset_index.lookup(segment.offset_of_max_timestamp_so_far)
+        for header in segment.iter_headers(position):
+            if header.max_timestamp == timestamp:
+                records = segment.decode_batch(header)
+                offset = next(
+                    (r.offset for r in records if r.timestamp == timestamp), header.last_offset
+                )
+                epoch = header.partition_leader_epoch
+                return TimestampAndOffset(timestamp, offset, epoch if epoch >= 0 else None)
+        return None
 
     # -- truncation and deletion ---------------------------------------------------------
 

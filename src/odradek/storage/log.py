@@ -23,12 +23,9 @@ import uuid
 from collections.abc import Callable
 
 from odradek.config import LogConfig
-from odradek.protocol.record_codec import RecordDecodeError, decode_records
-from odradek.protocol.records import BatchHeader
 from odradek.protocol.types import TopicPartition
 from odradek.storage import checkpoints
 from odradek.storage.errors import (
-    CorruptRecordError,
     InconsistentTopicIdError,
     OffsetOutOfRangeError,
     RecordBatchTooLargeError,
@@ -36,9 +33,9 @@ from odradek.storage.errors import (
 )
 from odradek.storage.file_records import HandleCache
 from odradek.storage.leader_epoch import LeaderEpochFileCache
-from odradek.storage.loader import LogLoader
+from odradek.storage.loader import LogLoader, rebuild_producer_state
 from odradek.storage.local_log import LocalLog
-from odradek.storage.producer_state import BatchMetadata, ProducerAppendInfo, ProducerStateManager
+from odradek.storage.producer_state import ProducerAppendInfo, ProducerStateManager
 from odradek.storage.segment import Clock, LogSegment
 from odradek.storage.validator import LogValidator
 from odradek.storage.values import (
@@ -283,7 +280,7 @@ class Log:
             now=now,
             origin=origin,
         )
-        updated, duplicate = self._analyze_producer_state(result.headers, origin)
+        updated, duplicate = self._producer_state.analyze(result.headers, origin)
         if duplicate is not None:
             lat = result.log_append_time != NO_TIMESTAMP
             return LogAppendInfo(
@@ -325,72 +322,41 @@ class Log:
 
     def append_as_follower(self, records: bytes | bytearray | memoryview) -> LogAppendInfo:
         """Append batches copied from the leader, keeping their offsets and epochs."""
-        headers = self._validator.analyze(records, origin=AppendOrigin.REPLICATION)
-        next_offset = -1
-        max_timestamp, offset_of_max_timestamp = NO_TIMESTAMP, -1
-        for header in headers:
-            if header.base_offset < next_offset:
-                raise UnexpectedAppendOffsetError(
-                    f"out of order offsets in the append to {self.topic_partition}"
-                )
-            next_offset = header.next_offset
-            if header.max_timestamp > max_timestamp:
-                max_timestamp, offset_of_max_timestamp = header.max_timestamp, header.last_offset
-        first_offset, last_offset = headers[0].base_offset, headers[-1].last_offset
-        if first_offset < self.log_end_offset:
+        result = self._validator.analyze_follower_records(records)
+        headers = result.headers
+        if result.first_offset < self.log_end_offset:
             raise UnexpectedAppendOffsetError(
                 f"unexpected offset in the append to {self.topic_partition}: first offset "
-                f"{first_offset} is below the log end offset {self.log_end_offset}"
+                f"{result.first_offset} is below the log end offset {self.log_end_offset}"
             )
         for header in headers:
             if header.partition_leader_epoch >= 0:
                 self._leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
-        updated, _ = self._analyze_producer_state(headers, AppendOrigin.REPLICATION)
+        updated, _ = self._producer_state.analyze(headers, AppendOrigin.REPLICATION)
         self._check_segment_size(len(records))
+        now = self._local.clock()
         self._maybe_roll(
-            len(records), max_timestamp, last_offset, self._local.clock(), first_offset
+            len(records), result.max_timestamp, result.last_offset, now, result.first_offset
         )
         self._local.append(
             records,
-            last_offset=last_offset,
-            largest_timestamp=max_timestamp,
-            offset_of_max_timestamp=offset_of_max_timestamp,
+            last_offset=result.last_offset,
+            largest_timestamp=result.max_timestamp,
+            offset_of_max_timestamp=result.offset_of_max_timestamp,
         )
-        self._after_append(updated, last_offset)
+        self._after_append(updated, result.last_offset)
         return LogAppendInfo(
-            first_offset=first_offset,
-            last_offset=last_offset,
-            max_timestamp=max_timestamp,
-            offset_of_max_timestamp=offset_of_max_timestamp,
+            first_offset=result.first_offset,
+            last_offset=result.last_offset,
+            max_timestamp=result.max_timestamp,
+            offset_of_max_timestamp=result.offset_of_max_timestamp,
             log_append_time=NO_TIMESTAMP,
             log_start_offset=self._log_start_offset,
-            record_count=sum(h.records_count for h in headers),
+            record_count=result.record_count,
             batch_count=len(headers),
-            valid_bytes=len(records),
+            valid_bytes=result.valid_bytes,
             last_leader_epoch=headers[-1].partition_leader_epoch,
         )
-
-    def _analyze_producer_state(
-        self, headers: list[BatchHeader], origin: AppendOrigin
-    ) -> tuple[dict[int, ProducerAppendInfo], BatchMetadata | None]:
-        """Producer checks per batch; a duplicate of a retained batch wins over them."""
-        state = self._producer_state
-        updated: dict[int, ProducerAppendInfo] = {}
-        for header in headers:
-            if not header.has_producer_id or header.is_control:
-                continue
-            if origin is AppendOrigin.CLIENT:
-                entry = state.last_entry(header.producer_id)
-                duplicate = entry.find_duplicate_batch(header) if entry is not None else None
-                if duplicate is not None:
-                    return {}, duplicate
-            info = updated.get(header.producer_id)
-            if info is None:
-                info = updated[header.producer_id] = state.prepare_update(
-                    header.producer_id, origin
-                )
-            info.append(header)
-        return updated, None
 
     def _check_segment_size(self, size: int) -> None:
         if size > self.config.segment_bytes:
@@ -491,37 +457,8 @@ class Log:
         if timestamp == LATEST_TIERED_TIMESTAMP:
             return TimestampAndOffset(NO_TIMESTAMP, -1, -1)
         if timestamp == MAX_TIMESTAMP:
-            return self._max_timestamp_and_offset()
-        for segment in self._local.segments:
-            if segment.largest_timestamp() >= timestamp:
-                found = segment.find_offset_by_timestamp(timestamp, self._log_start_offset)
-                if found is not None:
-                    return found
-        return None
-
-    def _max_timestamp_and_offset(self) -> TimestampAndOffset | None:
-        segment = max(self._local.segments, key=lambda s: s.max_timestamp_so_far)
-        timestamp = segment.max_timestamp_so_far
-        if timestamp < 0:
-            return None
-        _, position = segment.offset_index.lookup(segment.offset_of_max_timestamp_so_far)
-        for header in segment.iter_headers(position):
-            if header.max_timestamp != timestamp:
-                continue
-            data = segment.read_batch(header)
-            header.position = 0
-            try:
-                records = decode_records(data, header)
-            except RecordDecodeError as exc:
-                raise CorruptRecordError(
-                    f"cannot decode batch in {segment.log_path}: {exc}"
-                ) from exc
-            offset = next(
-                (r.offset for r in records if r.timestamp == timestamp), header.last_offset
-            )
-            epoch = header.partition_leader_epoch
-            return TimestampAndOffset(timestamp, offset, epoch if epoch >= 0 else None)
-        return None
+            return self._local.find_max_timestamp()
+        return self._local.find_offset_by_timestamp(timestamp, self._log_start_offset)
 
     def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int] | None:
         """(epoch, end offset) for OffsetForLeaderEpoch, or None when undefined."""
@@ -642,40 +579,14 @@ class Log:
     def _rebuild_producer_state(
         self, last_offset: int, *, reload_from_clean_shutdown: bool
     ) -> None:
-        """Kafka's ``rebuildProducerState``: latest snapshot, then replay headers after it."""
-        state = self._producer_state
-        segments = self._local.segments
-        snapshot_offsets: set[int] = set()
-        last_segment = segments.last
-        if last_segment is not None:
-            snapshot_offsets.add(last_segment.base_offset)
-            lower = segments.lower(last_segment.base_offset)
-            if lower is not None:
-                snapshot_offsets.add(lower.base_offset)
-        if state.latest_snapshot_offset is None and reload_from_clean_shutdown:
-            for offset in sorted(snapshot_offsets | {last_offset}):
-                state.update_map_end_offset(offset)
-                state.take_snapshot(sync=False)
-            return
-        was_empty = not state.producers and state.map_end_offset >= last_offset
-        state.truncate_and_reload(self._log_start_offset, last_offset, self._local.clock())
-        if last_offset > state.map_end_offset and not was_empty:
-            last_offset_segment = segments.floor(last_offset)
-            for segment in segments.values_from(state.map_end_offset, last_offset):
-                start = max(segment.base_offset, state.map_end_offset, self._log_start_offset)
-                state.update_map_end_offset(start)
-                if segment.base_offset in snapshot_offsets:
-                    state.take_snapshot()
-                first = segment.translate_offset(start)
-                if first is None:
-                    continue
-                end: int | None = None
-                if segment is last_offset_segment:
-                    last = segment.translate_offset(last_offset)
-                    end = last.position if last is not None else None
-                state.replay(segment.iter_headers(first.position, end))
-        state.update_map_end_offset(last_offset)
-        state.take_snapshot()
+        rebuild_producer_state(
+            self._producer_state,
+            self._local.segments,
+            log_start_offset=self._log_start_offset,
+            last_offset=last_offset,
+            now=self._local.clock(),
+            reload_from_clean_shutdown=reload_from_clean_shutdown,
+        )
 
     def take_producer_snapshot(self) -> None:
         self._producer_state.take_snapshot()

@@ -242,6 +242,27 @@ class ProducerStateManager:
             self.topic_partition, self.producers.get(producer_id), producer_id, origin
         )
 
+    def analyze(
+        self, headers: Iterable[BatchHeader], origin: AppendOrigin
+    ) -> tuple[dict[int, ProducerAppendInfo], BatchMetadata | None]:
+        """Check an append's batches (offsets assigned) against producer state, without
+        changing it; returns the checked updates for ``update``, or, for a client batch
+        that repeats one of the producer's retained batches, that original batch."""
+        updated: dict[int, ProducerAppendInfo] = {}
+        for header in headers:
+            if not header.has_producer_id or header.is_control:
+                continue
+            if origin is AppendOrigin.CLIENT:
+                entry = self.producers.get(header.producer_id)
+                duplicate = entry.find_duplicate_batch(header) if entry is not None else None
+                if duplicate is not None:
+                    return {}, duplicate
+            info = updated.get(header.producer_id)
+            if info is None:
+                info = updated[header.producer_id] = self.prepare_update(header.producer_id, origin)
+            info.append(header)
+        return updated, None
+
     def update(self, info: ProducerAppendInfo) -> None:
         self.producers[info.producer_id] = info.updated
 

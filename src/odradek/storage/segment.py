@@ -15,12 +15,13 @@ Not thread-safe: the owning ``Log`` serialises all calls.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 
 from odradek.protocol import records as batch
-from odradek.protocol.record_codec import RecordDecodeError, decode_records
+from odradek.protocol.record_codec import Record, RecordDecodeError, decode_records
 from odradek.protocol.records import BatchHeader
 from odradek.storage import log_files
 from odradek.storage.errors import CorruptIndexError, CorruptRecordError, KafkaStorageError
@@ -374,6 +375,16 @@ class LogSegment:
     def read_batch(self, header: BatchHeader) -> bytes:
         return self._file().pread(header.size, header.position)
 
+    def decode_batch(self, header: BatchHeader) -> list[Record]:
+        """The records of one batch of this segment (decompressed)."""
+        data = self.read_batch(header)
+        local = copy.copy(header)
+        local.position = 0
+        try:
+            return decode_records(data, local)
+        except RecordDecodeError as exc:
+            raise CorruptRecordError(f"cannot decode batch in {self.log_path}: {exc}") from exc
+
     def find_offset_by_timestamp(
         self, timestamp: int, starting_offset: int
     ) -> TimestampAndOffset | None:
@@ -388,12 +399,7 @@ class LogSegment:
         for header in _iter_file_headers(self._file(), position, self.size):
             if header.max_timestamp < timestamp or header.last_offset < starting_offset:
                 continue
-            data = self.read_batch(header)
-            header.position = 0
-            try:
-                records = decode_records(data, header)
-            except RecordDecodeError as exc:
-                raise CorruptRecordError(f"cannot decode batch in {self.log_path}: {exc}") from exc
+            records = self.decode_batch(header)
             epoch = header.partition_leader_epoch
             for record in records:
                 if record.timestamp >= timestamp and record.offset >= starting_offset:

@@ -43,6 +43,7 @@ from odradek.storage.errors import (
     InvalidRecordError,
     InvalidTimestampError,
     RecordTooLargeError,
+    UnexpectedAppendOffsetError,
 )
 from odradek.storage.values import AppendOrigin
 
@@ -112,6 +113,31 @@ class LogValidator:
             log_append_time=now if log_append_time else batch.NO_TIMESTAMP,
             record_count=record_count,
             valid_bytes=len(buffer),
+        )
+
+    def analyze_follower_records(self, records: bytes | bytearray | memoryview) -> ValidationResult:
+        """Framing, size and CRC of batches copied from the leader, whose offsets must not
+        go backwards (UnexpectedAppendOffsetError); nothing is patched."""
+        headers = self.analyze(records, origin=AppendOrigin.REPLICATION)
+        next_offset = -1
+        max_timestamp, offset_of_max_timestamp = batch.NO_TIMESTAMP, -1
+        for header in headers:
+            if header.base_offset < next_offset:
+                raise UnexpectedAppendOffsetError(
+                    f"out of order offsets in the append to {self.topic_partition}"
+                )
+            next_offset = header.next_offset
+            if header.max_timestamp > max_timestamp:
+                max_timestamp, offset_of_max_timestamp = header.max_timestamp, header.last_offset
+        return ValidationResult(
+            headers=headers,
+            first_offset=headers[0].base_offset,
+            last_offset=headers[-1].last_offset,
+            max_timestamp=max_timestamp,
+            offset_of_max_timestamp=offset_of_max_timestamp,
+            log_append_time=batch.NO_TIMESTAMP,
+            record_count=sum(h.records_count for h in headers),
+            valid_bytes=len(records),
         )
 
     def analyze(
