@@ -152,12 +152,15 @@ class HandleCache:
         self._owners.pop(owner, None)
 
 
-def iter_headers(handle: FileHandle, start: int, end: int) -> Iterator[BatchHeader]:
+def iter_headers(
+    handle: FileHandle, start: int, end: int, *, chunk_size: int = _HEADER_CHUNK
+) -> Iterator[BatchHeader]:
     """Headers of the well-framed batches in ``[start, end)``, positions absolute.
 
     Checks framing only (magic 2, length, fits before ``end``, offsets not going
     backwards); stops silently at the first batch that fails, so callers compare the last
-    header's end with ``end``.
+    header's end with ``end``. ``chunk_size``: bytes read per ``pread`` (a header that
+    is not in the buffer costs one more).
     """
     position = start
     buffer = b""
@@ -167,7 +170,7 @@ def iter_headers(handle: FileHandle, start: int, end: int) -> Iterator[BatchHead
     while end - position >= batch.BATCH_HEADER_SIZE:
         relative = position - buffer_start
         if relative + batch.BATCH_HEADER_SIZE > len(buffer):
-            buffer = read_exact(fd, min(_HEADER_CHUNK, end - position), position)
+            buffer = read_exact(fd, min(chunk_size, end - position), position)
             buffer_start = position
             relative = 0
             if len(buffer) < batch.BATCH_HEADER_SIZE:

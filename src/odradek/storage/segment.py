@@ -327,7 +327,11 @@ class LogSegment:
         """Header of the first batch whose last offset is >= ``offset``, or None."""
         self._ensure_indexes()
         _, position = self.offset_index.lookup(offset)
-        for header in _iter_file_headers(self._file(), max(position, starting_position), self.size):
+        # the batch is usually within one index interval of the entry: read little
+        chunk = self.index_interval_bytes + 2 * batch.BATCH_HEADER_SIZE
+        for header in _iter_file_headers(
+            self._file(), max(position, starting_position), self.size, chunk_size=chunk
+        ):
             if header.last_offset >= offset:
                 return header
         return None
