@@ -30,7 +30,7 @@ from odradek.config import BrokerConfig, ConfigError, LogConfig
 from odradek.protocol.errors import ErrorCode
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
-from odradek.storage.checkpoints import read_or_create_meta_properties
+from odradek.storage import checkpoints
 from odradek.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -114,11 +114,11 @@ class Broker:
         for directory in log_dirs:
             directory.mkdir(parents=True, exist_ok=True)
         self._locks = lock_log_dirs(log_dirs)
-        meta = read_or_create_meta_properties(log_dirs, self.broker_id, config.get("cluster.id"))
-        self.cluster_id = meta.cluster_id
+        self.cluster_id = self._cluster_identity(log_dirs)
         self.metadata = LocalStore(log_dirs[0], self.cluster_id)
         self.controller = Controller(self.metadata, config, lambda: [self.broker_id])
-        self.log_manager = LogManager(log_dirs, config, clock=self.clock)
+        self.log_manager = LogManager.from_config(config, clock=self.clock)
+        self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.replica_manager = ReplicaManager(
             broker_id=self.broker_id,
             config=config,
@@ -128,6 +128,35 @@ class Broker:
         )
         self.controller.add_listener(self.replica_manager)
         self.producer_ids = ProducerIdManager(self.metadata)
+
+    def _cluster_identity(self, log_dirs: list[Path]) -> str:
+        """The cluster id from meta.properties (new if none), checking the node id too.
+
+        As Kafka, a log dir that belonged to another node or cluster is refused rather
+        than silently mixed into this one.
+        """
+        configured = self.config.get("cluster.id")
+        found: dict[str, Path] = {}
+        for directory in log_dirs:
+            props = checkpoints.read_meta_properties(str(directory))
+            if not props:
+                continue
+            stored_node = props.get("node.id", props.get("broker.id"))
+            if stored_node is not None and stored_node != str(self.broker_id):
+                raise BrokerStartError(
+                    f"{directory}/meta.properties says node.id={stored_node} but this broker "
+                    f"is {self.broker_id} (use --broker-id {stored_node} or another --data-dir)"
+                )
+            if "cluster.id" in props:
+                found[props["cluster.id"]] = directory
+        if len(found) > 1 or (configured and found and configured not in found):
+            ids = ", ".join(f"{cid} in {path}" for cid, path in found.items())
+            raise BrokerStartError(f"log dirs belong to different clusters: {ids}")
+        if found:
+            return next(iter(found))
+        if configured:
+            return str(configured)
+        return _new_cluster_id()
 
     @staticmethod
     def clock() -> int:
@@ -232,8 +261,6 @@ class Broker:
         self.spawn(self._every(config.get("replica.high.watermark.checkpoint.interval.ms"),
                                lambda _now: self.log_manager.checkpoint_high_watermarks(),
                                "high watermark checkpoint"))
-        self.spawn(self._every(30_000, self.replica_manager.expire_idle_producers,
-                               "producer expiration"))
 
     async def _every(self, interval_ms: int, job: Any, name: str) -> None:
         interval = max(interval_ms, 10) / 1000
@@ -254,6 +281,14 @@ class Broker:
     def endpoint(self) -> Endpoint:
         """This broker's advertised endpoint for clients."""
         return self.advertised[0]
+
+
+def _new_cluster_id() -> str:
+    """A random cluster id in Kafka's form: URL-safe base64 of a UUID, no padding."""
+    import base64
+    import uuid
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def _default_host() -> str:

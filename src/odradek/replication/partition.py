@@ -16,7 +16,7 @@ from odradek.config import LogConfig
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
 from odradek.storage.log import Log
-from odradek.storage.records_view import FetchDataInfo, LogAppendInfo
+from odradek.storage.values import FetchDataInfo, LogAppendInfo
 
 READ_UNCOMMITTED = 0
 READ_COMMITTED = 1
@@ -61,6 +61,10 @@ class Partition:
         self.broker_id = broker_id
         self.state = state
         self._record_leader_epoch()
+        if self.is_leader:
+            # The checkpointed high watermark may lag (it is written every few seconds);
+            # as leader with the ISR caught up, it is the log end offset again.
+            self._maybe_increment_high_watermark()
 
     @property
     def leader_epoch(self) -> int:
@@ -154,14 +158,15 @@ class Partition:
         limit = log.last_stable_offset if isolation_level == READ_COMMITTED else log.high_watermark
         if timestamp == LATEST_TIMESTAMP:
             return limit, -1, self.leader_epoch
-        if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
-            start = log.log_start_offset
-            epoch = log.leader_epoch_cache.epoch_for_offset(start)
-            return start, -1, NO_EPOCH if epoch is None else epoch
         found = log.fetch_offset_by_timestamp(timestamp)
-        if found is None or found[0] >= limit:
+        if found is None:
             return None
-        return found
+        epoch = NO_EPOCH if found.leader_epoch is None else found.leader_epoch
+        if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
+            return found.offset, found.timestamp, epoch
+        if found.offset >= limit:
+            return None
+        return found.offset, found.timestamp, epoch
 
     def last_offset_for_leader_epoch(
         self, current_leader_epoch: int, leader_epoch: int

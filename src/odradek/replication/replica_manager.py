@@ -95,7 +95,7 @@ class ReplicaManager:
         for topic in self.metadata.topics().values():
             self._host(topic, 0)
         hosted = set(self.partitions)
-        for tp in self.log_manager.all_partitions():
+        for tp in self.log_manager.logs:
             if tp not in hosted:
                 log.warning("log %s belongs to no known topic; left on disk untouched", tp)
 
@@ -245,10 +245,3 @@ class ReplicaManager:
         for waiters in list(self._waiters.values()):
             for waiter in list(waiters):
                 waiter.wake()
-
-    # -- housekeeping ------------------------------------------------------------------------------
-
-    def expire_idle_producers(self, now: int) -> None:
-        expiration = self.config.get("producer.id.expiration.ms")
-        for partition in self.partitions.values():
-            partition.log.producer_state.remove_expired_producers(now, expiration)

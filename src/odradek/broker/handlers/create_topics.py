@@ -56,19 +56,21 @@ def _failure(module: Any, name: str, error: ErrorCode, message: str | None) -> A
 
 def _success(ctx: RequestContext, module: Any, topic: Any, created: Any) -> Any:
     broker = ctx.broker
-    overrides = {c.name: c.value for c in topic.configs if c.value is not None}
-    config = LogConfig.build(broker.config, validate_topic_configs(overrides))
-    configs = tuple(
-        codec.build(
-            module.CreatableTopicConfigs,
-            name=resolved.name,
-            value=resolved.text,
-            read_only=False,
-            config_source=int(resolved.source),
-            is_sensitive=resolved.key.sensitive,
+    configs: tuple[Any, ...] = ()
+    if hasattr(module, "CreatableTopicConfigs"):  # v5+ echo the topic's configs
+        overrides = {c.name: c.value for c in topic.configs if c.value is not None}
+        config = LogConfig.build(broker.config, validate_topic_configs(overrides))
+        configs = tuple(
+            codec.build(
+                module.CreatableTopicConfigs,
+                name=resolved.name,
+                value=resolved.text,
+                read_only=False,
+                config_source=int(resolved.source),
+                is_sensitive=resolved.key.sensitive,
+            )
+            for resolved in describe_topic_configs(broker.config, config)
         )
-        for resolved in describe_topic_configs(broker.config, config)
-    )
     if created is None:  # validate_only
         partitions = topic.num_partitions if topic.num_partitions != -1 else broker.config.get(
             "num.partitions"

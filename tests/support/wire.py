@@ -1,0 +1,96 @@
+"""A minimal raw Kafka client for tests that need exact frames (bad input, edge cases).
+
+Requests and responses go through kio, as the broker's own codec does, but framing is
+explicit so a test can send anything: truncated bodies, wrong sizes, unknown versions.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+from typing import Any
+
+from kio.schema.request_header.v1.header import RequestHeader as HeaderV1
+from kio.schema.request_header.v2.header import RequestHeader as HeaderV2
+from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i16, i32
+
+from odradek.protocol import codec
+
+
+class WireClient:
+    def __init__(self, bootstrap: str, timeout: float = 10.0) -> None:
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.correlation_id = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> WireClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_frame(self, body: bytes) -> None:
+        self.sock.sendall(struct.pack(">i", len(body)) + body)
+
+    def header(self, api_key: int, version: int, flexible: bool, client_id: str = "wire") -> bytes:
+        self.correlation_id += 1
+        cls = HeaderV2 if flexible else HeaderV1
+        buffer = io.BytesIO()
+        entity_writer(cls)(
+            buffer,
+            cls(
+                request_api_key=i16(api_key),
+                request_api_version=i16(version),
+                correlation_id=i32(self.correlation_id),
+                client_id=client_id,
+            ),
+        )
+        return buffer.getvalue()
+
+    def request_bytes(self, request: Any) -> bytes:
+        api_key, version = int(request.__api_key__), int(request.__version__)
+        head = self.header(api_key, version, codec.is_flexible_request(api_key, version))
+        return head + codec.encode(request)
+
+    def call(self, request: Any) -> Any:
+        """Send a kio request entity and decode its response."""
+        api_key, version = int(request.__api_key__), int(request.__version__)
+        self.send_frame(self.request_bytes(request))
+        body = self.read_frame()
+        correlation_id, = struct.unpack_from(">i", body, 0)
+        assert correlation_id == self.correlation_id
+        offset = 5 if codec.is_flexible_response(api_key, version) else 4
+        response, _ = entity_reader(codec.response_class(api_key, version))(body, offset)
+        return response
+
+    def read_frame(self) -> bytes:
+        size, = struct.unpack(">i", self._read_exact(4))
+        return self._read_exact(size)
+
+    def _read_exact(self, size: int) -> bytes:
+        chunks = []
+        while size:
+            chunk = self.sock.recv(size)
+            if not chunk:
+                raise ConnectionError("connection closed by the broker")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def is_closed_by_peer(self, timeout: float = 2.0) -> bool:
+        """Whether the broker closes the connection (EOF or reset) within ``timeout``."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
