@@ -73,7 +73,7 @@ class AbstractIndex(ABC):
         self._loaded = False
         self._persisted = 0
 
-    # -- loading -------------------------------------------------------------------------
+    # -- loading ---------------------------------------------------------------------------
 
     @property
     def loaded(self) -> bool:
@@ -141,7 +141,7 @@ class AbstractIndex(ABC):
         finally:
             os.close(fd)
 
-    # -- size ----------------------------------------------------------------------------
+    # -- size ------------------------------------------------------------------------------
 
     @property
     def entries(self) -> int:
@@ -154,7 +154,7 @@ class AbstractIndex(ABC):
     def set_max_index_size(self, max_index_size: int) -> None:
         self.max_entries = max_index_size // self.ENTRY_SIZE
 
-    # -- writes --------------------------------------------------------------------------
+    # -- writes ----------------------------------------------------------------------------
 
     def _append(self, key: int, value: int) -> None:
         self._keys.append(key)
@@ -178,11 +178,16 @@ class AbstractIndex(ABC):
             pass
 
     def persist(self, *, fsync: bool = False) -> None:
-        """Append the entries not yet on disk to the file (creating it if needed)."""
+        """Append the entries not yet on disk to the file (creating it if needed), and
+        fsync it when asked."""
         pending = self._loaded and len(self._keys) > self._persisted
-        if not pending and not fsync and os.path.exists(self.path):
+        if not pending and not fsync:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if self._loaded else 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            return
         try:
             if pending:
                 data = self._encode(self._persisted)

@@ -70,7 +70,7 @@ class LeaderEpochFileCache:
     def flush(self) -> None:
         self._write(fsync=True)
 
-    # -- queries -------------------------------------------------------------------------
+    # -- queries ---------------------------------------------------------------------------
 
     @property
     def entries(self) -> list[EpochEntry]:
@@ -113,7 +113,7 @@ class LeaderEpochFileCache:
             return requested_epoch, self._offsets[0]
         return self._epochs[higher - 1], self._offsets[higher]
 
-    # -- updates -------------------------------------------------------------------------
+    # -- updates ---------------------------------------------------------------------------
 
     def assign(self, epoch: int, start_offset: int) -> None:
         """Record that ``epoch`` starts at ``start_offset``; written (fsynced) if new."""
@@ -155,7 +155,7 @@ class LeaderEpochFileCache:
         """Drop entries that start at or before ``start_offset`` except the last of them,
         which is moved to start there (exclusive: an entry at ``start_offset`` stays)."""
         removed = bisect.bisect_right(self._offsets, start_offset)
-        if removed == 0:
+        if removed == 0 or (removed == 1 and self._offsets[0] == start_offset):
             return
         epoch = self._epochs[removed - 1]
         del self._epochs[:removed], self._offsets[:removed]

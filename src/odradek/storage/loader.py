@@ -38,7 +38,7 @@ from odradek.protocol.records import BatchHeader
 from odradek.protocol.types import TopicPartition
 from odradek.storage import log_files
 from odradek.storage.errors import CorruptIndexError, KafkaStorageError
-from odradek.storage.file_records import HandleCache
+from odradek.storage.file_records import FileHandle, HandleCache, iter_headers
 from odradek.storage.leader_epoch import LeaderEpochFileCache
 from odradek.storage.local_log import LogSegments, roll_jitter
 from odradek.storage.producer_state import ProducerStateManager
@@ -106,8 +106,9 @@ class LogLoader:
         )
 
     def load(self) -> LoadedLogOffsets:
-        self._remove_temp_files_and_complete_swaps()
-        self._load_segment_files()
+        names = self._remove_temp_files_and_complete_swaps(os.listdir(self.dir))
+        self.producer_state.set_snapshot_files(names)
+        self._load_segment_files(names)
         next_offset, recovery_point = self._recover()
         log_start = max(self.log_start_offset_checkpoint, self.segments.base_offsets[0])
         cache = self.leader_epoch_cache
@@ -115,10 +116,10 @@ class LogLoader:
         cache.truncate_from_start(log_start)
         return LoadedLogOffsets(log_start, recovery_point, next_offset)
 
-    # -- leftovers -----------------------------------------------------------------------
+    # -- leftovers -------------------------------------------------------------------------
 
-    def _remove_temp_files_and_complete_swaps(self) -> None:
-        names = os.listdir(self.dir)
+    def _remove_temp_files_and_complete_swaps(self, names: list[str]) -> list[str]:
+        """Returns the directory's file names afterwards."""
         swaps: list[str] = []
         min_cleaned = None
         for name in names:
@@ -132,6 +133,8 @@ class LogLoader:
                 _unlink(path)
             elif name.endswith(log_files.SWAP_FILE_SUFFIX):
                 swaps.append(name)
+        if not swaps and len(names) == len(kept := [n for n in names if _is_kept(n)]):
+            return kept
         valid_swaps = []
         for name in swaps:
             offset = log_files.offset_from_file_name(name)
@@ -144,10 +147,12 @@ class LogLoader:
             if name.endswith(log_files.LOG_FILE_SUFFIX + log_files.SWAP_FILE_SUFFIX):
                 base = log_files.offset_from_file_name(name)
                 assert base is not None
-                swap = self._segment(base, log_files.SWAP_FILE_SUFFIX)
-                swap.rebuild_indexes()
-                ranges.append((base, max(swap.read_next_offset(), base + 1)))
-                swap.close_handles()
+                handle = FileHandle.open(os.path.join(self.dir, name), writable=False)
+                next_offset = base + 1
+                for header in iter_headers(handle, 0, os.fstat(handle.fileno()).st_size):
+                    next_offset = header.next_offset
+                handle.close()
+                ranges.append((base, next_offset))
         for name in os.listdir(self.dir):
             offset = log_files.offset_from_file_name(name)
             if offset is None or name.endswith(log_files.SWAP_FILE_SUFFIX):
@@ -161,9 +166,10 @@ class LogLoader:
             path = os.path.join(self.dir, name)
             if os.path.exists(path):
                 os.replace(path, path[: -len(log_files.SWAP_FILE_SUFFIX)])
+        return os.listdir(self.dir)
 
-    def _load_segment_files(self) -> None:
-        names = set(os.listdir(self.dir))
+    def _load_segment_files(self, listing: list[str]) -> None:
+        names = set(listing)
         for name in sorted(names):
             offset = log_files.offset_from_file_name(name)
             if offset is None:
@@ -189,7 +195,7 @@ class LogLoader:
                     self._recover_segment(segment)
                 self.segments.add(segment)
 
-    # -- recovery ------------------------------------------------------------------------
+    # -- recovery --------------------------------------------------------------------------
 
     def _recover_segment(self, segment: LogSegment) -> int:
         cache = self.leader_epoch_cache
@@ -293,6 +299,12 @@ class LogLoader:
         if unflushed_start < segment.size and segment.validate_tail(unflushed_start) > 0:
             return None
         return next_offset
+
+
+def _is_kept(name: str) -> bool:
+    return not name.endswith(
+        (log_files.DELETED_FILE_SUFFIX, log_files.TMP_FILE_SUFFIX, log_files.CLEANED_FILE_SUFFIX)
+    )
 
 
 def _unlink(path: str) -> None:

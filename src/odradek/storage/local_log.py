@@ -123,7 +123,7 @@ class LocalLog:
         self._next_offset_metadata = LogOffsetMetadata(next_offset)
         self._update_log_end_offset(next_offset)
 
-    # -- offsets -------------------------------------------------------------------------
+    # -- offsets ---------------------------------------------------------------------------
 
     @property
     def active_segment(self) -> LogSegment:
@@ -163,7 +163,7 @@ class LocalLog:
             return LogOffsetMetadata(offset, higher.base_offset, 0)
         return LogOffsetMetadata(offset, segment.base_offset, header.position)
 
-    # -- segments ------------------------------------------------------------------------
+    # -- segments --------------------------------------------------------------------------
 
     def create_segment(self, base_offset: int) -> LogSegment:
         for suffix_path in (
@@ -305,7 +305,7 @@ class LocalLog:
                 return TimestampAndOffset(timestamp, offset, epoch if epoch >= 0 else None)
         return None
 
-    # -- truncation and deletion ---------------------------------------------------------
+    # -- truncation and deletion -----------------------------------------------------------
 
     def remove_and_delete_segments(self, segments: list[LogSegment], *, delay: bool) -> None:
         """Take segments out of the log, rename them ``*.deleted``, unlink them later."""

@@ -104,7 +104,7 @@ class Log:
         os.makedirs(directory, exist_ok=True)
         cache = LeaderEpochFileCache(tp, directory)
         producer_state = ProducerStateManager(
-            tp, directory, producer_id_expiration_ms=producer_id_expiration_ms
+            tp, directory, producer_id_expiration_ms=producer_id_expiration_ms, file_names=()
         )
         loader = LogLoader(
             directory,
@@ -152,7 +152,7 @@ class Log:
             f"log_end_offset={self.log_end_offset}, high_watermark={self._high_watermark})"
         )
 
-    # -- state ---------------------------------------------------------------------------
+    # -- state -----------------------------------------------------------------------------
 
     @property
     def dir(self) -> str:
@@ -259,7 +259,7 @@ class Log:
             self._high_watermark_metadata = metadata
         return metadata
 
-    # -- appends -------------------------------------------------------------------------
+    # -- appends ---------------------------------------------------------------------------
 
     def append_as_leader(
         self,
@@ -406,7 +406,7 @@ class Log:
         offset = self.log_end_offset if up_to is None else min(up_to, self.log_end_offset)
         self._local.flush(offset)
 
-    # -- reads ---------------------------------------------------------------------------
+    # -- reads -----------------------------------------------------------------------------
 
     def read(
         self,
@@ -465,7 +465,7 @@ class Log:
         epoch, offset = self._leader_epoch_cache.end_offset_for(leader_epoch, self.log_end_offset)
         return None if offset < 0 else (epoch, offset)
 
-    # -- retention and log start offset --------------------------------------------------
+    # -- retention and log start offset ----------------------------------------------------
 
     def delete_old_segments(self, now: int | None = None) -> int:
         """Delete segments wholly below the log start offset and, on ``delete`` topics,
@@ -546,7 +546,7 @@ class Log:
     def remove_expired_producers(self, now: int) -> int:
         return self._producer_state.remove_expired_producers(now)
 
-    # -- truncation ----------------------------------------------------------------------
+    # -- truncation ------------------------------------------------------------------------
 
     def truncate_to(self, target_offset: int) -> bool:
         """Remove everything at or after ``target_offset`` (follower truncation). False
@@ -591,7 +591,7 @@ class Log:
     def take_producer_snapshot(self) -> None:
         self._producer_state.take_snapshot()
 
-    # -- lifecycle -----------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
         """Snapshot producer state and close every segment (no fsync: flush first)."""

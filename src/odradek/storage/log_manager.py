@@ -66,6 +66,8 @@ class LogManager:
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.handle_cache = HandleCache(max_open_files or default_max_open_files())
         self._logs: dict[TopicPartition, Log] = {}
+        self._counts: dict[str, int] = {}
+        """Partitions per log dir, for placing new ones."""
         for directory in self.log_dirs:
             os.makedirs(directory, exist_ok=True)
 
@@ -77,7 +79,7 @@ class LogManager:
             producer_id_expiration_ms=int(config.get("producer.id.expiration.ms")),
         )
 
-    # -- loading -------------------------------------------------------------------------
+    # -- loading ---------------------------------------------------------------------------
 
     def load_logs(self, config_for: Callable[[str], LogConfig]) -> None:
         """Open every partition directory of every log dir (``config_for(topic)`` gives its
@@ -109,7 +111,7 @@ class LogManager:
                     )
                     continue
                 try:
-                    self._logs[tp] = Log.open(
+                    loaded = Log.open(
                         path,
                         config_for(tp.topic),
                         recovery_point=recovery_points.get(tp, 0),
@@ -120,26 +122,28 @@ class LogManager:
                         producer_id_expiration_ms=self.producer_id_expiration_ms,
                         handle_cache=self.handle_cache,
                     )
+                    self._add(tp, loaded)
                 except Exception:
                     log.exception("cannot load the log in %s; leaving it offline", path)
             checkpoints.remove_clean_shutdown_marker(log_dir)
 
-    # -- logs ----------------------------------------------------------------------------
+    # -- logs ------------------------------------------------------------------------------
 
     @property
     def logs(self) -> dict[TopicPartition, Log]:
         return dict(self._logs)
 
+    def _add(self, tp: TopicPartition, item: Log) -> None:
+        self._logs[tp] = item
+        parent = os.path.dirname(item.dir)
+        self._counts[parent] = self._counts.get(parent, 0) + 1
+
     def get_log(self, tp: TopicPartition) -> Log | None:
         return self._logs.get(tp)
 
     def _next_log_dir(self) -> str:
-        counts = dict.fromkeys(self.log_dirs, 0)
-        for existing in self._logs.values():
-            parent = os.path.dirname(existing.dir)
-            if parent in counts:
-                counts[parent] += 1
-        return min(self.log_dirs, key=lambda d: counts[d])
+        """The log dir holding the fewest partitions (Kafka's ``nextLogDirs``)."""
+        return min(self.log_dirs, key=lambda d: self._counts.get(d, 0))
 
     def get_or_create_log(
         self, tp: TopicPartition, config: LogConfig, topic_id: uuid.UUID | None = None
@@ -158,7 +162,7 @@ class LogManager:
             producer_id_expiration_ms=self.producer_id_expiration_ms,
             handle_cache=self.handle_cache,
         )
-        self._logs[tp] = created
+        self._add(tp, created)
         return created
 
     def delete_log(self, tp: TopicPartition) -> bool:
@@ -167,6 +171,7 @@ class LogManager:
         if removed is None:
             return False
         parent = os.path.dirname(removed.dir)
+        self._counts[parent] -= 1
         removed.close()
         target = os.path.join(parent, log_files.log_delete_dir_name(tp))
         os.rename(removed.dir, target)
@@ -175,7 +180,7 @@ class LogManager:
         self.checkpoint_all()
         return True
 
-    # -- checkpoints ---------------------------------------------------------------------
+    # -- checkpoints -----------------------------------------------------------------------
 
     def _by_dir(self) -> dict[str, list[tuple[TopicPartition, Log]]]:
         grouped: dict[str, list[tuple[TopicPartition, Log]]] = {d: [] for d in self.log_dirs}
@@ -228,7 +233,7 @@ class LogManager:
                 log_dir, node_id=node_id, cluster_id=cluster_id, directory_id=directory_id
             )
 
-    # -- periodic work -------------------------------------------------------------------
+    # -- periodic work ---------------------------------------------------------------------
 
     def cleanup_logs(self, now: int | None = None) -> int:
         """Retention for every log, producer id expiry, and delayed file deletion;
@@ -269,3 +274,4 @@ class LogManager:
             for log_dir in self.log_dirs:
                 checkpoints.write_clean_shutdown_marker(log_dir)
         self._logs.clear()
+        self._counts.clear()

@@ -222,17 +222,36 @@ class ProducerStateManager:
     """All producers of one partition, their snapshots, and expiry."""
 
     def __init__(
-        self, topic_partition: TopicPartition, log_dir: str, *, producer_id_expiration_ms: int
+        self,
+        topic_partition: TopicPartition,
+        log_dir: str,
+        *,
+        producer_id_expiration_ms: int,
+        file_names: Iterable[str] | None = None,
     ) -> None:
+        """``file_names``: the partition directory's listing, if the caller has one."""
         self.topic_partition = topic_partition
         self.log_dir = log_dir
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.producers: dict[int, ProducerStateEntry] = {}
         self.map_end_offset = 0
         self.last_snapshot_offset = 0
-        self._snapshots: list[int] = sorted(self._list_snapshot_offsets())
+        self._snapshots: list[int] = []
+        if file_names is None:
+            file_names = os.listdir(log_dir) if os.path.isdir(log_dir) else []
+        self.set_snapshot_files(file_names)
 
-    # -- lookups and updates -------------------------------------------------------------
+    def set_snapshot_files(self, names: Iterable[str]) -> None:
+        """Learn the snapshot files from a listing of the partition directory."""
+        offsets = []
+        for name in names:
+            if name.endswith(log_files.PRODUCER_SNAPSHOT_FILE_SUFFIX):
+                offset = log_files.offset_from_file_name(name)
+                if offset is not None:
+                    offsets.append(offset)
+        self._snapshots = sorted(offsets)
+
+    # -- lookups and updates ---------------------------------------------------------------
 
     def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
         return self.producers.get(producer_id)
@@ -290,20 +309,7 @@ class ProducerStateManager:
             del self.producers[pid]
         return len(expired)
 
-    # -- snapshots -----------------------------------------------------------------------
-
-    def _list_snapshot_offsets(self) -> list[int]:
-        offsets = []
-        try:
-            names = os.listdir(self.log_dir)
-        except FileNotFoundError:
-            return []
-        for name in names:
-            if name.endswith(log_files.PRODUCER_SNAPSHOT_FILE_SUFFIX):
-                offset = log_files.offset_from_file_name(name)
-                if offset is not None:
-                    offsets.append(offset)
-        return offsets
+    # -- snapshots -------------------------------------------------------------------------
 
     @property
     def snapshot_offsets(self) -> list[int]:

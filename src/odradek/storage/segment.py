@@ -102,9 +102,8 @@ class LogSegment:
         try:
             with open(segment.log_path, "ab"):
                 pass
-            for index in (segment.offset_index, segment.time_index):
-                index.mark_empty()
-                index.persist()
+            segment.offset_index.reset()
+            segment.time_index.reset()
         except OSError as exc:
             raise KafkaStorageError(f"cannot create segment {segment.log_path}: {exc}") from exc
         segment._size = 0
@@ -114,7 +113,7 @@ class LogSegment:
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self._size})"
 
-    # -- file handle ---------------------------------------------------------------------
+    # -- file handle -----------------------------------------------------------------------
 
     def _file(self) -> FileHandle:
         handle = self._handle
@@ -150,7 +149,7 @@ class LogSegment:
         """Modification time of the ``.log`` file, epoch milliseconds."""
         return os.stat(self.log_path).st_mtime_ns // 1_000_000
 
-    # -- indexes -------------------------------------------------------------------------
+    # -- indexes ---------------------------------------------------------------------------
 
     def _ensure_indexes(self) -> None:
         if self._indexes_checked and self.offset_index.loaded and self.time_index.loaded:
@@ -216,7 +215,7 @@ class LogSegment:
         self._persist_indexes(fsync=False)
         return valid_end
 
-    # -- append --------------------------------------------------------------------------
+    # -- append ----------------------------------------------------------------------------
 
     def can_convert_to_relative_offset(self, offset: int) -> bool:
         return self.offset_index.can_append_offset(offset)
@@ -258,7 +257,7 @@ class LogSegment:
         self._bytes_since_last_index_entry += size
         return position
 
-    # -- timestamps ----------------------------------------------------------------------
+    # -- timestamps ------------------------------------------------------------------------
 
     def _max_timestamp_entry(self) -> tuple[int, int]:
         if self._max_timestamp is None:
@@ -321,7 +320,7 @@ class LogSegment:
             or not self.can_convert_to_relative_offset(max_offset_in_messages)
         )
 
-    # -- reads ---------------------------------------------------------------------------
+    # -- reads -----------------------------------------------------------------------------
 
     def translate_offset(self, offset: int, starting_position: int = 0) -> BatchHeader | None:
         """Header of the first batch whose last offset is >= ``offset``, or None."""
@@ -410,7 +409,7 @@ class LogSegment:
                     return TimestampAndOffset(record.timestamp, record.offset, _epoch(epoch))
         return None
 
-    # -- recovery and truncation ---------------------------------------------------------
+    # -- recovery and truncation -----------------------------------------------------------
 
     def recover(self, on_batch: Callable[[BatchHeader], None] | None = None) -> int:
         """Validate every batch (framing, magic, offsets, CRC), rebuild both indexes and
@@ -490,7 +489,7 @@ class LogSegment:
                 timestamp, offset = header.max_timestamp, header.last_offset
         return timestamp, offset
 
-    # -- lifecycle -----------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------
 
     def on_become_inactive(self) -> None:
         """Called on roll: the time index gets the segment's largest timestamp."""
