@@ -41,8 +41,16 @@ class BrokerProcess:
 
     def command(self) -> list[str]:
         listener = f"PLAINTEXT://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "odradek", "server", "--data-dir", str(self.data_dir),
-                   "--listeners", listener]
+        command = [
+            sys.executable,
+            "-m",
+            "odradek",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--listeners",
+            listener,
+        ]
         for key, value in self.overrides.items():
             command += ["--override", f"{key}={value}"]
         return command

@@ -65,14 +65,14 @@ class WireClient:
         api_key, version = int(request.__api_key__), int(request.__version__)
         self.send_frame(self.request_bytes(request))
         body = self.read_frame()
-        correlation_id, = struct.unpack_from(">i", body, 0)
+        (correlation_id,) = struct.unpack_from(">i", body, 0)
         assert correlation_id == self.correlation_id
         offset = 5 if codec.is_flexible_response(api_key, version) else 4
         response, _ = entity_reader(codec.response_class(api_key, version))(body, offset)
         return response
 
     def read_frame(self) -> bytes:
-        size, = struct.unpack(">i", self._read_exact(4))
+        (size,) = struct.unpack(">i", self._read_exact(4))
         return self._read_exact(size)
 
     def _read_exact(self, size: int) -> bytes:

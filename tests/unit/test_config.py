@@ -77,5 +77,5 @@ def test_override_syntax() -> None:
 
 
 def test_bad_broker_value_fails_at_start() -> None:
-    with pytest.raises(ConfigError, match="num.partitions"):
+    with pytest.raises(ConfigError, match=r"num\.partitions"):
         BrokerConfig({"num.partitions": "0"})

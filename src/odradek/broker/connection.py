@@ -21,7 +21,7 @@ import asyncio
 import collections
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 from odradek.broker.api import NO_RESPONSE, FileHandle, FileRegion, RequestContext, ResponseChunks
 from odradek.protocol import codec
@@ -48,9 +48,13 @@ WRITE_BUFFER_HIGH: Final = 4 * 1024 * 1024
 class _Slot:
     """A request's place in the response order; ``parts`` None means nothing to send."""
 
-    __slots__ = ("parts", "ready", "task")
+    __slots__ = ("api_key", "correlation_id", "flexible", "parts", "ready", "task", "version")
 
-    def __init__(self) -> None:
+    def __init__(self, api_key: int, version: int, correlation_id: int, flexible: bool) -> None:
+        self.api_key = api_key
+        self.version = version
+        self.correlation_id = correlation_id
+        self.flexible = flexible
         self.ready = False
         self.parts: list[bytes | FileRegion] | None = None
         self.task: asyncio.Future[Any] | None = None
@@ -141,7 +145,7 @@ class KafkaConnection(asyncio.Protocol):
         self._flush()
         self._update_reading()
 
-    # -- requests ----------------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------------
 
     def _on_frame(self, body: bytes) -> None:
         try:
@@ -161,15 +165,17 @@ class KafkaConnection(asyncio.Protocol):
                 # KIP-511: answer with our versions at v0 so the client can retry.
                 header = parse_request_header(body, flexible=False)
                 reply = self._broker.api_versions_fallback()
-                version = 0
+                flexible_response = False
             elif version < handler.lowest_served:
                 header = parse_request_header(body, flexible=False)
                 assert handler.legacy is not None
                 reply = handler.legacy(self._context(header), body[header.size :])
+                flexible_response = False
             else:
                 header = parse_request_header(body, codec.is_flexible_request(api_key, version))
                 request = codec.decode_request(api_key, version, body, header.size)
                 reply = handler.handle(self._context(header), request)
+                flexible_response = codec.is_flexible_response(api_key, version)
         except (HeaderError, DecodeError) as exc:
             self._protocol_error(str(exc))
             return
@@ -177,14 +183,14 @@ class KafkaConnection(asyncio.Protocol):
             log.exception("error handling API %s v%s from %s", api_key, version, self._client_host)
             self._abort()
             return
-        slot = _Slot()
+        slot = _Slot(api_key, version, correlation_id, flexible_response)
         self._slots.append(slot)
         if asyncio.iscoroutine(reply) or asyncio.isfuture(reply):
             task = asyncio.ensure_future(reply)
             slot.task = task
-            task.add_done_callback(partial(self._on_reply, slot, api_key, version, correlation_id))
+            task.add_done_callback(partial(self._on_reply, slot))
         else:
-            self._fill(slot, api_key, version, correlation_id, reply)
+            self._fill(slot, reply)
 
     def _context(self, header: Any) -> RequestContext:
         return RequestContext(
@@ -195,42 +201,44 @@ class KafkaConnection(asyncio.Protocol):
             listener=self._listener,
         )
 
-    def _on_reply(
-        self, slot: _Slot, api_key: int, version: int, correlation_id: int, task: asyncio.Future[Any]
-    ) -> None:
+    def _on_reply(self, slot: _Slot, task: asyncio.Future[Any]) -> None:
         if self._closed or task.cancelled():
             return
         exc = task.exception()
         if exc is not None:
             log.error(
-                "error handling API %s v%s from %s", api_key, version, self._client_host,
+                "error handling API %s v%s from %s",
+                slot.api_key,
+                slot.version,
+                self._client_host,
                 exc_info=exc,
             )
             self._abort()
             return
-        try:
-            self._fill(slot, api_key, version, correlation_id, task.result())
-        except Exception:
-            log.exception("cannot encode API %s v%s response", api_key, version)
-            self._abort()
-            return
+        self._fill(slot, task.result())
         self._flush()
         self._update_reading()
 
-    def _fill(
-        self, slot: _Slot, api_key: int, version: int, correlation_id: int, reply: Any
-    ) -> None:
+    def _fill(self, slot: _Slot, reply: Any) -> None:
+        """Encode ``reply`` into the slot; an encoding bug closes the connection."""
+        try:
+            self._encode(slot, reply)
+        except Exception:
+            log.exception("cannot encode API %s v%s response", slot.api_key, slot.version)
+            self._abort()
+
+    def _encode(self, slot: _Slot, reply: Any) -> None:
         slot.ready = True
         if reply is NO_RESPONSE:
             return
-        head = response_header(correlation_id, codec.is_flexible_response(api_key, version))
+        head = response_header(slot.correlation_id, slot.flexible)
         if isinstance(reply, ResponseChunks):
             slot.parts = [frame(len(head) + reply.size) + head, *reply.parts]
             return
         body = codec.encode(reply)
         slot.parts = [frame(len(head) + len(body)) + head + body]
 
-    # -- responses ---------------------------------------------------------------------------
+    # -- responses -------------------------------------------------------------------------
 
     def _flush(self) -> None:
         """Write every ready response at the head of the queue, in order."""
@@ -251,7 +259,7 @@ class KafkaConnection(asyncio.Protocol):
             slots.popleft()
             try:
                 transport.writelines([p if isinstance(p, bytes) else _read(p) for p in parts])
-            except _TruncatedRegion as exc:
+            except _TruncatedRegionError as exc:
                 log.warning("closing connection from %s: %s", self._client_host, exc)
                 self._abort()
                 return
@@ -270,11 +278,14 @@ class KafkaConnection(asyncio.Protocol):
                     elif part.size < SENDFILE_MIN_BYTES:
                         transport.write(_read(part))
                     else:
-                        source = _SendfileSource(part.handle)
+                        # asyncio only calls fileno() and seek() on the file it is given.
+                        source = cast("IO[bytes]", _SendfileSource(part.handle))
                         sent = await loop.sendfile(transport, source, part.position, part.size)
                         if sent != part.size:
-                            raise _TruncatedRegion(f"segment shrank during send ({sent} bytes)")
-        except _TruncatedRegion as exc:
+                            raise _TruncatedRegionError(
+                                f"segment shrank during send ({sent} bytes)"
+                            )
+        except _TruncatedRegionError as exc:
             log.warning("closing connection from %s: %s", self._client_host, exc)
             self._abort()
         except (ConnectionError, RuntimeError, OSError):
@@ -297,7 +308,7 @@ class KafkaConnection(asyncio.Protocol):
             transport.resume_reading()
             self._read_paused = False
 
-    # -- closing -----------------------------------------------------------------------------
+    # -- closing ---------------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
@@ -324,12 +335,14 @@ class KafkaConnection(asyncio.Protocol):
             self._transport.abort()
 
 
-class _TruncatedRegion(Exception):
+class _TruncatedRegionError(Exception):
     pass
 
 
 def _read(region: FileRegion) -> bytes:
     data = region.read()
     if len(data) != region.size:
-        raise _TruncatedRegion(f"segment shrank during read ({len(data)} of {region.size} bytes)")
+        raise _TruncatedRegionError(
+            f"segment shrank during read ({len(data)} of {region.size} bytes)"
+        )
     return data

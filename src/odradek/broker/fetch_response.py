@@ -123,7 +123,13 @@ def encode_fetch_response(
             if version >= 11:
                 out += _I32.pack(partition.preferred_read_replica)
             records = partition.records
-            size = 0 if records is None else len(records) if isinstance(records, bytes) else records.size
+            size = (
+                0
+                if records is None
+                else len(records)
+                if isinstance(records, bytes)
+                else records.size
+            )
             if flexible:
                 out += _uvarint(size + 1)
             else:

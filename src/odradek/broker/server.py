@@ -9,11 +9,13 @@ fetches are completed early), flush logs and write checkpoints.
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
 import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import LocalStore
-from odradek.config import BrokerConfig, ConfigError, LogConfig
+from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
@@ -45,7 +47,7 @@ class BrokerStartError(Exception):
 
 def lock_log_dirs(directories: list[Path]) -> list[int]:
     """Take Kafka's exclusive ``.lock`` in every log dir, so two brokers never share one."""
-    held = []
+    held: list[int] = []
     for directory in directories:
         fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -84,9 +86,7 @@ def parse_listener(text: str) -> Endpoint:
             f"listener {text!r} is not NAME://host:port (e.g. PLAINTEXT://127.0.0.1:9092)"
         )
     if name.upper() != "PLAINTEXT":
-        raise ConfigError(
-            f"listener {text!r}: only PLAINTEXT listeners are supported so far"
-        )
+        raise ConfigError(f"listener {text!r}: only PLAINTEXT listeners are supported so far")
     host = host.strip("[]")
     port_number = int(port)
     if not 0 <= port_number <= 65535:
@@ -168,7 +168,7 @@ class Broker:
         overrides = metadata.configs if metadata is not None else {}
         return LogConfig.build(self.config, _parsed(overrides))
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         started = time.monotonic()
@@ -192,7 +192,9 @@ class Broker:
             "started in %.2fs",
             self.broker_id,
             self.cluster_id,
-            ", ".join(str(self._bound(e, s)) for e, s in zip(self.listeners, self._servers, strict=True)),
+            ", ".join(
+                str(self._bound(e, s)) for e, s in zip(self.listeners, self._servers, strict=True)
+            ),
             ", ".join(str(e) for e in self.advertised),
             len(self.replica_manager.partitions),
             time.monotonic() - started,
@@ -244,23 +246,45 @@ class Broker:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    # -- periodic jobs ------------------------------------------------------------------------------
+    # -- periodic jobs ---------------------------------------------------------------------
 
     def _schedule_jobs(self) -> None:
         config = self.config
-        self.spawn(self._every(config.get("log.retention.check.interval.ms"),
-                               self.log_manager.cleanup_logs, "retention"))
-        self.spawn(self._every(min(config.get("log.flush.scheduler.interval.ms"), 3_600_000),
-                               self.log_manager.flush_dirty_logs, "flush"))
-        self.spawn(self._every(config.get("log.flush.offset.checkpoint.interval.ms"),
-                               lambda _now: self.log_manager.checkpoint_recovery_points(),
-                               "recovery point checkpoint"))
-        self.spawn(self._every(config.get("log.flush.start.offset.checkpoint.interval.ms"),
-                               lambda _now: self.log_manager.checkpoint_log_start_offsets(),
-                               "log start offset checkpoint"))
-        self.spawn(self._every(config.get("replica.high.watermark.checkpoint.interval.ms"),
-                               lambda _now: self.log_manager.checkpoint_high_watermarks(),
-                               "high watermark checkpoint"))
+        self.spawn(
+            self._every(
+                config.get("log.retention.check.interval.ms"),
+                self.log_manager.cleanup_logs,
+                "retention",
+            )
+        )
+        self.spawn(
+            self._every(
+                min(config.get("log.flush.scheduler.interval.ms"), 3_600_000),
+                self.log_manager.flush_dirty_logs,
+                "flush",
+            )
+        )
+        self.spawn(
+            self._every(
+                config.get("log.flush.offset.checkpoint.interval.ms"),
+                lambda _now: self.log_manager.checkpoint_recovery_points(),
+                "recovery point checkpoint",
+            )
+        )
+        self.spawn(
+            self._every(
+                config.get("log.flush.start.offset.checkpoint.interval.ms"),
+                lambda _now: self.log_manager.checkpoint_log_start_offsets(),
+                "log start offset checkpoint",
+            )
+        )
+        self.spawn(
+            self._every(
+                config.get("replica.high.watermark.checkpoint.interval.ms"),
+                lambda _now: self.log_manager.checkpoint_high_watermarks(),
+                "high watermark checkpoint",
+            )
+        )
 
     async def _every(self, interval_ms: int, job: Any, name: str) -> None:
         interval = max(interval_ms, 10) / 1000
@@ -271,7 +295,7 @@ class Broker:
             except Exception:
                 log.exception("periodic job %s failed", name)
 
-    # -- helpers for handlers ------------------------------------------------------------------------
+    # -- helpers for handlers --------------------------------------------------------------
 
     def api_versions_fallback(self) -> Any:
         """ApiVersions v0 response with UNSUPPORTED_VERSION, for a version we do not know."""
@@ -285,9 +309,6 @@ class Broker:
 
 def _new_cluster_id() -> str:
     """A random cluster id in Kafka's form: URL-safe base64 of a UUID, no padding."""
-    import base64
-    import uuid
-
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -296,8 +317,6 @@ def _default_host() -> str:
 
 
 def _parsed(overrides: Any) -> dict[str, Any]:
-    from odradek.config import validate_topic_configs
-
     try:
         return validate_topic_configs(overrides)
     except ConfigError as exc:

@@ -24,7 +24,7 @@ SHUTDOWN_DEADLINE_SECONDS = 10.0
 log = logging.getLogger("odradek.server")
 
 
-def server(
+def server(  # noqa: PLR0917 - one parameter per command-line option, as typer needs
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -81,7 +81,8 @@ def server(
 
 
 async def _run(config: BrokerConfig) -> int:
-    from odradek.broker.server import Broker, BrokerStartError
+    # Imported here so client commands never load the broker.
+    from odradek.broker.server import Broker, BrokerStartError  # noqa: PLC0415
 
     try:
         broker = Broker(config)

@@ -76,7 +76,7 @@ class Controller:
     def add_listener(self, listener: TopicChangeListener) -> None:
         self._listeners.append(listener)
 
-    # -- topics ---------------------------------------------------------------------------------
+    # -- topics ----------------------------------------------------------------------------
 
     def create_topic(
         self,
@@ -103,7 +103,9 @@ class Controller:
                 )
             replicas = self._check_assignment(assignment, start=0)
         else:
-            partitions = self._config.get("num.partitions") if num_partitions == -1 else num_partitions
+            partitions = (
+                self._config.get("num.partitions") if num_partitions == -1 else num_partitions
+            )
             factor = (
                 self._config.get("default.replication.factor")
                 if replication_factor == -1
@@ -189,7 +191,7 @@ class Controller:
         for listener in self._listeners:
             listener.topic_configs_changed(updated)
 
-    # -- validation and assignment ----------------------------------------------------------------
+    # -- validation and assignment ---------------------------------------------------------
 
     @staticmethod
     def check_topic_name(name: str) -> None:
@@ -204,9 +206,7 @@ class Controller:
         normalized = name.replace(".", "_")
         for existing in self._store.topics():
             if existing.replace(".", "_") == normalized:
-                raise InvalidTopicError(
-                    f"Topic '{name}' collides with existing topic: {existing}"
-                )
+                raise InvalidTopicError(f"Topic '{name}' collides with existing topic: {existing}")
 
     def _parse_configs(self, configs: Mapping[str, str | None]) -> dict[str, str]:
         try:

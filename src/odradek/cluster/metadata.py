@@ -102,7 +102,7 @@ class LocalStore:
         self._producer_id_limit = 0
         self._load()
 
-    # -- reads --------------------------------------------------------------------------------
+    # -- reads -----------------------------------------------------------------------------
 
     @property
     def cluster_id(self) -> str:
@@ -117,7 +117,7 @@ class LocalStore:
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicMetadata | None:
         return self._by_id.get(topic_id)
 
-    # -- changes ------------------------------------------------------------------------------
+    # -- changes ---------------------------------------------------------------------------
 
     def create_topic(
         self, name: str, assignment: list[list[int]], configs: Mapping[str, str]
@@ -166,7 +166,7 @@ class LocalStore:
         self._next_producer_id += 1
         return producer_id
 
-    # -- persistence ---------------------------------------------------------------------------
+    # -- persistence -----------------------------------------------------------------------
 
     def _require(self, name: str) -> TopicMetadata:
         topic = self._topics.get(name)

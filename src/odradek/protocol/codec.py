@@ -81,14 +81,22 @@ def is_flexible_response(api_key: int, version: int) -> bool:
     return bool(response_class(api_key, version).__flexible__)
 
 
-@cache
-def _reader(cls: Any) -> Any:
-    return entity_reader(cls)
+_READERS: dict[type[Any], Any] = {}
+_WRITERS: dict[type[Any], Any] = {}
 
 
-@cache
-def _writer(cls: Any) -> Any:
-    return entity_writer(cls)
+def _reader(cls: type[Any]) -> Any:
+    reader = _READERS.get(cls)
+    if reader is None:
+        reader = _READERS[cls] = entity_reader(cls)
+    return reader
+
+
+def _writer(cls: type[Any]) -> Any:
+    writer = _WRITERS.get(cls)
+    if writer is None:
+        writer = _WRITERS[cls] = entity_writer(cls)
+    return writer
 
 
 def decode_request(api_key: int, version: int, frame: bytes, offset: int) -> Any:
@@ -108,9 +116,14 @@ def encode(entity: Any) -> bytes:
     return buffer.getvalue()
 
 
-@cache
-def field_names(cls: Any) -> frozenset[str]:
-    return frozenset(field.name for field in fields(cls))
+_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
+def field_names(cls: type[Any]) -> frozenset[str]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(field.name for field in fields(cls))
+    return names
 
 
 def build(cls: Any, **values: Any) -> Any:

@@ -99,7 +99,7 @@ class BatchHeader:
         "records_count",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - built from one struct.unpack of the header
         self,
         position: int,
         base_offset: int,

@@ -80,7 +80,9 @@ class Partition:
 
     def _record_leader_epoch(self) -> None:
         cache = self.log.leader_epoch_cache
-        if self.is_leader and (cache.latest_epoch is None or cache.latest_epoch < self.leader_epoch):
+        if self.is_leader and (
+            cache.latest_epoch is None or cache.latest_epoch < self.leader_epoch
+        ):
             cache.assign(self.leader_epoch, self.log.log_end_offset)
 
     def update_config(self, config: LogConfig) -> None:
@@ -133,9 +135,7 @@ class Partition:
         self.check_leader_epoch(current_leader_epoch)
         log = self.log
         limit = log.last_stable_offset if isolation_level == READ_COMMITTED else log.high_watermark
-        info = log.read(
-            fetch_offset, max_bytes, max_offset=limit, min_one_message=min_one_message
-        )
+        info = log.read(fetch_offset, max_bytes, max_offset=limit, min_one_message=min_one_message)
         return PartitionRead(
             info=info,
             high_watermark=log.high_watermark,
@@ -143,7 +143,6 @@ class Partition:
             log_start_offset=log.log_start_offset,
             log_end_offset=log.log_end_offset,
         )
-
 
     def fetch_offset_for_timestamp(
         self, timestamp: int, isolation_level: int, current_leader_epoch: int = NO_EPOCH

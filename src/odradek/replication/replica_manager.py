@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from odradek.cluster.metadata import MetadataStore, TopicMetadata
-from odradek.config import BrokerConfig, LogConfig
+from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
 from odradek.replication.partition import Partition, PartitionRead
@@ -89,7 +89,7 @@ class ReplicaManager:
         self.partitions: dict[TopicPartition, Partition] = {}
         self._waiters: dict[TopicPartition, set[_FetchWaiter]] = {}
 
-    # -- hosting partitions ----------------------------------------------------------------------
+    # -- hosting partitions ----------------------------------------------------------------
 
     def startup(self) -> None:
         for topic in self.metadata.topics().values():
@@ -100,8 +100,6 @@ class ReplicaManager:
                 log.warning("log %s belongs to no known topic; left on disk untouched", tp)
 
     def log_config(self, topic: TopicMetadata) -> LogConfig:
-        from odradek.config import validate_topic_configs
-
         return LogConfig.build(self.config, validate_topic_configs(topic.configs))
 
     def _host(self, topic: TopicMetadata, first: int) -> None:
@@ -111,7 +109,9 @@ class ReplicaManager:
                 continue
             tp = TopicPartition(topic.name, index)
             partition_log = self.log_manager.get_or_create_log(tp, config, topic.topic_id)
-            self.partitions[tp] = Partition(tp, topic.topic_id, partition_log, state, self.broker_id)
+            self.partitions[tp] = Partition(
+                tp, topic.topic_id, partition_log, state, self.broker_id
+            )
 
     def topic_created(self, topic: TopicMetadata) -> None:
         self._host(topic, 0)
@@ -139,7 +139,7 @@ class ReplicaManager:
             raise UnknownTopicOrPartitionError(f"This server does not host {tp}.")
         return partition
 
-    # -- produce ---------------------------------------------------------------------------------
+    # -- produce ---------------------------------------------------------------------------
 
     def append_records(
         self, required_acks: int, entries: Iterable[tuple[TopicPartition, bytes | None]]
@@ -165,7 +165,7 @@ class ReplicaManager:
             log_start_offset=info.log_start_offset,
         )
 
-    # -- fetch -----------------------------------------------------------------------------------
+    # -- fetch -----------------------------------------------------------------------------
 
     @staticmethod
     def fetch_satisfied(results: Sequence[FetchResult], min_bytes: int, max_wait_ms: int) -> bool:

@@ -109,5 +109,8 @@ def test_file_regions_stay_separate_chunks() -> None:
     chunks = encode_fetch_response(12, data)
     assert region in chunks.parts
     flattened = b"".join(p if isinstance(p, bytes) else p.read() for p in chunks.parts)
-    assert flattened == kio_encoding(12, [TopicData("t", data[0].topic_id, [
-        PartitionData(0, 0, 5, 5, 0, None, -1, b"r" * 100)])], 0)
+    assert flattened == kio_encoding(
+        12,
+        [TopicData("t", data[0].topic_id, [PartitionData(0, 0, 5, 5, 0, None, -1, b"r" * 100)])],
+        0,
+    )

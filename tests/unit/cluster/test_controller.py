@@ -73,9 +73,10 @@ def test_kafka_errors(store: LocalStore) -> None:
     assert error_of(lambda: ctl.create_topic("x" * 250)) is ErrorCode.invalid_topic_exception
     assert error_of(lambda: ctl.create_topic("p", 0, 1)) is ErrorCode.invalid_partitions
     assert error_of(lambda: ctl.create_topic("r", 1, 3)) is ErrorCode.invalid_replication_factor
-    assert error_of(
-        lambda: ctl.create_topic("c", configs={"retention.ms": "x"})
-    ) is ErrorCode.invalid_config
+    assert (
+        error_of(lambda: ctl.create_topic("c", configs={"retention.ms": "x"}))
+        is ErrorCode.invalid_config
+    )
     assert error_of(lambda: ctl.create_partitions("a.b", 1)) is ErrorCode.invalid_partitions
     assert error_of(lambda: ctl.create_partitions("zz", 4)) is ErrorCode.unknown_topic_or_partition
     assert error_of(lambda: ctl.delete_topic("zz")) is ErrorCode.unknown_topic_or_partition

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 from odradek.broker.api import Handler
+from odradek.broker.handlers import (
+    api_versions,
+    create_partitions,
+    create_topics,
+    delete_records,
+    delete_topics,
+    describe_cluster,
+    describe_configs,
+    fetch,
+    init_producer_id,
+    list_offsets,
+    metadata,
+    offset_for_leader_epoch,
+    produce,
+)
+from odradek.broker.handlers.alter_configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
 
 
 def all_handlers() -> list[Handler]:
-    from odradek.broker.handlers import (
-        api_versions,
-        create_partitions,
-        create_topics,
-        delete_records,
-        delete_topics,
-        describe_cluster,
-        describe_configs,
-        fetch,
-        init_producer_id,
-        list_offsets,
-        metadata,
-        offset_for_leader_epoch,
-        produce,
-    )
-    from odradek.broker.handlers.alter_configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
-
     return [
         api_versions.HANDLER,
         produce.HANDLER,

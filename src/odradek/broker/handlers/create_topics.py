@@ -21,8 +21,12 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     for topic in request.topics:
         if counts[topic.name] > 1:
             results.append(
-                _failure(module, topic.name, ErrorCode.invalid_request,
-                         f"Create topics request from client contains duplicate topic {topic.name}")
+                _failure(
+                    module,
+                    topic.name,
+                    ErrorCode.invalid_request,
+                    f"Create topics request from client contains duplicate topic {topic.name}",
+                )
             )
             continue
         try:
@@ -38,7 +42,9 @@ def handle(ctx: RequestContext, request: Any) -> Any:
             results.append(_failure(module, topic.name, exc.error_code, exc.message))
             continue
         results.append(_success(ctx, module, topic, created))
-    return codec.build(module.CreateTopicsResponse, throttle_time=ZERO_DURATION, topics=tuple(results))
+    return codec.build(
+        module.CreateTopicsResponse, throttle_time=ZERO_DURATION, topics=tuple(results)
+    )
 
 
 def _failure(module: Any, name: str, error: ErrorCode, message: str | None) -> Any:
@@ -72,11 +78,15 @@ def _success(ctx: RequestContext, module: Any, topic: Any, created: Any) -> Any:
             for resolved in describe_topic_configs(broker.config, config)
         )
     if created is None:  # validate_only
-        partitions = topic.num_partitions if topic.num_partitions != -1 else broker.config.get(
-            "num.partitions"
+        partitions = (
+            topic.num_partitions
+            if topic.num_partitions != -1
+            else broker.config.get("num.partitions")
         )
-        factor = topic.replication_factor if topic.replication_factor != -1 else broker.config.get(
-            "default.replication.factor"
+        factor = (
+            topic.replication_factor
+            if topic.replication_factor != -1
+            else broker.config.get("default.replication.factor")
         )
         topic_id = None
     else:

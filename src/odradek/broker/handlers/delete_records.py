@@ -37,9 +37,13 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 )
             )
         topics.append(
-            codec.build(module.DeleteRecordsTopicResult, name=topic.name, partitions=tuple(partitions))
+            codec.build(
+                module.DeleteRecordsTopicResult, name=topic.name, partitions=tuple(partitions)
+            )
         )
-    return codec.build(module.DeleteRecordsResponse, throttle_time=ZERO_DURATION, topics=tuple(topics))
+    return codec.build(
+        module.DeleteRecordsResponse, throttle_time=ZERO_DURATION, topics=tuple(topics)
+    )
 
 
 HANDLER = Handler(api_key=API_KEY, min_version=0, max_version=2, handle=handle)

@@ -22,18 +22,19 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     else:
         wanted = [(name, None) for name in request.topic_names]
     results = []
-    for name, topic_id in wanted:
+    for wanted_name, wanted_id in wanted:
         error, message = ErrorCode.none, None
+        name, topic_id = wanted_name, wanted_id
         if name is None:
-            known = store.topic_by_id(topic_id) if topic_id is not None else None
+            known = store.topic_by_id(wanted_id) if wanted_id is not None else None
             if known is None:
-                error, message = ErrorCode.unknown_topic_id, f"Topic id {topic_id} not found"
+                error, message = ErrorCode.unknown_topic_id, f"Topic id {wanted_id} not found"
             else:
                 name = known.name
         if error is ErrorCode.none:
             assert name is not None
             known = store.topic(name)
-            topic_id = known.topic_id if known is not None else topic_id
+            topic_id = known.topic_id if known is not None else wanted_id
             try:
                 ctx.broker.controller.delete_topic(name)
             except KafkaError as exc:

@@ -50,7 +50,9 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 configs=configs,
             )
         )
-    return codec.build(module.DescribeConfigsResponse, throttle_time=ZERO_DURATION, results=tuple(results))
+    return codec.build(
+        module.DescribeConfigsResponse, throttle_time=ZERO_DURATION, results=tuple(results)
+    )
 
 
 def check_broker_resource(ctx: RequestContext, name: str) -> None:

@@ -68,8 +68,11 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
         return encode_fetch_response(
             version,
             [
-                TopicData(name, topic_id, [PartitionData(i, ErrorCode.not_leader_or_follower)
-                                           for i, _ in entries])
+                TopicData(
+                    name,
+                    topic_id,
+                    [PartitionData(i, ErrorCode.not_leader_or_follower) for i, _ in entries],
+                )
                 for name, topic_id, entries in layout
             ],
         )

@@ -50,9 +50,13 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 )
             )
         topics.append(
-            codec.build(module.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions))
+            codec.build(
+                module.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions)
+            )
         )
-    return codec.build(module.ListOffsetsResponse, throttle_time=ZERO_DURATION, topics=tuple(topics))
+    return codec.build(
+        module.ListOffsetsResponse, throttle_time=ZERO_DURATION, topics=tuple(topics)
+    )
 
 
 HANDLER = Handler(api_key=API_KEY, min_version=1, max_version=8, handle=handle)

@@ -25,7 +25,9 @@ def handle(ctx: RequestContext, request: Any) -> Any:
         for wanted in topic.partitions:
             epoch, end_offset, error = -1, -1, ErrorCode.none
             try:
-                partition = replica_manager.get_partition(TopicPartition(topic.topic, wanted.partition))
+                partition = replica_manager.get_partition(
+                    TopicPartition(topic.topic, wanted.partition)
+                )
                 epoch, end_offset = partition.last_offset_for_leader_epoch(
                     wanted.current_leader_epoch, wanted.leader_epoch
                 )
@@ -41,7 +43,9 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 )
             )
         topics.append(
-            codec.build(module.OffsetForLeaderTopicResult, topic=topic.topic, partitions=tuple(partitions))
+            codec.build(
+                module.OffsetForLeaderTopicResult, topic=topic.topic, partitions=tuple(partitions)
+            )
         )
     return codec.build(
         module.OffsetForLeaderEpochResponse, throttle_time=ZERO_DURATION, topics=tuple(topics)

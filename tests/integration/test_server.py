@@ -1,0 +1,169 @@
+"""The server process: readiness, shutdown, restart, start-up errors, request ordering."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
+from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.static.primitive import Records, i16, i32
+
+from odradek.protocol.record_codec import NewRecord, build_batch
+from tests.support.broker import BrokerProcess, free_port
+from tests.support.clients import admin, consume_all, create_topic, produce_acked
+from tests.support.wire import WireClient
+
+Factory = Callable[..., BrokerProcess]
+
+
+def run_server(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "odradek", "server", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_sigterm_exits_zero_and_restart_keeps_everything(broker_factory: Factory) -> None:
+    broker = broker_factory()
+    create_topic(broker.bootstrap, "keep", partitions=3)
+    sent = produce_acked(broker.bootstrap, "keep", 300, partitions=3)
+    broker.restart()
+    assert "shut down cleanly" in broker.log()
+    assert consume_all(broker.bootstrap, "keep", 3) == sent
+    topics = admin(broker.bootstrap).list_topics(timeout=10).topics
+    assert len(topics["keep"].partitions) == 3
+
+
+def test_sigint_also_stops_cleanly(broker_factory: Factory) -> None:
+    broker = broker_factory()
+    assert broker.process is not None
+    broker.process.send_signal(signal.SIGINT)
+    assert broker.process.wait(15) == 0
+
+
+def test_port_in_use_is_one_clear_line(broker_factory: Factory, tmp_path: Path) -> None:
+    running = broker_factory()
+    result = run_server(
+        "--data-dir",
+        str(tmp_path / "other"),
+        "--listeners",
+        f"PLAINTEXT://127.0.0.1:{running.port}",
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "address already in use" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_second_broker_on_same_data_dir_is_refused(broker_factory: Factory) -> None:
+    running = broker_factory()
+    result = run_server(
+        "--data-dir", str(running.data_dir), "--listeners", f"PLAINTEXT://127.0.0.1:{free_port()}"
+    )
+    assert result.returncode == 1
+    assert "in use by another broker" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_value_is_one_clear_line(tmp_path: Path) -> None:
+    result = run_server("--data-dir", str(tmp_path), "--override", "num.partitions=many")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: Invalid value many for configuration num.partitions: Not a number of type INT"
+    )
+
+
+def test_bad_listener_is_one_clear_line(tmp_path: Path) -> None:
+    result = run_server("--data-dir", str(tmp_path), "--listeners", "127.0.0.1:9092")
+    assert result.returncode == 1
+    assert "is not NAME://host:port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_file_then_flags_then_override(tmp_path: Path) -> None:
+    config = tmp_path / "server.properties"
+    config.write_text("num.partitions=4\nlog.dirs=/nonexistent/never-used\n")
+    broker = BrokerProcess(tmp_path / "data", {"num.partitions": "2"})
+    base = broker.command
+    broker.command = lambda: [*base(), "--config", str(config)]  # type: ignore[method-assign]
+    broker.start()
+    try:
+        with WireClient(broker.bootstrap) as client:
+            response = client.call(
+                MetadataRequest(
+                    topics=(MetadataRequestTopic(topic_id=None, name="auto1"),),
+                    allow_auto_topic_creation=True,
+                    include_topic_authorized_operations=False,
+                )
+            )
+        # --override beats --config for num.partitions; --data-dir beats log.dirs.
+        assert len(response.topics[0].partitions) == 2
+        assert (tmp_path / "data" / "auto1-0").is_dir()
+    finally:
+        assert broker.stop() == 0
+
+
+def _fetch(topic: str, wait: float) -> FetchRequest:
+    return FetchRequest(
+        max_wait=datetime.timedelta(seconds=wait),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(
+            FetchTopic(
+                topic=topic,
+                partitions=(
+                    FetchPartition(
+                        partition=0,
+                        fetch_offset=0,
+                        log_start_offset=-1,
+                        partition_max_bytes=1 << 20,
+                    ),
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+
+
+def test_long_poll_fetch_does_not_stall_requests_behind_it(broker: BrokerProcess) -> None:
+    """A produce sent after a waiting fetch on the same connection is processed at once,
+    which wakes the fetch; responses still come back in request order."""
+    create_topic(broker.bootstrap, "longpoll")
+    batch = build_batch([NewRecord(key=b"k", value=b"woken")])
+    produce = ProduceRequest(
+        transactional_id=None,
+        acks=i16(1),
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=(
+            TopicProduceData(
+                name="longpoll",
+                partition_data=(PartitionProduceData(index=i32(0), records=Records(batch)),),
+            ),
+        ),
+    )
+    with WireClient(broker.bootstrap) as client:
+        started = time.monotonic()
+        client.send_frame(client.request_bytes(_fetch("longpoll", wait=20)))
+        fetch_id = client.correlation_id
+        client.send_frame(client.request_bytes(produce))
+        first = client.read_frame()
+        second = client.read_frame()
+        elapsed = time.monotonic() - started
+    assert int.from_bytes(first[:4], "big") == fetch_id
+    assert int.from_bytes(second[:4], "big") == fetch_id + 1
+    assert elapsed < 15, "the fetch waited for its timeout: the produce behind it was stalled"
+    assert b"woken" in first
