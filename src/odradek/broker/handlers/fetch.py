@@ -24,11 +24,14 @@ _NIL_UUID = uuid.UUID(int=0)
 
 def handle(ctx: RequestContext, request: Any) -> Reply:
     version = ctx.api_version
-    if request.session_id != 0:
+    # Fetch sessions exist from v7, leader epochs in the request from v9.
+    session_id = getattr(request, "session_id", 0)
+    session_epoch = getattr(request, "session_epoch", -1)
+    if session_id != 0:
         return encode_fetch_response(
             version, [], error_code=ErrorCode.fetch_session_id_not_found, session_id=0
         )
-    if request.session_epoch not in (0, -1):
+    if session_epoch not in (0, -1):
         return encode_fetch_response(
             version, [], error_code=ErrorCode.invalid_fetch_session_epoch, session_id=0
         )
@@ -57,7 +60,7 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
                         TopicPartition(name, partition.partition),
                         partition.fetch_offset,
                         partition.partition_max_bytes,
-                        partition.current_leader_epoch,
+                        getattr(partition, "current_leader_epoch", -1),
                     )
                 )
         layout.append((name, topic_id, entries))
