@@ -36,7 +36,7 @@ def _build(cls: type[Any], topic: str) -> Any:
     return cls(**values)
 
 
-def _value(name: str, hint: Any, topic: str) -> Any:  # noqa: PLR0911, PLR0912 - one case per type
+def _value(name: str, hint: Any, topic: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
