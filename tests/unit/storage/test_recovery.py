@@ -241,22 +241,22 @@ def test_leftover_files_are_handled(tmp_path: os.PathLike[str]) -> None:
 
 
 def test_swap_file_replaces_the_segments_it_covers(tmp_path: os.PathLike[str]) -> None:
+    """A compaction that wrote ``.swap`` files but died before renaming them: the swap
+    replaces the segments in its offset range."""
     directory = partition_dir(tmp_path)
     config = small_config(segment_bytes=400)
     log = Log.open(directory, config, clock=Clock())
     for n in range(20):
         log.append_as_leader(make_batch([b"v%d" % n]), 0)
-    bases = [s.base_offset for s in log.segments]
+    second = log.segments[1].base_offset
     log.close()
-    # a "compacted" replacement of the first two segments: only their first batch survives
     with open(os.path.join(directory, "00000000000000000000.log"), "rb") as file:
         content = file.read()
     first = next(batch.iter_headers(content))
     with open(os.path.join(directory, "00000000000000000000.log.swap"), "wb") as file:
-        file.write(content[: first.size])
-    swapped_to = bases[2]
-    # the swap's next offset is 1: it covers segment 0 only (and any other segment < 1)
+        file.write(content[: first.size])  # the "compacted" segment 0 keeps offset 0 only
     log = Log.open(directory, config, clock=Clock(), clean_shutdown=True, recovery_point=20)
-    assert [r.value for r in read_all(log)][:2] == [b"v0", b"v%d" % bases[1]]
-    assert log.segments[1].base_offset == bases[1] and swapped_to == bases[2]
+    assert [r.value for r in read_all(log)] == [b"v0"] + [b"v%d" % n for n in range(second, 20)]
+    assert not [n for n in os.listdir(directory) if ".swap" in n]
+    assert os.path.getsize(os.path.join(directory, "00000000000000000000.index")) == 0
     log.close()
