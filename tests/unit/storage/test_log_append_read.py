@@ -13,7 +13,7 @@ from odradek.protocol import records as batch
 from odradek.protocol.record_codec import iter_records
 from odradek.protocol.records import CompressionType
 from odradek.storage import Log, OffsetOutOfRangeError
-from odradek.storage.errors import RecordBatchTooLargeError
+from odradek.storage.errors import RecordBatchTooLargeError, RecordTooLargeError
 
 from .helpers import START_MS, Clock, make_batch, partition_dir, read_all, small_config
 
@@ -228,3 +228,16 @@ def test_property_every_offset_reads_back(batches: list[list[bytes]], segment_by
             assert any(r.offset == offset and r.value == flat[offset] for r in records)
         assert [r.value for r in read_all(log)] == flat
         log.close()
+
+
+def test_update_config_applies_to_later_appends(tmp_path: os.PathLike[str]) -> None:
+    log = Log.open(partition_dir(tmp_path), small_config(), clock=Clock())
+    for _ in range(10):
+        log.append_as_leader(make_batch([b"x" * 50]), 0)
+    assert log.number_of_segments == 1
+    log.update_config(small_config(segment_bytes=300, max_message_bytes=200))
+    with pytest.raises(RecordTooLargeError):
+        log.append_as_leader(make_batch([b"y" * 300]), 0)
+    log.append_as_leader(make_batch([b"z"]), 0)
+    assert log.number_of_segments == 2 and log.active_segment.base_offset == 10
+    log.close()
