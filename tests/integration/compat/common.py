@@ -52,14 +52,15 @@ def topic_name(prefix: str) -> str:
 
 
 def outgoing(
-    count: int, partitions: int, *, tag: str = "", null_headers: bool = True
+    count: int, partitions: int, *, tag: str = "", limited: bool = False
 ) -> list[Outgoing]:
     """Records with every shape a client must carry unchanged.
 
-    Null keys, empty keys, tombstones (null values), empty values, binary bytes, no
-    headers, repeated header keys, null header values (``null_headers``: kafka-python
-    and kafkajs cannot send them) and distinct explicit timestamps, round-robin over
-    ``partitions``.
+    Null keys, empty keys, tombstones (null values), both null, empty values, binary
+    bytes, no headers, repeated header keys, null header values and distinct explicit
+    timestamps, round-robin over ``partitions``. ``limited`` leaves out what
+    kafka-python and kafkajs cannot send: null header values (empty ones instead) and
+    records with neither key nor value (an empty key instead).
     """
     records = []
     for i in range(count):
@@ -77,8 +78,10 @@ def outgoing(
         if i % 3 == 1:
             headers = (("trace", f"t{i}".encode()),)
         elif i % 3 == 2:
-            second: bytes | None = None if null_headers else b""
+            second: bytes | None = b"" if limited else None
             headers = (("dup", b"one"), ("dup", b"two"), ("nul", second), ("bin", b"\x00\xff"))
+        if limited and key is None and value is None:
+            key = b""
         records.append(
             Outgoing(i % partitions, key, value, headers, BASE_TIMESTAMP + i * 1000 + i % 3)
         )
@@ -143,13 +146,26 @@ def stored_batches(bootstrap: str, topic: str, partition: int) -> list[BatchHead
                 return headers
 
 
+def all_stored_batches(bootstrap: str, topic: str, partitions: int) -> list[BatchHeader]:
+    return [
+        header
+        for partition in range(partitions)
+        for header in stored_batches(bootstrap, topic, partition)
+    ]
+
+
 def stored_codecs(bootstrap: str, topic: str, partitions: int) -> set[str]:
     names = {int(ident): name for name, ident in CODEC_IDS.items()}
     return {
-        names[header.compression]
-        for partition in range(partitions)
-        for header in stored_batches(bootstrap, topic, partition)
+        names[header.compression] for header in all_stored_batches(bootstrap, topic, partitions)
     }
+
+
+def assert_idempotent_batches(bootstrap: str, topic: str, partitions: int) -> None:
+    """Every stored batch carries a producer id and sequence: the producer was idempotent."""
+    batches = all_stored_batches(bootstrap, topic, partitions)
+    assert batches
+    assert all(h.producer_id >= 0 and h.base_sequence >= 0 for h in batches), batches
 
 
 def assert_stored_with(bootstrap: str, topic: str, partitions: int, codec: str) -> None:

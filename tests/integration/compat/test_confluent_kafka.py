@@ -31,6 +31,7 @@ from tests.integration.compat.common import (
     BASE_TIMESTAMP,
     CODECS,
     Rec,
+    assert_idempotent_batches,
     assert_offsets_follow_send_order,
     assert_partition_order,
     assert_stored_with,
@@ -75,6 +76,8 @@ def test_round_trip_is_exact(broker: BrokerProcess, codec: str, mode: str) -> No
     assert by_position(read) == by_position(acked)
     if codec != "lz4":  # see test_lz4_batches_are_sent_compressed
         assert_stored_with(broker.bootstrap, topic, 3, codec)
+    if mode == "idempotent":
+        assert_idempotent_batches(broker.bootstrap, topic, 3)
 
 
 LZ4_NEEDS_FIND_COORDINATOR = (
