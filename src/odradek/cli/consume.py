@@ -317,10 +317,10 @@ def _loop(
                 if message.error() is None:
                     lines.append(record_format.render(message).encode("utf-8") + b"\n")
             if lines:
+                count += len(lines)  # counted first: Ctrl-C may land right after the write
+                last_record = time.monotonic()
                 out.write(b"".join(lines))
                 out.flush()
-                count += len(lines)
-                last_record = time.monotonic()
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:

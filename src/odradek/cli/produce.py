@@ -146,21 +146,21 @@ def _producer(config: dict[str, Any]) -> Producer:
 
 def _check_topic(producer: Producer, bootstrap: str, topic: str, partition: int | None) -> None:
     """Fail early, with a useful line, on a missing topic or partition."""
-    metadata = fetch_metadata(producer, bootstrap, topic)
-    info = metadata.topics.get(topic)
-    if info is None or (info.error is not None and info.error.code() != KafkaError.NO_ERROR):
-        code = info.error.code() if info is not None and info.error is not None else None
-        if code in (None, KafkaError.UNKNOWN_TOPIC_OR_PART):
-            raise CliError(
-                f'topic "{topic}" does not exist (create it with: odradek topics create {topic})'
-            )
-        if code != KafkaError.LEADER_NOT_AVAILABLE:  # being created: the producer waits
-            assert info is not None and info.error is not None
-            raise CliError(f'cannot produce to "{topic}": {describe_kafka_error(info.error)}')
-    if partition is not None and info is not None and partition not in info.partitions:
+    info = fetch_metadata(producer, bootstrap, topic).topics.get(topic)
+    code = info.error.code() if info is not None and info.error is not None else None
+    if info is None or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        raise CliError(
+            f'topic "{topic}" does not exist (create it with: odradek topics create {topic})'
+        )
+    if code == KafkaError.LEADER_NOT_AVAILABLE:
+        return  # being created (auto-creation): the producer waits for a leader itself
+    if info.error is not None and code != KafkaError.NO_ERROR:
+        raise CliError(f'cannot produce to "{topic}": {describe_kafka_error(info.error)}')
+    if partition is not None and partition not in info.partitions:
+        count = len(info.partitions)
         raise CliError(
             f'partition {partition} does not exist: topic "{topic}" has '
-            f"{len(info.partitions)} partitions (0-{len(info.partitions) - 1})"
+            f"{count} partitions (0-{count - 1})"
         )
 
 
@@ -202,7 +202,10 @@ def _run(
             )
     except KeyboardInterrupt:
         interrupted = True
-    _flush(producer)
+    try:
+        _flush(producer)
+    except KeyboardInterrupt:  # a (second) Ctrl-C gives up on unacknowledged records
+        raise CliError("interrupted before all records were acknowledged", exit_code=130) from None
     failed = sum(deliveries.failed.values())
     noun = "record" if deliveries.delivered == 1 else "records"
     summary = f'{deliveries.delivered} {noun} delivered to "{topic}"'
@@ -245,9 +248,6 @@ def _send(
 
 
 def _flush(producer: Producer) -> None:
-    """Wait for every outstanding record; a second Ctrl-C gives up on them."""
-    try:
-        while producer.flush(FLUSH_SLICE_S) > 0:
-            pass
-    except KeyboardInterrupt:
-        raise CliError("interrupted before all records were acknowledged", exit_code=130) from None
+    """Wait for every outstanding record, in slices so that Ctrl-C is seen promptly."""
+    while producer.flush(FLUSH_SLICE_S) > 0:
+        pass

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from odradek.cli._kafka import (
     AdminClient,
@@ -68,6 +69,17 @@ def _admin(options: ClientOptions) -> AdminClient:
         raise invalid_config(exc) from None
 
 
+class _TopicError(CliError):
+    """An admin request failed; keeps the KafkaError so callers can test its code."""
+
+    def __init__(self, message: str, error: KafkaError | None) -> None:
+        super().__init__(message)
+        self.error = error
+
+    def code(self) -> int | None:
+        return self.error.code() if self.error is not None else None
+
+
 def _result(future: Future[Any], action: str, kind: type[T]) -> T:
     """Wait for one admin future; a Kafka error becomes a CliError naming ``action``."""
     try:
@@ -81,15 +93,15 @@ def _result(future: Future[Any], action: str, kind: type[T]) -> T:
     return result
 
 
-class _TopicError(CliError):
-    """An admin request failed; keeps the KafkaError so callers can test its code."""
-
-    def __init__(self, message: str, error: KafkaError | None) -> None:
-        super().__init__(message)
-        self.error = error
-
-    def code(self) -> int | None:
-        return self.error.code() if self.error is not None else None
+def _table(*columns: str) -> Table:
+    """A plain table: one rule under the header, no borders; number columns right-aligned."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for column in columns:
+        numeric = (
+            column in {"partitions", "replication", "partition", "leader"} or "offset" in column
+        )
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+    return table
 
 
 def _is_internal(name: str) -> bool:
@@ -166,16 +178,13 @@ def list_(
     with reported_errors():
         options = ClientOptions.of(bootstrap, command_config, properties)
         metadata = fetch_metadata(_admin(options), options.bootstrap)
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        table.add_column("topic", no_wrap=True)
-        table.add_column("partitions", justify="right")
-        table.add_column("replication", justify="right")
+        table = _table("topic", "partitions", "replication")
         for name in sorted(metadata.topics):
             if _is_internal(name) and not internal:
                 continue
             topic = metadata.topics[name]
             replication = max((len(p.replicas) for p in topic.partitions.values()), default=0)
-            table.add_row(name, str(len(topic.partitions)), str(replication))
+            table.add_row(Text(name), str(len(topic.partitions)), str(replication))
         stdout_console().print(table)
 
 
@@ -184,6 +193,46 @@ def list_(
 
 def _node_ids(nodes: list[Node]) -> str:
     return ",".join(str(node.id) for node in nodes) or "-"
+
+
+def _log_offsets(
+    admin: AdminClient, topic: str, partitions: list[int], action: str
+) -> dict[int, tuple[int, int]]:
+    """{partition: (log start offset, end offset)} from ListOffsets (earliest, latest)."""
+    if not partitions:
+        return {}
+    found: dict[str, dict[int, int]] = {}
+    for label, spec in (("start", earliest()), ("end", latest())):
+        request = {TopicPartition(topic, p): spec for p in partitions}
+        listed = admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
+        found[label] = {
+            tp.partition: _result(future, action, ListOffsetsResultInfo).offset
+            for tp, future in listed.items()
+        }
+    return {p: (found["start"][p], found["end"][p]) for p in partitions}
+
+
+def _partitions_table(description: TopicDescription, offsets: dict[int, tuple[int, int]]) -> Table:
+    table = _table("partition", "leader", "replicas", "isr", "start offset", "end offset")
+    for p in sorted(description.partitions, key=lambda p: p.id):
+        start, end = offsets[p.id]
+        leader = str(p.leader.id) if p.leader is not None else "none"
+        table.add_row(
+            str(p.id), leader, _node_ids(p.replicas), _node_ids(p.isr), str(start), str(end)
+        )
+    return table
+
+
+def _configs_table(entries: dict[str, ConfigEntry]) -> Table | None:
+    """The entries that are not defaults, or None when all are."""
+    overrides = sorted((e for e in entries.values() if not e.is_default), key=lambda e: str(e.name))
+    if not overrides:
+        return None
+    table = _table("config", "value", "source")
+    for entry in overrides:
+        value = "(sensitive)" if entry.is_sensitive else str(entry.value)
+        table.add_row(Text(str(entry.name)), Text(value), entry.source.name)
+    return table
 
 
 @topics_app.command("describe")
@@ -202,19 +251,8 @@ def describe(
         action = f'cannot describe topic "{name}"'
         futures = admin.describe_topics(TopicCollection([name]), request_timeout=REQUEST_TIMEOUT_S)
         description = _result(futures[name], action, TopicDescription)
-        partitions = sorted(description.partitions, key=lambda p: p.id)
-
-        offsets: dict[str, dict[int, int]] = {}
-        for label, spec in (("start", earliest()), ("end", latest())):
-            request = {TopicPartition(name, p.id): spec for p in partitions}
-            offsets[label] = {}
-            if not request:
-                continue
-            listed = admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
-            for tp, future in listed.items():
-                info = _result(future, action, ListOffsetsResultInfo)
-                offsets[label][tp.partition] = info.offset
-
+        partition_ids = [p.id for p in description.partitions]
+        offsets = _log_offsets(admin, name, partition_ids, action)
         resource = ConfigResource(ResourceType.TOPIC, name)
         entries = _result(
             admin.describe_configs([resource], request_timeout=REQUEST_TIMEOUT_S)[resource],
@@ -223,41 +261,15 @@ def describe(
         )
 
         console = stdout_console()
-        replication = max((len(p.replicas) for p in partitions), default=0)
+        replication = max((len(p.replicas) for p in description.partitions), default=0)
         console.print(
             f"topic: {description.name}  id: {description.topic_id}  "
-            f"partitions: {len(partitions)}  replication: {replication}",
+            f"partitions: {len(partition_ids)}  replication: {replication}",
             markup=False,
         )
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        for column in ("partition", "leader", "replicas", "isr", "start offset", "end offset"):
-            table.add_column(column, justify="right" if column != "replicas" else "left")
-        for p in partitions:
-            table.add_row(
-                str(p.id),
-                str(p.leader.id) if p.leader is not None else "none",
-                _node_ids(p.replicas),
-                _node_ids(p.isr),
-                str(offsets["start"].get(p.id, "?")),
-                str(offsets["end"].get(p.id, "?")),
-            )
-        console.print(table)
-
-        overrides: list[ConfigEntry] = sorted(
-            (entry for entry in entries.values() if not entry.is_default),
-            key=lambda entry: str(entry.name),
-        )
-        if not overrides:
-            console.print("configs: (all defaults)")
-            return
-        configs = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        configs.add_column("config")
-        configs.add_column("value")
-        configs.add_column("source")
-        for entry in overrides:
-            value = "(sensitive)" if entry.is_sensitive else str(entry.value)
-            configs.add_row(entry.name, value, entry.source.name)
-        console.print(configs)
+        console.print(_partitions_table(description, offsets))
+        configs = _configs_table(entries)
+        console.print(configs if configs is not None else "configs: (all defaults)")
 
 
 # --- delete -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from typing import Any
@@ -202,3 +203,47 @@ def test_consumer_exits_cleanly_when_stdout_closes(broker: Any) -> None:
     assert code == 0, stderr
     assert "Traceback" not in stderr
     assert "BrokenPipe" not in stderr
+
+
+def test_ctrl_c_stops_consumer_cleanly(broker: Any) -> None:
+    topic = topic_name("sigint-consume")
+    create(broker, topic)
+    produce(broker, topic, b"first\n")
+
+    args = [odradek_executable(), "consume", topic, "--from-beginning", "-b", broker.bootstrap]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as consumer:
+        assert consumer.stdout is not None
+        try:
+            assert consumer.stdout.readline() == b"first\n"
+            consumer.send_signal(signal.SIGINT)
+            out, err = consumer.communicate(timeout=30)
+        finally:
+            if consumer.poll() is None:
+                consumer.kill()
+    assert consumer.returncode == 0, err
+    assert out == b""
+    assert err.decode().strip() == "Processed a total of 1 messages"
+
+
+def test_ctrl_c_stops_producer_with_a_summary(broker: Any) -> None:
+    topic = topic_name("sigint-produce")
+    create(broker, topic)
+
+    args = [odradek_executable(), "produce", topic, "-b", broker.bootstrap]
+    with subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as producer:
+        assert producer.stdin is not None and producer.stderr is not None
+        try:
+            producer.stdin.write(b"typed\n")
+            producer.stdin.flush()
+            # Wait until the record is in the topic, so the producer sits reading stdin.
+            assert consume(broker, topic, "--from-beginning", "-n", "1") == ["typed"]
+            producer.send_signal(signal.SIGINT)
+            code = producer.wait(timeout=30)
+        finally:
+            if producer.poll() is None:
+                producer.kill()
+        err = producer.stderr.read().decode()
+    assert code == 130, err
+    assert err.strip() == f'1 record delivered to "{topic}" (interrupted)'
