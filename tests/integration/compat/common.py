@@ -52,15 +52,20 @@ def topic_name(prefix: str) -> str:
 
 
 def outgoing(
-    count: int, partitions: int, *, tag: str = "", limited: bool = False
+    count: int,
+    partitions: int,
+    *,
+    tag: str = "",
+    null_header_values: bool = True,
+    null_key_and_value: bool = True,
 ) -> list[Outgoing]:
     """Records with every shape a client must carry unchanged.
 
     Null keys, empty keys, tombstones (null values), both null, empty values, binary
     bytes, no headers, repeated header keys, null header values and distinct explicit
-    timestamps, round-robin over ``partitions``. ``limited`` leaves out what
-    kafka-python and kafkajs cannot send: null header values (empty ones instead) and
-    records with neither key nor value (an empty key instead).
+    timestamps, round-robin over ``partitions``. Some clients cannot send null header
+    values (empty ones are sent instead) or records with neither key nor value (an
+    empty key instead).
     """
     records = []
     for i in range(count):
@@ -78,9 +83,9 @@ def outgoing(
         if i % 3 == 1:
             headers = (("trace", f"t{i}".encode()),)
         elif i % 3 == 2:
-            second: bytes | None = b"" if limited else None
+            second: bytes | None = None if null_header_values else b""
             headers = (("dup", b"one"), ("dup", b"two"), ("nul", second), ("bin", b"\x00\xff"))
-        if limited and key is None and value is None:
+        if not null_key_and_value and key is None and value is None:
             key = b""
         records.append(
             Outgoing(i % partitions, key, value, headers, BASE_TIMESTAMP + i * 1000 + i % 3)

@@ -1,8 +1,8 @@
 """kafka-python 3.x against a real broker: admin, idempotent producer, assign()-consumer.
 
 kafka-python 3 defaults to ``enable_idempotence=True, acks='all'`` (InitProducerId and
-sequence checks are needed for a plain producer). Headers cannot carry null values in
-this client, so the records here use empty ones instead.
+sequence checks are needed for a plain producer). This client cannot send null header
+values nor a record with neither key nor value, so the records here leave those out.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_defaults_are_idempotent_acks_all(broker: BrokerProcess) -> None:
 def test_round_trip_is_exact(admin: KafkaAdminClient, broker: BrokerProcess, codec: str) -> None:
     topic = topic_name(f"kp-{codec}")
     create(admin, topic, 3)
-    sent = outgoing(90, 3, tag=codec, limited=True)
+    sent = outgoing(90, 3, tag=codec, null_header_values=False, null_key_and_value=False)
     compression = None if codec == "none" else codec
     acked = produce(broker.bootstrap, topic, sent, compression_type=compression)
     assert_offsets_follow_send_order(acked, sent)
@@ -143,7 +143,7 @@ def test_round_trip_is_exact(admin: KafkaAdminClient, broker: BrokerProcess, cod
 def test_acks_1_without_idempotence(admin: KafkaAdminClient, broker: BrokerProcess) -> None:
     topic = topic_name("kp-acks1")
     create(admin, topic, 2)
-    sent = outgoing(40, 2, limited=True)
+    sent = outgoing(40, 2, null_header_values=False, null_key_and_value=False)
     acked = produce(broker.bootstrap, topic, sent, acks=1, enable_idempotence=False)
     assert_offsets_follow_send_order(acked, sent)
     assert by_position(read_all(broker.bootstrap, topic, 2, 40)) == by_position(acked)
@@ -152,7 +152,7 @@ def test_acks_1_without_idempotence(admin: KafkaAdminClient, broker: BrokerProce
 def test_reads_what_librdkafka_wrote(admin: KafkaAdminClient, broker: BrokerProcess) -> None:
     topic = topic_name("kp-from-ck")
     create(admin, topic, 2)
-    sent = outgoing(40, 2, limited=True)
+    sent = outgoing(40, 2, null_header_values=False, null_key_and_value=False)
     acked = ck.produce(broker.bootstrap, topic, sent, **{"compression.type": "zstd"})
     got = read_all(broker.bootstrap, topic, 2, 40)
     assert_partition_order(got)
@@ -162,7 +162,7 @@ def test_reads_what_librdkafka_wrote(admin: KafkaAdminClient, broker: BrokerProc
 def test_offsets_lookups_and_seek(admin: KafkaAdminClient, broker: BrokerProcess) -> None:
     topic = topic_name("kp-offsets")
     create(admin, topic, 2)
-    sent = outgoing(40, 2, limited=True)
+    sent = outgoing(40, 2, null_header_values=False, null_key_and_value=False)
     acked = by_position(produce(broker.bootstrap, topic, sent, compression_type="gzip"))
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
     try:
