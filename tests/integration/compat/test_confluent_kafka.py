@@ -30,6 +30,7 @@ from tests.integration.compat import ck
 from tests.integration.compat.common import (
     BASE_TIMESTAMP,
     CODECS,
+    LZ4_NEEDS_FIND_COORDINATOR,
     Rec,
     assert_idempotent_batches,
     assert_offsets_follow_send_order,
@@ -78,14 +79,6 @@ def test_round_trip_is_exact(broker: BrokerProcess, codec: str, mode: str) -> No
         assert_stored_with(broker.bootstrap, topic, 3, codec)
     if mode == "idempotent":
         assert_idempotent_batches(broker.bootstrap, topic, 3)
-
-
-LZ4_NEEDS_FIND_COORDINATOR = (
-    "librdkafka enables its LZ4 feature only when ApiVersions lists FindCoordinator (key 10) "
-    "v0 (rdkafka_feature.c: LZ4 'depends' on FindCoordinator as a marker of brokers >= "
-    "0.8.2); we do not advertise key 10 yet, so librdkafka and kcat silently send "
-    "compression.type=lz4 batches uncompressed"
-)
 
 
 @pytest.mark.xfail(strict=True, reason=LZ4_NEEDS_FIND_COORDINATOR)
