@@ -81,14 +81,15 @@ def consumer(bootstrap: str, **config: Any) -> Consumer:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "fetch.wait.max.ms": 100,
+        "check.crcs": True,
         **config,
     }
     return Consumer(settings)
 
 
-def to_rec(message: Message) -> Rec:
+def to_rec(message: Message, timestamp_type: int = TIMESTAMP_CREATE_TIME) -> Rec:
     kind, timestamp = message.timestamp()
-    assert kind == TIMESTAMP_CREATE_TIME, (kind, timestamp)
+    assert kind == timestamp_type, (kind, timestamp)
     return Rec(
         message.partition(),
         message.offset(),
@@ -99,7 +100,12 @@ def to_rec(message: Message) -> Rec:
     )
 
 
-def poll_until(client: Consumer, ends: Mapping[int, int], timeout: float = TIMEOUT) -> list[Rec]:
+def poll_until(
+    client: Consumer,
+    ends: Mapping[int, int],
+    timeout: float = TIMEOUT,
+    timestamp_type: int = TIMESTAMP_CREATE_TIME,
+) -> list[Rec]:
     """Poll until each partition in ``ends`` has been read up to (not including) its end."""
     read: list[Rec] = []
     positions: dict[int, int] = {}
@@ -113,7 +119,7 @@ def poll_until(client: Consumer, ends: Mapping[int, int], timeout: float = TIMEO
         if error is not None and error.code() == KafkaError._PARTITION_EOF:
             continue
         assert error is None, error
-        read.append(to_rec(message))
+        read.append(to_rec(message, timestamp_type))
         positions[message.partition()] = message.offset()
     return read
 

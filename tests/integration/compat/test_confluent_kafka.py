@@ -6,12 +6,14 @@ partition, offset, key, value, headers and timestamp, in offset order per partit
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    TIMESTAMP_LOG_APPEND_TIME,
     KafkaError,
     KafkaException,
     TopicCollection,
@@ -23,6 +25,7 @@ from confluent_kafka.admin import (
     ConfigResource,
     ConfigSource,
     NewPartitions,
+    OffsetSpec,
     ResourceType,
 )
 
@@ -39,6 +42,7 @@ from tests.integration.compat.common import (
     by_position,
     outgoing,
     placed,
+    stored_batches,
     topic_name,
     wait_for,
 )
@@ -356,3 +360,148 @@ def test_idempotent_producer_orders_many_in_flight_batches(broker: BrokerProcess
     read = ck.read_all(broker.bootstrap, topic, 2)
     assert_partition_order(read)
     assert by_position(read) == by_position(acked)
+
+
+def test_fetch_limits_smaller_than_a_batch_still_progress(broker: BrokerProcess) -> None:
+    """KIP-74: the first batch is returned whole even when larger than the fetch limits."""
+    topic = topic_name("ck-small-fetch")
+    ck.create_topic(broker.bootstrap, topic)
+    acked = ck.produce(
+        broker.bootstrap,
+        topic,
+        outgoing(200, 1),
+        **{"compression.type": "gzip", "linger.ms": 50, "batch.num.messages": 40},
+    )
+    batches = stored_batches(broker.bootstrap, topic, 0)
+    assert len(batches) >= 5
+    assert min(batch.size for batch in batches) > 100
+    limits = {"fetch.max.bytes": 1000, "message.max.bytes": 1000, "max.partition.fetch.bytes": 100}
+    assert ck.read_all(broker.bootstrap, topic, 1, **limits) == acked
+
+
+def test_many_small_segments_read_back_exactly(broker: BrokerProcess) -> None:
+    topic = topic_name("ck-segments")
+    ck.create_topic(broker.bootstrap, topic, config={"segment.bytes": "2048"})
+    acked = ck.produce(broker.bootstrap, topic, outgoing(300, 1), **{"batch.num.messages": 5})
+    assert len(list(broker.partition_dir(topic, 0).glob("*.log"))) > 10
+    assert ck.read_all(broker.bootstrap, topic, 1) == acked
+
+
+def test_message_size_limits_are_enforced(broker: BrokerProcess) -> None:
+    topic = topic_name("ck-too-large")
+    ck.create_topic(broker.bootstrap, topic, config={"max.message.bytes": "1000"})
+    producer = ck.Producer({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 4 << 20})
+    reports: list[tuple[str | None, bytes]] = []
+
+    def report(err: Any, msg: Any) -> None:
+        reports.append((None if err is None else err.name(), msg.value()[:1]))
+
+    producer.produce(topic, value=b"a" * 2000, on_delivery=report)
+    producer.flush(ck.TIMEOUT)
+    producer.produce(topic, value=b"b" * 200, on_delivery=report)
+    producer.flush(ck.TIMEOUT)
+    assert reports == [("MSG_SIZE_TOO_LARGE", b"a"), (None, b"b")]
+    (rec,) = ck.read_all(broker.bootstrap, topic, 1)
+    assert (rec.offset, rec.value) == (0, b"b" * 200)
+
+
+def test_broker_default_message_size_limit(broker: BrokerProcess) -> None:
+    topic = topic_name("ck-default-limit")
+    ck.create_topic(broker.bootstrap, topic)
+    producer = ck.Producer({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 4 << 20})
+    errors: list[str | None] = []
+    producer.produce(
+        topic,
+        value=bytes(range(256)) * 8192,  # 2 MiB, over the 1048588-byte default
+        on_delivery=lambda err, msg: errors.append(None if err is None else err.name()),
+    )
+    producer.flush(ck.TIMEOUT)
+    assert errors == ["MSG_SIZE_TOO_LARGE"]
+    assert ck.consumer(broker.bootstrap).get_watermark_offsets(
+        TopicPartition(topic, 0), timeout=10
+    ) == (0, 0)
+
+
+def test_log_append_time_topic(broker: BrokerProcess) -> None:
+    """With LogAppendTime the broker's time replaces the producer's, in the produce
+    response (delivery report) and in what consumers read."""
+    topic = topic_name("ck-append-time")
+    ck.create_topic(broker.bootstrap, topic, config={"message.timestamp.type": "LogAppendTime"})
+    producer = ck.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    acked: list[Rec] = []
+
+    def report(err: Any, msg: Any) -> None:
+        assert err is None, err
+        kind, timestamp = msg.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME
+        acked.append(Rec(0, msg.offset(), msg.key(), msg.value(), (), timestamp))
+
+    before = int(time.time() * 1000)
+    for i in range(10):
+        producer.produce(
+            topic, key=b"%d" % i, value=b"v", timestamp=BASE_TIMESTAMP, on_delivery=report
+        )
+    assert producer.flush(ck.TIMEOUT) == 0
+    after = int(time.time() * 1000)
+    assert all(before <= rec.timestamp <= after for rec in acked), acked
+
+    client = ck.consumer(broker.bootstrap)
+    try:
+        client.assign([TopicPartition(topic, 0, 0)])
+        read = ck.poll_until(client, {0: 10}, timestamp_type=TIMESTAMP_LOG_APPEND_TIME)
+    finally:
+        client.close()
+    assert read == acked
+
+
+def test_delete_records_moves_the_log_start(broker: BrokerProcess) -> None:
+    topic = topic_name("ck-delete-records")
+    ck.create_topic(broker.bootstrap, topic)
+    acked = ck.produce(broker.bootstrap, topic, outgoing(50, 1))
+    admin = ck.admin(broker.bootstrap)
+    (future,) = admin.delete_records([TopicPartition(topic, 0, 20)]).values()
+    assert future.result(timeout=10).low_watermark == 20
+
+    client = ck.consumer(broker.bootstrap, **{"auto.offset.reset": "earliest"})
+    try:
+        assert client.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (20, 50)
+        client.assign([TopicPartition(topic, 0, 5)])  # below the log start: reset
+        assert ck.poll_until(client, {0: 50}) == acked[20:]
+    finally:
+        client.close()
+
+
+def test_admin_list_offsets_and_describe_cluster(broker: BrokerProcess) -> None:
+    topic = topic_name("ck-list-offsets")
+    ck.create_topic(broker.bootstrap, topic)
+    ck.produce(broker.bootstrap, topic, outgoing(10, 1))  # record i: ts BASE + i * 1000 + i % 3
+    admin = ck.admin(broker.bootstrap)
+    tp = TopicPartition(topic, 0)
+
+    def offset_of(spec: OffsetSpec) -> tuple[int, int]:
+        (future,) = admin.list_offsets({tp: spec}).values()
+        found = future.result(timeout=10)
+        return int(found.offset), int(found.timestamp)
+
+    assert offset_of(OffsetSpec.earliest()) == (0, -1)
+    assert offset_of(OffsetSpec.latest()) == (10, -1)
+    assert offset_of(OffsetSpec.max_timestamp()) == (9, BASE_TIMESTAMP + 9000)
+    assert offset_of(OffsetSpec.for_timestamp(BASE_TIMESTAMP + 4500)) == (5, BASE_TIMESTAMP + 5002)
+
+    cluster = admin.describe_cluster().result(timeout=10)
+    assert cluster.controller.id == 1
+    assert [(node.id, f"{node.host}:{node.port}") for node in cluster.nodes] == [
+        (1, broker.bootstrap)
+    ]
+
+
+def test_empty_topic_offsets(broker: BrokerProcess) -> None:
+    topic = topic_name("ck-empty")
+    ck.create_topic(broker.bootstrap, topic)
+    client = ck.consumer(broker.bootstrap)
+    try:
+        assert client.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 0)
+        (found,) = client.offsets_for_times([TopicPartition(topic, 0, BASE_TIMESTAMP)], 10)
+        assert (found.offset, found.error) == (-1, None)
+    finally:
+        client.close()
