@@ -28,6 +28,8 @@ import typer
 from rich.console import Console
 
 from odradek.cli._kafka import ClusterMetadata, KafkaError, KafkaException
+from odradek.config import ConfigError, read_properties
+from odradek.protocol.errors import ErrorCode
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 CONNECT_TIMEOUT_S = 10.0
@@ -143,23 +145,11 @@ def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
 
 
 def read_properties_file(path: Path) -> dict[str, str]:
-    """Read a Java-style properties file: ``key=value`` lines, ``#`` or ``!`` comments."""
+    """A ``--command-config`` file, in the broker's own properties syntax."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read --command-config {path}: {exc.strerror}") from None
-    props: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line[0] in "#!":
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            key, sep, value = line.partition(":")
-        if not sep or not key.strip():
-            raise CliError(f"{path}:{number}: expected key=value, got {raw!r}")
-        props[key.strip()] = value.strip()
-    return props
+        return read_properties(path)
+    except ConfigError as exc:
+        raise CliError(f"--command-config: {exc}") from None
 
 
 def _silent_logger() -> logging.Logger:
@@ -216,10 +206,22 @@ def kafka_error_of(exc: BaseException) -> KafkaError | None:
 
 
 def describe_kafka_error(error: KafkaError) -> str:
-    """``NAME: message`` with the broker's (or librdkafka's) own message."""
+    """``NAME: message`` with the broker's (or librdkafka's) own message.
+
+    Broker errors go by Kafka's names (INVALID_TOPIC_EXCEPTION), which librdkafka
+    abbreviates differently (TOPIC_EXCEPTION); local client errors keep librdkafka's.
+    """
     message = error.str()
-    name = error.name()
+    name = kafka_error_name(error.code()) or error.name()
     return f"{name}: {message}" if message and message != name else name
+
+
+def kafka_error_name(code: int) -> str | None:
+    """Kafka's name for a broker error code, or None for librdkafka's local codes."""
+    try:
+        return ErrorCode(code).name.upper() if code > 0 else None
+    except ValueError:
+        return None
 
 
 def describe_kafka_exception(exc: KafkaException) -> str:

@@ -6,6 +6,7 @@ DescribeConfigs, ListOffsets, IncrementalAlterConfigs, DeleteTopics).
 
 from __future__ import annotations
 
+import enum
 from concurrent.futures import Future
 from typing import Annotated, Any, TypeVar
 
@@ -49,6 +50,7 @@ from odradek.cli.common import (
     stdout_console,
     usage_error,
 )
+from odradek.config import ConfigSource
 
 T = TypeVar("T")
 
@@ -223,6 +225,12 @@ def _partitions_table(description: TopicDescription, offsets: dict[int, tuple[in
     return table
 
 
+def _source_name(source: object) -> str:
+    """Kafka's name of a config source; confluent-kafka gives an enum or a bare int."""
+    number = source.value if isinstance(source, enum.Enum) else source
+    return ConfigSource(int(str(number))).name
+
+
 def _configs_table(entries: dict[str, ConfigEntry]) -> Table | None:
     """The entries that are not defaults, or None when all are."""
     overrides = sorted((e for e in entries.values() if not e.is_default), key=lambda e: str(e.name))
@@ -231,7 +239,7 @@ def _configs_table(entries: dict[str, ConfigEntry]) -> Table | None:
     table = _table("config", "value", "source")
     for entry in overrides:
         value = "(sensitive)" if entry.is_sensitive else str(entry.value)
-        table.add_row(Text(str(entry.name)), Text(value), entry.source.name)
+        table.add_row(Text(str(entry.name)), Text(value), _source_name(entry.source))
     return table
 
 
