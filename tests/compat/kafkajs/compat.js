@@ -7,11 +7,12 @@
 // Job: {bootstrap, topic, partitions, idempotent, acks, compression: "none"|"gzip",
 //       records: [{partition, key, value, headers: [[name, value]], timestamp}],
 //       timestamps: [ms, ...], delete: bool}
-// Result: {created, createdAgain, metadata, produced: [{partition, baseOffset, count}],
-//          offsets, offsetsByTimestamp: {ms: offsets}, deleted, topicsAfterDelete}
+// Result: {created, createdAgain, metadata, produced: [{partition, errorCode, baseOffset}],
+//          offsets, offsetsByTimestamp: {ms: offsets}, and with delete: cluster, configs,
+//          partitionsAfterGrow, topicsAfterDelete}
 'use strict'
 
-const { Kafka, CompressionTypes, logLevel } = require('kafkajs')
+const { Kafka, CompressionTypes, ConfigResourceTypes, logLevel } = require('kafkajs')
 
 const fromBase64 = (text) => (text === null ? null : Buffer.from(text, 'base64'))
 
@@ -98,6 +99,24 @@ async function main(job) {
     }
 
     if (job.delete) {
+      const cluster = await admin.describeCluster()
+      result.cluster = { brokers: cluster.brokers, controller: cluster.controller }
+      const described = await admin.describeConfigs({
+        resources: [
+          { type: ConfigResourceTypes.TOPIC, name: job.topic, configNames: ['cleanup.policy'] },
+        ],
+        includeSynonyms: false,
+      })
+      result.configs = described.resources.map((r) => ({
+        errorCode: r.errorCode,
+        name: r.resourceName,
+        entries: r.configEntries.map((e) => [e.configName, e.configValue, e.isDefault]),
+      }))
+      await admin.createPartitions({
+        topicPartitions: [{ topic: job.topic, count: job.partitions + 1 }],
+      })
+      const grown = await admin.fetchTopicMetadata({ topics: [job.topic] })
+      result.partitionsAfterGrow = grown.topics[0].partitions.length
       await admin.deleteTopics({ topics: [job.topic], timeout: 10000 })
       const listed = await admin.listTopics()
       result.topicsAfterDelete = listed.filter((name) => name === job.topic)

@@ -7,6 +7,7 @@ partition, offset, key, value, headers and timestamp, in offset order per partit
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from tests.integration.compat.common import (
     BASE_TIMESTAMP,
     CODECS,
     LZ4_NEEDS_FIND_COORDINATOR,
+    Outgoing,
     Rec,
     assert_idempotent_batches,
     assert_offsets_follow_send_order,
@@ -505,3 +507,58 @@ def test_empty_topic_offsets(broker: BrokerProcess) -> None:
         assert (found.offset, found.error) == (-1, None)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("how", ["restart", "kill"])
+def test_idempotent_producer_across_broker_restart(
+    broker_factory: Callable[..., BrokerProcess], how: str
+) -> None:
+    """The broker goes away while batches are in flight; librdkafka retries them, and the
+    producer state the broker rebuilds from its log keeps them exactly once, in order."""
+    own = broker_factory()
+    topic = topic_name(f"ck-{how}")
+    ck.create_topic(own.bootstrap, topic, partitions=2)
+    sent = outgoing(1200, 2)
+    first, second = sent[:600], sent[600:]
+    settings = {
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        "batch.num.messages": 10,
+        "message.timeout.ms": 30000,
+        "compression.type": "snappy",
+        "reconnect.backoff.ms": 20,
+        "reconnect.backoff.max.ms": 200,
+        "retry.backoff.ms": 20,
+    }
+    producer = ck.Producer({"bootstrap.servers": own.bootstrap, **settings})
+    acked: list[Rec] = []
+    errors: list[str] = []
+
+    def send(records: list[Outgoing]) -> None:
+        for record in records:
+            producer.produce(
+                topic,
+                key=record.key,
+                value=record.value,
+                partition=record.partition,
+                headers=list(record.headers) or None,
+                timestamp=record.timestamp,
+                on_delivery=lambda err, msg, record=record: (
+                    errors.append(str(err)) if err else acked.append(placed(record, msg.offset()))
+                ),
+            )
+        producer.poll(0)
+
+    send(first)
+    if how == "kill":
+        own.kill()
+        own.start()
+    else:
+        assert own.restart() is own
+    send(second)
+    assert producer.flush(40) == 0
+    assert not errors, errors[:3]
+    assert_offsets_follow_send_order(acked, sent)
+    read = ck.read_all(own.bootstrap, topic, 2)
+    assert_partition_order(read)
+    assert by_position(read) == by_position(acked)

@@ -136,7 +136,7 @@ def test_admin_and_produce_then_read_back(
         assert_idempotent_batches(broker.bootstrap, topic, 3)
 
 
-def test_offsets_by_timestamp_and_delete(broker: BrokerProcess) -> None:
+def test_offsets_by_timestamp_configs_partitions_delete(broker: BrokerProcess) -> None:
     topic = topic_name("kjs-times")
     records = outgoing(20, 2, null_header_values=False)
     # Record i: partition i % 2, offset i // 2, timestamp BASE + i * 1000 + i % 3.
@@ -157,4 +157,13 @@ def test_offsets_by_timestamp_and_delete(broker: BrokerProcess) -> None:
             {"partition": 1, "offset": 10},
         ],
     }
+    host, port = broker.bootstrap.rsplit(":", 1)
+    assert result["cluster"] == {
+        "brokers": [{"nodeId": 1, "host": host, "port": int(port)}],
+        "controller": 1,
+    }
+    assert result["configs"] == [
+        {"errorCode": 0, "name": topic, "entries": [["cleanup.policy", "delete", True]]}
+    ]
+    assert result["partitionsAfterGrow"] == 3
     assert result["topicsAfterDelete"] == []
