@@ -562,3 +562,79 @@ def test_idempotent_producer_across_broker_restart(
     read = ck.read_all(own.bootstrap, topic, 2)
     assert_partition_order(read)
     assert by_position(read) == by_position(acked)
+
+
+def test_timestamp_bounds(broker: BrokerProcess) -> None:
+    """message.timestamp.after.max.ms (1 hour) rejects a batch from the future; any past
+    timestamp is accepted (before.max.ms is unbounded by default)."""
+    topic = topic_name("ck-timestamps")
+    ck.create_topic(broker.bootstrap, topic)
+    producer = ck.Producer({"bootstrap.servers": broker.bootstrap})
+    results: list[tuple[str | None, int | None]] = []
+
+    def send(timestamp: int) -> None:
+        producer.produce(
+            topic,
+            value=b"%d" % timestamp,
+            timestamp=timestamp,
+            on_delivery=lambda err, msg: results.append(
+                (None if err is None else err.name(), msg.offset())
+            ),
+        )
+        assert producer.flush(ck.TIMEOUT) == 0  # one batch each
+
+    now = int(time.time() * 1000)
+    send(1)
+    send(now + 2 * 3600 * 1000)
+    send(now + 60 * 1000)
+    assert results == [(None, 0), ("INVALID_TIMESTAMP", None), (None, 1)]
+    read = ck.read_all(broker.bootstrap, topic, 1)
+    assert [(rec.offset, rec.timestamp) for rec in read] == [(0, 1), (1, now + 60 * 1000)]
+
+
+def test_assign_does_not_create_topics_but_producing_does(broker: BrokerProcess) -> None:
+    """librdkafka consumers send Metadata with allow_auto_topic_creation=false; producers
+    with true (auto.create.topics.enable is on by default)."""
+    missing, produced = topic_name("ck-missing"), topic_name("ck-auto")
+    client = ck.consumer(broker.bootstrap)
+    try:
+        client.assign([TopicPartition(missing, 0, 0)])
+        for _ in range(5):
+            message = client.poll(0.1)
+            assert message is None or message.error() is not None
+    finally:
+        client.close()
+    admin = ck.admin(broker.bootstrap)
+    assert missing not in admin.list_topics(timeout=10).topics
+
+    acked = ck.produce(broker.bootstrap, produced, outgoing(5, 1))
+    assert [rec.offset for rec in acked] == [0, 1, 2, 3, 4]
+    assert missing not in admin.list_topics(timeout=10).topics
+    assert ck.read_all(broker.bootstrap, produced, 1) == acked
+
+
+def test_one_producer_many_topics(broker: BrokerProcess) -> None:
+    """Produce requests that carry several topics and partitions at once."""
+    topics = [topic_name(f"ck-multi{i}") for i in range(3)]
+    for topic in topics:
+        ck.create_topic(broker.bootstrap, topic, partitions=2)
+    sent = outgoing(60, 2)
+    producer = ck.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+    acked: dict[str, list[Rec]] = {topic: [] for topic in topics}
+    for i, record in enumerate(sent):
+        topic = topics[i % 3]
+        producer.produce(
+            topic,
+            key=record.key,
+            value=record.value,
+            partition=record.partition,
+            headers=list(record.headers) or None,
+            timestamp=record.timestamp,
+            on_delivery=lambda err, msg, topic=topic, record=record: acked[topic].append(
+                placed(record, msg.offset())
+            ),
+        )
+    assert producer.flush(ck.TIMEOUT) == 0
+    for i, topic in enumerate(topics):
+        assert_offsets_follow_send_order(acked[topic], sent[i::3])
+        assert by_position(ck.read_all(broker.bootstrap, topic, 2)) == by_position(acked[topic])
