@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.admin.records_to_delete import RecordsToDelete
 from aiokafka.errors import TopicAlreadyExistsError
 
 from tests.integration.compat import ck
@@ -194,7 +196,7 @@ def test_offset_lookups_and_seek(broker: BrokerProcess) -> None:
     asyncio.run(scenario())
 
 
-def test_admin_create_partitions_and_delete(broker: BrokerProcess) -> None:
+def test_admin_topics_partitions_configs_records_cluster(broker: BrokerProcess) -> None:
     topic = topic_name("aio-admin")
 
     async def scenario() -> None:
@@ -210,6 +212,29 @@ def test_admin_create_partitions_and_delete(broker: BrokerProcess) -> None:
             await admin.create_partitions({topic: NewPartitions(total_count=3)})
             (described,) = await admin.describe_topics([topic])
             assert sorted(p["partition"] for p in described["partitions"]) == [0, 1, 2]
+            resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+            (described,) = await admin.describe_configs([resource])
+            entries = {e[0]: (e[1], e[3]) for e in described.resources[0][4]}
+            assert entries["retention.ms"] == ("90000", 1)  # DYNAMIC_TOPIC_CONFIG
+            assert entries["cleanup.policy"] == ("delete", 5)  # DEFAULT_CONFIG
+            changed = ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": "5555"})
+            (altered,) = await admin.alter_configs([changed])
+            assert [r[0] for r in altered.resources] == [0]
+            (described,) = await admin.describe_configs([resource])
+            entries = {e[0]: (e[1], e[3]) for e in described.resources[0][4]}
+            assert entries["retention.ms"] == ("5555", 1)
+
+            await produce(broker.bootstrap, topic, outgoing(9, 3, null_key_and_value=False))
+            deleted = await admin.delete_records({TopicPartition(topic, 2): RecordsToDelete(2)})
+            assert deleted == {TopicPartition(topic, 2): 2}
+
+            cluster = await admin.describe_cluster()
+            host, port = broker.bootstrap.rsplit(":", 1)
+            assert cluster["controller_id"] == 1
+            assert cluster["brokers"] == [
+                {"node_id": 1, "host": host, "port": int(port), "rack": None}
+            ]
+
             await admin.delete_topics([topic])
             assert topic not in await admin.list_topics()
         finally:

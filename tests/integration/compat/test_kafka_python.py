@@ -207,5 +207,27 @@ def test_admin_topics_partitions_configs(admin: KafkaAdminClient, broker: Broker
     assert everything["cleanup.policy"]["value"] == "delete"
     assert everything["cleanup.policy"]["config_source"] == "DEFAULT_CONFIG"
 
+    assert admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "7777"})]
+    ) == {"topic": {topic: "OK"}}
+    modified = admin.describe_configs([resource], include_synonyms=True)["topic"][topic]
+    assert modified["retention.ms"]["value"] == "7777"
+    assert modified["retention.ms"]["synonyms"][0] == {
+        "name": "retention.ms",
+        "value": "7777",
+        "source": "DYNAMIC_TOPIC_CONFIG",
+    }
+
+    produce(
+        broker.bootstrap, topic, outgoing(8, 4, null_header_values=False, null_key_and_value=False)
+    )
+    deleted = admin.delete_records({TopicPartition(topic, 3): 1})
+    assert deleted[TopicPartition(topic, 3)]["low_watermark"] == 1
+
+    cluster = admin.describe_cluster()
+    host, port = broker.bootstrap.rsplit(":", 1)
+    assert cluster["controller_id"] == 1
+    assert cluster["brokers"] == [{"broker_id": 1, "host": host, "port": int(port), "rack": None}]
+
     admin.delete_topics([topic])
     wait_for(lambda: topic not in admin.list_topics(), 10, "topic deleted")
