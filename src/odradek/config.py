@@ -369,6 +369,41 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
             validator=at_least(1),
         ),
         _key("offsets.topic.replication.factor", INT, 3, "Replication of __consumer_offsets."),
+        _key(
+            "group.min.session.timeout.ms",
+            INT,
+            6000,
+            "Shortest session timeout a member may ask for.",
+        ),
+        _key(
+            "group.max.session.timeout.ms",
+            INT,
+            1800000,
+            "Longest session timeout a member may ask for.",
+        ),
+        _key(
+            "group.max.size", INT, INT_MAX, "Most members a group may have.", validator=at_least(1)
+        ),
+        _key(
+            "offset.metadata.max.bytes",
+            INT,
+            4096,
+            "Largest metadata string of a committed offset.",
+        ),
+        _key(
+            "offsets.retention.minutes",
+            INT,
+            10080,
+            "How long the offsets of an empty group are kept.",
+            validator=at_least(1),
+        ),
+        _key(
+            "offsets.retention.check.interval.ms",
+            LONG,
+            600000,
+            "How often expired offsets are removed.",
+            validator=at_least(1),
+        ),
         _key("group.initial.rebalance.delay.ms", INT, 3000, "Delay of a new group's first round."),
         _key("producer.id.expiration.ms", INT, 86400000, "Idle producer state is dropped after."),
         _key("transactional.id.expiration.ms", INT, 604800000, "Idle transactional ids expire."),

@@ -29,6 +29,7 @@ from odradek.broker.handlers.api_versions import versions_response
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import LocalStore
 from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
+from odradek.coordinator.group.service import GroupCoordinator
 from odradek.protocol.errors import ErrorCode
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
@@ -128,6 +129,14 @@ class Broker:
         )
         self.controller.add_listener(self.replica_manager)
         self.producer_ids = ProducerIdManager(self.metadata)
+        self.group_coordinator = GroupCoordinator(
+            config,
+            metadata=self.metadata,
+            controller=self.controller,
+            replica_manager=self.replica_manager,
+            clock=self.clock,
+            live_brokers=lambda: [self.broker_id],
+        )
 
     def _cluster_identity(self, log_dirs: list[Path]) -> str:
         """The cluster id from meta.properties (new if none), checking the node id too.
@@ -225,6 +234,7 @@ class Broker:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
             connection.close()
+        self.group_coordinator.shutdown()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -283,6 +293,13 @@ class Broker:
                 config.get("replica.high.watermark.checkpoint.interval.ms"),
                 lambda _now: self.log_manager.checkpoint_high_watermarks(),
                 "high watermark checkpoint",
+            )
+        )
+        self.spawn(
+            self._every(
+                config.get("offsets.retention.check.interval.ms"),
+                self.group_coordinator.cleanup_expired_offsets,
+                "offset expiration",
             )
         )
 

@@ -16,7 +16,7 @@ from odradek.config import LogConfig
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
 from odradek.storage.log import Log
-from odradek.storage.values import FetchDataInfo, LogAppendInfo
+from odradek.storage.values import AppendOrigin, FetchDataInfo, LogAppendInfo
 
 READ_UNCOMMITTED = 0
 READ_COMMITTED = 1
@@ -107,7 +107,9 @@ class Partition:
         if not self.is_leader:
             raise NotLeaderError(f"broker {self.broker_id} is not the leader of {self.tp}")
 
-    def append_records_to_leader(self, records: bytes, required_acks: int) -> LogAppendInfo:
+    def append_records_to_leader(
+        self, records: bytes, required_acks: int, origin: AppendOrigin = AppendOrigin.CLIENT
+    ) -> LogAppendInfo:
         self._require_leader()
         isr = len(self.state.isr)
         if required_acks == -1 and isr < self.log.config.min_insync_replicas:
@@ -115,7 +117,7 @@ class Partition:
                 f"The size of the current ISR {isr} is insufficient to satisfy the min.isr "
                 f"requirement of {self.log.config.min_insync_replicas} for partition {self.tp}"
             )
-        info = self.log.append_as_leader(records, self.leader_epoch)
+        info = self.log.append_as_leader(records, self.leader_epoch, origin=origin)
         self._maybe_increment_high_watermark()
         return info
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from odradek.cluster.metadata import MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
@@ -72,6 +73,14 @@ class _FetchWaiter:
             self.future.set_result(None)
 
 
+class LeadershipListener(Protocol):
+    """Told when this broker starts or stops leading a partition of a topic it watches
+    (coordinators load their state from the partitions they lead)."""
+
+    def became_leader(self, partition: Partition) -> None: ...
+    def resigned(self, tp: TopicPartition) -> None: ...
+
+
 class ReplicaManager:
     def __init__(
         self,
@@ -88,6 +97,10 @@ class ReplicaManager:
         self.clock = clock
         self.partitions: dict[TopicPartition, Partition] = {}
         self._waiters: dict[TopicPartition, set[_FetchWaiter]] = {}
+        self._leadership_listeners: dict[str, list[LeadershipListener]] = {}
+
+    def add_leadership_listener(self, topic: str, listener: LeadershipListener) -> None:
+        self._leadership_listeners.setdefault(topic, []).append(listener)
 
     # -- hosting partitions ----------------------------------------------------------------
 
@@ -109,9 +122,11 @@ class ReplicaManager:
                 continue
             tp = TopicPartition(topic.name, index)
             partition_log = self.log_manager.get_or_create_log(tp, config, topic.topic_id)
-            self.partitions[tp] = Partition(
-                tp, topic.topic_id, partition_log, state, self.broker_id
-            )
+            partition = Partition(tp, topic.topic_id, partition_log, state, self.broker_id)
+            self.partitions[tp] = partition
+            if partition.is_leader:
+                for listener in self._leadership_listeners.get(topic.name, ()):
+                    listener.became_leader(partition)
 
     def topic_created(self, topic: TopicMetadata) -> None:
         self._host(topic, 0)
@@ -123,6 +138,8 @@ class ReplicaManager:
         for index in range(len(topic.partitions)):
             tp = TopicPartition(topic.name, index)
             if self.partitions.pop(tp, None) is not None:
+                for listener in self._leadership_listeners.get(topic.name, ()):
+                    listener.resigned(tp)
                 self.log_manager.delete_log(tp)
             self._wake(tp)
 

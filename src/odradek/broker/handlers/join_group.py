@@ -1,0 +1,81 @@
+"""JoinGroup (key 11): answered when the group's rebalance completes (a long wait)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from odradek.broker.api import Handler, Reply, RequestContext
+from odradek.broker.handlers.common import ZERO_DURATION, duration_ms
+from odradek.coordinator.group.group import JoinResult
+from odradek.coordinator.group.group_manager import JoinRequest
+from odradek.protocol import codec
+from odradek.protocol.errors import KafkaError
+
+API_KEY = 11
+
+
+def handle(ctx: RequestContext, request: Any) -> Reply:
+    version = ctx.api_version
+    session_timeout = duration_ms(request.session_timeout)
+    rebalance_timeout = duration_ms(request.rebalance_timeout) if version >= 1 else session_timeout
+    try:
+        shard = ctx.broker.group_coordinator.shard_for(request.group_id)
+    except KafkaError as exc:
+        return _response(version, JoinResult(exc.error_code, request.member_id))
+    answer: asyncio.Future[JoinResult] = asyncio.get_running_loop().create_future()
+
+    def respond(result: JoinResult) -> None:
+        if not answer.done():
+            answer.set_result(result)
+
+    shard.join_group(
+        JoinRequest(
+            group_id=request.group_id,
+            member_id=request.member_id,
+            group_instance_id=getattr(request, "group_instance_id", None),
+            client_id=ctx.header.client_id or "",
+            client_host=f"/{ctx.client_host}",
+            protocol_type=request.protocol_type,
+            protocols=tuple((p.name, bytes(p.metadata)) for p in request.protocols),
+            session_timeout_ms=session_timeout,
+            rebalance_timeout_ms=rebalance_timeout,
+            require_known_member_id=version >= 4,
+        ),
+        respond,
+    )
+    if answer.done():
+        return _response(version, answer.result())
+
+    async def wait() -> Reply:
+        return _response(version, await answer)
+
+    return wait()
+
+
+def _response(version: int, result: JoinResult) -> Any:
+    module = codec.response_module(API_KEY, version)
+    members = tuple(
+        codec.build(
+            module.JoinGroupResponseMember,
+            member_id=member_id,
+            group_instance_id=instance_id,
+            metadata=metadata,
+        )
+        for member_id, instance_id, metadata in result.members
+    )
+    return codec.build(
+        module.JoinGroupResponse,
+        throttle_time=ZERO_DURATION,
+        error_code=result.error,
+        generation_id=result.generation_id,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name if version >= 7 else (result.protocol_name or ""),
+        leader=result.leader,
+        skip_assignment=result.skip_assignment,
+        member_id=result.member_id,
+        members=members,
+    )
+
+
+HANDLER = Handler(api_key=API_KEY, min_version=2, max_version=9, handle=handle)

@@ -1,0 +1,69 @@
+"""OffsetCommit (key 8): store a group's consumed positions in ``__consumer_offsets``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from odradek.broker.api import Handler, RequestContext
+from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.coordinator.group.offset_manager import OffsetToCommit
+from odradek.protocol import codec
+from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.types import TopicPartition
+
+API_KEY = 8
+
+
+def handle(ctx: RequestContext, request: Any) -> Any:
+    module = codec.response_module(API_KEY, ctx.api_version)
+    store = ctx.broker.metadata
+    errors: dict[TopicPartition, ErrorCode] = {}
+    wanted: list[OffsetToCommit] = []
+    for topic in request.topics:
+        known = store.topic(topic.name)
+        for partition in topic.partitions:
+            tp = TopicPartition(topic.name, partition.partition_index)
+            if known is None or not 0 <= tp.partition < len(known.partitions):
+                errors[tp] = ErrorCode.unknown_topic_or_partition
+                continue
+            wanted.append(
+                OffsetToCommit(
+                    tp,
+                    partition.committed_offset,
+                    getattr(partition, "committed_leader_epoch", -1),
+                    partition.committed_metadata,
+                )
+            )
+    if wanted:
+        try:
+            shard = ctx.broker.group_coordinator.shard_for(request.group_id)
+            errors.update(
+                shard.commit_offsets(
+                    request.group_id,
+                    request.member_id,
+                    getattr(request, "group_instance_id", None),
+                    request.generation_id_or_member_epoch,
+                    wanted,
+                )
+            )
+        except KafkaError as exc:
+            errors.update({item.tp: exc.error_code for item in wanted})
+    topics = tuple(
+        codec.build(
+            module.OffsetCommitResponseTopic,
+            name=topic.name,
+            partitions=tuple(
+                codec.build(
+                    module.OffsetCommitResponsePartition,
+                    partition_index=p.partition_index,
+                    error_code=errors[TopicPartition(topic.name, p.partition_index)],
+                )
+                for p in topic.partitions
+            ),
+        )
+        for topic in request.topics
+    )
+    return codec.build(module.OffsetCommitResponse, throttle_time=ZERO_DURATION, topics=topics)
+
+
+HANDLER = Handler(api_key=API_KEY, min_version=2, max_version=9, handle=handle)

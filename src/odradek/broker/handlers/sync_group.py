@@ -1,0 +1,63 @@
+"""SyncGroup (key 14): members get their assignment once the leader has sent it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from odradek.broker.api import Handler, Reply, RequestContext
+from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.coordinator.group.group import SyncResult
+from odradek.coordinator.group.group_manager import SyncRequest
+from odradek.protocol import codec
+from odradek.protocol.errors import KafkaError
+
+API_KEY = 14
+
+
+def handle(ctx: RequestContext, request: Any) -> Reply:
+    version = ctx.api_version
+    try:
+        shard = ctx.broker.group_coordinator.shard_for(request.group_id)
+    except KafkaError as exc:
+        return _response(version, SyncResult(exc.error_code))
+    answer: asyncio.Future[SyncResult] = asyncio.get_running_loop().create_future()
+
+    def respond(result: SyncResult) -> None:
+        if not answer.done():
+            answer.set_result(result)
+
+    shard.sync_group(
+        SyncRequest(
+            group_id=request.group_id,
+            member_id=request.member_id,
+            group_instance_id=getattr(request, "group_instance_id", None),
+            generation_id=request.generation_id,
+            protocol_type=getattr(request, "protocol_type", None),
+            protocol_name=getattr(request, "protocol_name", None),
+            assignments={a.member_id: bytes(a.assignment) for a in request.assignments},
+        ),
+        respond,
+    )
+    if answer.done():
+        return _response(version, answer.result())
+
+    async def wait() -> Reply:
+        return _response(version, await answer)
+
+    return wait()
+
+
+def _response(version: int, result: SyncResult) -> Any:
+    module = codec.response_module(API_KEY, version)
+    return codec.build(
+        module.SyncGroupResponse,
+        throttle_time=ZERO_DURATION,
+        error_code=result.error,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name,
+        assignment=result.assignment,
+    )
+
+
+HANDLER = Handler(api_key=API_KEY, min_version=0, max_version=5, handle=handle)

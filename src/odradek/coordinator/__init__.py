@@ -1,0 +1,1 @@
+"""Coordinators: deterministic state machines over internal topics (groups, later transactions)."""

@@ -1,0 +1,244 @@
+"""The group coordinator as the broker runs it: shards per ``__consumer_offsets`` partition.
+
+A group belongs to partition ``abs(hash(group id)) % offsets.topic.num.partitions`` (Java's
+string hash, so a group lands where Kafka would put it), and is served by the broker
+leading that partition. This module owns what the pure shards do not: asyncio timers,
+writing their records into the partition's log, reading the log back to load a shard
+when this broker becomes leader, and creating ``__consumer_offsets`` on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from odradek.cluster.controller import Controller
+from odradek.cluster.metadata import MetadataStore, TopicExistsError
+from odradek.config import BrokerConfig
+from odradek.coordinator.group.group_manager import GroupConfig
+from odradek.coordinator.group.offset_manager import OffsetConfig
+from odradek.coordinator.group.records import (
+    Key,
+    RecordFormatError,
+    Value,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+    partition_for,
+)
+from odradek.coordinator.group.shard import GroupCoordinatorShard, Writer
+from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.record_codec import NewRecord, build_batch, decode_records
+from odradek.protocol.records import iter_headers
+from odradek.protocol.types import TopicPartition
+from odradek.replication.partition import Partition
+from odradek.replication.replica_manager import ReplicaManager
+from odradek.storage.values import AppendOrigin
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+LOAD_CHUNK_BYTES = 4 * 1024 * 1024
+OFFSETS_TOPIC_CONFIGS = {
+    "cleanup.policy": "compact",
+    "segment.bytes": "104857600",
+    "compression.type": "producer",
+}
+
+
+class AsyncioTimer:
+    """The shards' Timer on the running event loop."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, asyncio.TimerHandle] = {}
+
+    def schedule(self, key: str, delay_ms: int, callback: Callable[[], None]) -> None:
+        self.cancel(key)
+        loop = asyncio.get_running_loop()
+        self._handles[key] = loop.call_later(max(delay_ms, 0) / 1000, self._fire, key, callback)
+
+    def cancel(self, key: str) -> None:
+        handle = self._handles.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def cancel_all(self) -> None:
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+
+    def _fire(self, key: str, callback: Callable[[], None]) -> None:
+        self._handles.pop(key, None)
+        try:
+            callback()
+        except Exception:
+            log.exception("group coordinator timer %s failed", key)
+
+
+class GroupCoordinator:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        metadata: MetadataStore,
+        controller: Controller,
+        replica_manager: ReplicaManager,
+        clock: Callable[[], int],
+        live_brokers: Callable[[], list[int]],
+    ) -> None:
+        self.config = config
+        self.metadata = metadata
+        self.controller = controller
+        self.replica_manager = replica_manager
+        self.clock = clock
+        self.live_brokers = live_brokers
+        self.timer = AsyncioTimer()
+        self.shards: dict[int, GroupCoordinatorShard] = {}
+        self.group_config = GroupConfig(
+            initial_rebalance_delay_ms=config.get("group.initial.rebalance.delay.ms"),
+            min_session_timeout_ms=config.get("group.min.session.timeout.ms"),
+            max_session_timeout_ms=config.get("group.max.session.timeout.ms"),
+            max_size=config.get("group.max.size"),
+        )
+        self.offset_config = OffsetConfig(
+            metadata_max_bytes=config.get("offset.metadata.max.bytes"),
+            retention_ms=config.get("offsets.retention.minutes") * 60_000,
+        )
+        replica_manager.add_leadership_listener(OFFSETS_TOPIC, self)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def partition_count(self) -> int:
+        topic = self.metadata.topic(OFFSETS_TOPIC)
+        if topic is not None:
+            return len(topic.partitions)
+        return int(self.config.get("offsets.topic.num.partitions"))
+
+    def partition_of(self, group_id: str) -> int:
+        return partition_for(group_id, self.partition_count())
+
+    def shard_for(self, group_id: str) -> GroupCoordinatorShard:
+        """The shard serving ``group_id``, or NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE."""
+        if self.metadata.topic(OFFSETS_TOPIC) is None:
+            raise KafkaError(f"{OFFSETS_TOPIC} does not exist yet", ErrorCode.not_coordinator)
+        shard = self.shards.get(self.partition_of(group_id))
+        if shard is None:
+            raise KafkaError(f"not the coordinator of group {group_id}", ErrorCode.not_coordinator)
+        return shard
+
+    def coordinator_of(self, group_id: str) -> int:
+        """The broker id leading the group's partition; creates the topic on first use."""
+        topic = self.metadata.topic(OFFSETS_TOPIC)
+        if topic is None:
+            topic = self._create_offsets_topic()
+        state = topic.partitions[self.partition_of(group_id)]
+        if state.leader < 0:
+            raise KafkaError(
+                "no leader for the group's partition", ErrorCode.coordinator_not_available
+            )
+        return state.leader
+
+    def _create_offsets_topic(self) -> Any:
+        factor = min(
+            int(self.config.get("offsets.topic.replication.factor")), len(self.live_brokers())
+        )
+        try:
+            created = self.controller.create_topic(
+                OFFSETS_TOPIC,
+                int(self.config.get("offsets.topic.num.partitions")),
+                max(factor, 1),
+                configs=OFFSETS_TOPIC_CONFIGS,
+            )
+        except TopicExistsError:
+            created = self.metadata.topic(OFFSETS_TOPIC)
+        except KafkaError as exc:
+            raise KafkaError(
+                f"cannot create {OFFSETS_TOPIC}: {exc}", ErrorCode.coordinator_not_available
+            ) from exc
+        if created is None:
+            raise KafkaError(f"{OFFSETS_TOPIC} is not there", ErrorCode.coordinator_not_available)
+        return created
+
+    # -- leadership ------------------------------------------------------------------------
+
+    def became_leader(self, partition: Partition) -> None:
+        shard = GroupCoordinatorShard(
+            self.group_config,
+            self.offset_config,
+            self.clock,
+            self.timer,
+            self._writer(partition),
+        )
+        loaded = self._load(partition, shard)
+        self.shards[partition.tp.partition] = shard
+        if loaded:
+            log.info("loaded %d records of %s", loaded, partition.tp)
+
+    def resigned(self, tp: TopicPartition) -> None:
+        shard = self.shards.pop(tp.partition, None)
+        if shard is not None:
+            shard.unload()
+
+    def _load(self, partition: Partition, shard: GroupCoordinatorShard) -> int:
+        """Replay the partition's records into the shard; the number of records read."""
+        partition_log = partition.log
+        offset = partition_log.log_start_offset
+        end = partition_log.log_end_offset
+        count = 0
+        while offset < end:
+            info = partition_log.read(offset, LOAD_CHUNK_BYTES, max_offset=end)
+            if info.records is None:
+                break
+            data = info.records.read()
+            next_offset = offset
+            for header in iter_headers(data):
+                next_offset = header.next_offset
+                if header.is_control or header.next_offset <= offset:
+                    continue
+                for record in decode_records(data, header):
+                    if record.offset < offset or record.key is None:
+                        continue
+                    try:
+                        key = decode_key(record.key)
+                        shard.replay(key, decode_value(key, record.value))
+                    except RecordFormatError as exc:
+                        log.warning("skipping unreadable record at %s: %s", record.offset, exc)
+                    count += 1
+            if next_offset <= offset:
+                break
+            offset = next_offset
+        shard.finish_loading()
+        return count
+
+    def _writer(self, partition: Partition) -> Writer:
+        def write(records: list[tuple[Key, Value | None]]) -> None:
+            batch = build_batch(
+                [
+                    NewRecord(
+                        key=encode_key(key),
+                        value=None if value is None else encode_value(value),
+                    )
+                    for key, value in records
+                ]
+            )
+            current = self.replica_manager.partitions.get(partition.tp)
+            if current is None:
+                raise KafkaError("partition is gone", ErrorCode.not_leader_or_follower)
+            current.append_records_to_leader(batch, -1, origin=AppendOrigin.COORDINATOR)
+
+        return write
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def cleanup_expired_offsets(self, now: int) -> None:
+        for shard in list(self.shards.values()):
+            shard.cleanup_expired_offsets(now)
+
+    def shutdown(self) -> None:
+        for shard in self.shards.values():
+            shard.unload()
+        self.shards.clear()
+        self.timer.cancel_all()
