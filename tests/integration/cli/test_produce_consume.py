@@ -148,7 +148,6 @@ def test_compression_round_trip(broker: Any, codec: str) -> None:
     assert lines == data.decode().splitlines()
 
 
-@pytest.mark.xfail(strict=True, reason="consumer group APIs arrive with issue #3")
 def test_group_consumer_commits_its_position(broker: Any) -> None:
     topic = topic_name("grouped")
     group = topic_name("group")

@@ -27,13 +27,6 @@ CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 CODEC_IDS = {name: CompressionType[name.upper()] for name in CODECS}
 BASE_TIMESTAMP = 1_700_000_000_000
 
-LZ4_NEEDS_FIND_COORDINATOR = (
-    "librdkafka enables its LZ4 feature only when ApiVersions lists FindCoordinator (key 10) "
-    "v0 (rdkafka_feature.c: LZ4 'depends' on FindCoordinator as a marker of brokers >= "
-    "0.8.2); we do not advertise key 10 yet, so librdkafka and kcat silently send "
-    "compression.type=lz4 batches uncompressed"
-)
-
 
 class Rec(NamedTuple):
     partition: int

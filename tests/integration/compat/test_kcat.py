@@ -17,7 +17,6 @@ from tests.integration.compat import ck
 from tests.integration.compat.common import (
     BASE_TIMESTAMP,
     CODECS,
-    LZ4_NEEDS_FIND_COORDINATOR,
     Outgoing,
     Rec,
     assert_stored_with,
@@ -147,7 +146,6 @@ def test_produce_keys_headers_with_each_codec(broker: BrokerProcess, codec: str)
         assert_stored_with(broker.bootstrap, topic, 2, codec)
 
 
-@pytest.mark.xfail(strict=True, reason=LZ4_NEEDS_FIND_COORDINATOR)
 def test_produce_lz4_is_compressed(broker: BrokerProcess) -> None:
     topic = topic_name("kcat-lz4")
     ck.create_topic(broker.bootstrap, topic)
