@@ -17,6 +17,7 @@ What lives here:
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -229,11 +230,31 @@ def describe_kafka_exception(exc: KafkaException) -> str:
     return describe_kafka_error(error) if error is not None else str(exc)
 
 
-def unreachable(bootstrap: str) -> CliError:
+def unreachable(bootstrap: str, why: str | None = None) -> CliError:
+    reason = why or f"within {CONNECT_TIMEOUT_S:g}s"
     return CliError(
-        f"cannot reach a broker at {bootstrap} within {CONNECT_TIMEOUT_S:g}s "
+        f"cannot reach a broker at {bootstrap} {reason} "
         '(is "odradek server" running? use --bootstrap-server)'
     )
+
+
+def _refused_everywhere(bootstrap: str) -> bool:
+    """Whether every bootstrap address actively refuses a TCP connection.
+
+    librdkafka would retry until the metadata timeout; a refused connection is a
+    definite answer, so the user hears it at once.
+    """
+    addresses = [item.strip() for item in bootstrap.split(",") if item.strip()]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=2):
+                return False
+        except ConnectionRefusedError:
+            continue
+        except (OSError, ValueError):
+            return False
+    return bool(addresses)
 
 
 def fetch_metadata(client: Any, bootstrap: str, topic: str | None = None) -> ClusterMetadata:
@@ -242,6 +263,8 @@ def fetch_metadata(client: Any, bootstrap: str, topic: str | None = None) -> Clu
     ``client`` is an AdminClient, Producer or Consumer: all three have ``list_topics``.
     With ``topic``, only that topic is asked for.
     """
+    if _refused_everywhere(bootstrap):
+        raise unreachable(bootstrap, "(connection refused)")
     try:
         metadata = client.list_topics(topic=topic, timeout=CONNECT_TIMEOUT_S)
     except KafkaException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ def test_unreachable_broker_is_one_line(command: tuple[str, ...]) -> None:
 
     line = error_line(result)
     assert line == (
-        f"error: cannot reach a broker at {address} within 10s "
+        f"error: cannot reach a broker at {address} (connection refused) "
         '(is "odradek server" running? use --bootstrap-server)'
     )
 
@@ -108,3 +109,16 @@ def test_consume_offset_beyond_end_is_one_line(broker: Any) -> None:
     args = ("consume", topic, "-p", "0", "--offset", "50", "--timeout-ms", "5000")
     line = error_line(run(*args, "-b", broker.bootstrap))
     assert "offset out of range in partition 0" in line
+
+
+def test_silent_broker_times_out_with_one_line() -> None:
+    """Something listens but never answers: the CLI gives up after its connect timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        line = error_line(run("topics", "list", "-b", address))
+    assert line == (
+        f"error: cannot reach a broker at {address} within 10s "
+        '(is "odradek server" running? use --bootstrap-server)'
+    )
