@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
+# kio registers hypothesis strategies for its types at import whenever hypothesis is
+# installed (as it is with our test extras). That costs seconds of start-up, a couple of
+# hundred MB, and a `.hypothesis/` directory in the user's working directory; the CLI and
+# the broker never use them. A None entry in sys.modules makes that import fail cleanly,
+# which kio treats as "hypothesis not installed".
+if "hypothesis" not in sys.modules:
+    sys.modules["hypothesis"] = None  # type: ignore[assignment]
+
 import typer
 
 app = typer.Typer(
