@@ -167,3 +167,36 @@ def test_long_poll_fetch_does_not_stall_requests_behind_it(broker: BrokerProcess
     assert int.from_bytes(second[:4], "big") == fetch_id + 1
     assert elapsed < 15, "the fetch waited for its timeout: the produce behind it was stalled"
     assert b"woken" in first
+
+
+def test_fetch_woken_by_a_produce_in_the_same_tcp_segment(broker: BrokerProcess) -> None:
+    """Both requests in one write: the produce is handled before the fetch starts waiting,
+    and the fetch must still see it instead of sleeping its whole max wait."""
+    create_topic(broker.bootstrap, "same-segment")
+    batch = build_batch([NewRecord(key=b"k", value=b"together")])
+    produce = ProduceRequest(
+        transactional_id=None,
+        acks=i16(1),
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=(
+            TopicProduceData(
+                name="same-segment",
+                partition_data=(PartitionProduceData(index=i32(0), records=Records(batch)),),
+            ),
+        ),
+    )
+    with WireClient(broker.bootstrap) as client:
+        fetch_frame = client.request_bytes(_fetch("same-segment", wait=20))
+        produce_frame = client.request_bytes(produce)
+        started = time.monotonic()
+        client.send_raw(
+            len(fetch_frame).to_bytes(4, "big")
+            + fetch_frame
+            + len(produce_frame).to_bytes(4, "big")
+            + produce_frame
+        )
+        first = client.read_frame()
+        client.read_frame()
+        elapsed = time.monotonic() - started
+    assert b"together" in first
+    assert elapsed < 15

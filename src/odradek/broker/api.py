@@ -80,8 +80,10 @@ class Handler:
     max_version: int
     handle: HandlerFn
     accepted_min: int | None = None
-    legacy: Callable[[RequestContext, bytes], Reply] | None = None
+    legacy: Callable[[RequestContext, bytes | bytearray], Reply] | None = None
     """Answers versions below ``accepted_min`` from the raw frame (kio has no schema)."""
+    decode: Callable[[bytearray, int, int], Any] | None = None
+    """A hot path's own body parser ``(frame, body offset, version)``; kio's otherwise."""
 
     @property
     def lowest_served(self) -> int:

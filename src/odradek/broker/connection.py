@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Final, cast
 
@@ -91,7 +92,6 @@ class KafkaConnection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._closed = False
-        self.idle_since = broker.clock()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -115,7 +115,6 @@ class KafkaConnection(asyncio.Protocol):
         self._slots.clear()
 
     def data_received(self, data: bytes) -> None:
-        self.idle_since = self._broker.clock()
         try:
             frames = self._decoder.feed(data)
         except FrameError as exc:
@@ -147,7 +146,7 @@ class KafkaConnection(asyncio.Protocol):
 
     # -- requests --------------------------------------------------------------------------
 
-    def _on_frame(self, body: bytes) -> None:
+    def _on_frame(self, body: bytearray) -> None:
         try:
             api_key, version, correlation_id = peek_api(body)
         except HeaderError as exc:
@@ -173,7 +172,10 @@ class KafkaConnection(asyncio.Protocol):
                 flexible_response = False
             else:
                 header = parse_request_header(body, codec.is_flexible_request(api_key, version))
-                request = codec.decode_request(api_key, version, body, header.size)
+                if handler.decode is not None:
+                    request = handler.decode(body, header.size, version)
+                else:
+                    request = codec.decode_request(api_key, version, body, header.size)
                 reply = handler.handle(self._context(header), request)
                 flexible_response = codec.is_flexible_response(api_key, version)
         except (HeaderError, DecodeError) as exc:
@@ -241,28 +243,66 @@ class KafkaConnection(asyncio.Protocol):
     # -- responses -------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Write every ready response at the head of the queue, in order."""
+        """Write every ready response at the head of the queue, in order.
+
+        Large file regions go straight to the socket with ``os.sendfile`` while the
+        transport has nothing buffered (writing around an idle transport is safe); only
+        when the socket is full does the rest wait in ``_send_slowly``.
+        """
         if self._sending or self._closed:
             return
         transport = self._transport
         assert transport is not None
         slots = self._slots
         while slots and slots[0].ready and not self._write_paused:
-            parts = slots[0].parts
+            slot = slots.popleft()
+            parts = slot.parts
             if parts is None:
-                slots.popleft()
                 continue
-            if any(not isinstance(p, bytes) and p.size >= SENDFILE_MIN_BYTES for p in parts):
-                self._sending = True
-                self._broker.spawn(self._send_slowly())
-                return
-            slots.popleft()
             try:
-                transport.writelines([p if isinstance(p, bytes) else _read(p) for p in parts])
+                for index, part in enumerate(parts):
+                    if isinstance(part, bytes):
+                        transport.write(part)
+                        continue
+                    if part.size < SENDFILE_MIN_BYTES:
+                        transport.write(_read(part))
+                        continue
+                    rest = self._sendfile_now(part)
+                    if rest is not None:
+                        slot.parts = [rest, *parts[index + 1 :]]
+                        slots.appendleft(slot)
+                        self._sending = True
+                        self._broker.spawn(self._send_slowly())
+                        return
             except _TruncatedRegionError as exc:
                 log.warning("closing connection from %s: %s", self._client_host, exc)
                 self._abort()
                 return
+            except OSError:
+                self._abort()
+                return
+
+    def _sendfile_now(self, region: FileRegion) -> FileRegion | None:
+        """Send what the socket takes of ``region`` now; what is left, or None."""
+        transport = self._transport
+        assert transport is not None
+        if transport.get_write_buffer_size():
+            return region
+        socket_fd = transport.get_extra_info("socket").fileno()
+        file_fd = region.handle.fileno()
+        position, remaining = region.position, region.size
+        while remaining:
+            try:
+                sent = os.sendfile(socket_fd, file_fd, position, remaining)
+            except BlockingIOError:
+                break
+            if sent == 0:
+                raise _TruncatedRegionError(f"segment shrank during send ({remaining} bytes short)")
+            position += sent
+            remaining -= sent
+        if not remaining:
+            return None
+        return _RegionRest(region.handle, position, remaining)
 
     async def _send_slowly(self) -> None:
         """Send responses that include large file regions with sendfile, then resume."""
@@ -333,6 +373,20 @@ class KafkaConnection(asyncio.Protocol):
         self._closed = True
         if self._transport is not None:
             self._transport.abort()
+
+
+class _RegionRest:
+    """The unsent tail of a file region."""
+
+    __slots__ = ("handle", "position", "size")
+
+    def __init__(self, handle: FileHandle, position: int, size: int) -> None:
+        self.handle = handle
+        self.position = position
+        self.size = size
+
+    def read(self) -> bytes:
+        return os.pread(self.handle.fileno(), self.size, self.position)
 
 
 class _TruncatedRegionError(Exception):

@@ -99,11 +99,13 @@ def _writer(cls: type[Any]) -> Any:
     return writer
 
 
-def decode_request(api_key: int, version: int, frame: bytes, offset: int) -> Any:
+def decode_request(api_key: int, version: int, frame: bytes | bytearray, offset: int) -> Any:
     """The request entity in ``frame`` after its header; DecodeError if it does not parse."""
     cls = request_class(api_key, version)
+    # kio's native reader takes read-only buffers only; a read-only view copies nothing.
+    data = memoryview(frame).toreadonly() if isinstance(frame, bytearray) else frame
     try:
-        entity, _size = _reader(cls)(frame, offset)
+        entity, _size = _reader(cls)(data, offset)
     except Exception as exc:  # kio's native reader raises several types on bad input
         raise DecodeError(f"cannot decode {cls.__name__} v{version}: {exc}") from exc
     return entity

@@ -8,6 +8,7 @@ exhaustion, so it lives here, once, for every connection.
 
 from __future__ import annotations
 
+import collections
 import struct
 from typing import Final
 
@@ -22,55 +23,71 @@ class FrameError(Exception):
 
 
 class FrameDecoder:
-    """Incremental frame splitter for one connection (not thread-safe; one per connection)."""
+    """Incremental frame splitter for one connection (not thread-safe; one per connection).
 
-    __slots__ = ("_buffer", "_max_size")
+    Received chunks are kept as they came; a frame is assembled with one copy into a
+    ``bytearray`` of its size once all of its bytes are here. Frames are writable, so the
+    produce path patches record batch headers inside the request frame itself.
+    """
+
+    __slots__ = ("_buffered", "_chunks", "_max_size", "_size")
 
     def __init__(self, max_size: int) -> None:
-        self._buffer = bytearray()
+        self._chunks: collections.deque[memoryview] = collections.deque()
+        self._buffered = 0
         self._max_size = max_size
+        self._size = -1
+        """Body size of the frame being received; -1 while its size prefix is incomplete."""
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[bytearray]:
         """Add received bytes; return every complete frame body now available, in order.
 
         Raises FrameError on a declared size below the minimum or above ``max_size``.
         """
-        buffer = self._buffer
-        if not buffer and len(data) >= SIZE_PREFIX:
-            # Fast path: frames aligned with reads need no copy into the buffer.
-            frames, consumed = self._split(data)
-            if consumed < len(data):
-                buffer += memoryview(data)[consumed:]
-            return frames
-        buffer += data
-        frames, consumed = self._split(buffer)
-        if consumed:
-            del buffer[:consumed]
+        if data:
+            self._chunks.append(memoryview(data))
+            self._buffered += len(data)
+        frames: list[bytearray] = []
+        while True:
+            if self._size < 0:
+                if self._buffered < SIZE_PREFIX:
+                    break
+                (size,) = _SIZE.unpack(self._take(SIZE_PREFIX))
+                if size < MIN_REQUEST_SIZE or size > self._max_size:
+                    raise FrameError(
+                        f"frame size {size} outside [{MIN_REQUEST_SIZE}, {self._max_size}] "
+                        "(socket.request.max.bytes)"
+                    )
+                self._size = size
+            if self._buffered < self._size:
+                break
+            frames.append(self._take(self._size))
+            self._size = -1
         return frames
 
-    def _split(self, data: bytes | bytearray) -> tuple[list[bytes], int]:
-        frames: list[bytes] = []
-        view = memoryview(data)
-        position = 0
-        end = len(data)
-        max_size = self._max_size
-        while end - position >= SIZE_PREFIX:
-            (size,) = _SIZE.unpack_from(data, position)
-            if size < MIN_REQUEST_SIZE or size > max_size:
-                raise FrameError(
-                    f"frame size {size} outside [{MIN_REQUEST_SIZE}, {max_size}] "
-                    "(socket.request.max.bytes)"
-                )
-            if end - position - SIZE_PREFIX < size:
-                break
-            start = position + SIZE_PREFIX
-            frames.append(bytes(view[start : start + size]))
-            position = start + size
-        return frames, position
+    def _take(self, size: int) -> bytearray:
+        out = bytearray(size)
+        view = memoryview(out)
+        filled = 0
+        chunks = self._chunks
+        while filled < size:
+            chunk = chunks[0]
+            wanted = size - filled
+            if len(chunk) <= wanted:
+                view[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
+                chunks.popleft()
+            else:
+                view[filled:size] = chunk[:wanted]
+                chunks[0] = chunk[wanted:]
+                filled = size
+        self._buffered -= size
+        return out
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        """Bytes received and not yet returned as frames (size prefixes included)."""
+        return self._buffered + (SIZE_PREFIX if self._size >= 0 else 0)
 
 
 def frame(payload_size: int) -> bytes:

@@ -39,7 +39,7 @@ class RequestHeader:
     """Bytes of the frame the header occupies; the body starts there."""
 
 
-def read_unsigned_varint(data: bytes, position: int) -> tuple[int, int]:
+def read_unsigned_varint(data: bytes | bytearray, position: int) -> tuple[int, int]:
     """Unsigned LEB128 varint at ``position`` (at most 5 bytes): (value, next position)."""
     value = 0
     for shift in range(0, 35, 7):
@@ -53,7 +53,7 @@ def read_unsigned_varint(data: bytes, position: int) -> tuple[int, int]:
     raise HeaderError("varint longer than 5 bytes")
 
 
-def skip_tagged_fields(data: bytes, position: int) -> int:
+def skip_tagged_fields(data: bytes | bytearray, position: int) -> int:
     count, position = read_unsigned_varint(data, position)
     for _ in range(count):
         _tag, position = read_unsigned_varint(data, position)
@@ -64,7 +64,7 @@ def skip_tagged_fields(data: bytes, position: int) -> int:
     return position
 
 
-def peek_api(frame: bytes) -> tuple[int, int, int]:
+def peek_api(frame: bytes | bytearray) -> tuple[int, int, int]:
     """(api_key, api_version, correlation_id) without parsing the rest of the header."""
     if len(frame) < 8:
         raise HeaderError("frame shorter than a request header")
@@ -72,7 +72,7 @@ def peek_api(frame: bytes) -> tuple[int, int, int]:
     return api_key, api_version, correlation_id
 
 
-def parse_request_header(frame: bytes, flexible: bool) -> RequestHeader:
+def parse_request_header(frame: bytes | bytearray, flexible: bool) -> RequestHeader:
     """Parse the header of ``frame``; ``flexible`` selects header v2 (tagged fields)."""
     if len(frame) < _HEAD.size:
         raise HeaderError("frame shorter than a request header")

@@ -108,8 +108,12 @@ class Partition:
             raise NotLeaderError(f"broker {self.broker_id} is not the leader of {self.tp}")
 
     def append_records_to_leader(
-        self, records: bytes, required_acks: int, origin: AppendOrigin = AppendOrigin.CLIENT
+        self,
+        records: bytes | bytearray | memoryview,
+        required_acks: int,
+        origin: AppendOrigin = AppendOrigin.CLIENT,
     ) -> LogAppendInfo:
+        """Append as leader; a writable ``records`` buffer is patched in place, not copied."""
         self._require_leader()
         isr = len(self.state.isr)
         if required_acks == -1 and isr < self.log.config.min_insync_replicas:

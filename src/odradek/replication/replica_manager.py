@@ -159,14 +159,18 @@ class ReplicaManager:
     # -- produce ---------------------------------------------------------------------------
 
     def append_records(
-        self, required_acks: int, entries: Iterable[tuple[TopicPartition, bytes | None]]
+        self,
+        required_acks: int,
+        entries: Iterable[tuple[TopicPartition, bytes | bytearray | memoryview | None]],
     ) -> dict[TopicPartition, ProduceResult]:
         results: dict[TopicPartition, ProduceResult] = {}
         for tp, records in entries:
             results[tp] = self._append(tp, records, required_acks)
         return results
 
-    def _append(self, tp: TopicPartition, records: bytes | None, acks: int) -> ProduceResult:
+    def _append(
+        self, tp: TopicPartition, records: bytes | bytearray | memoryview | None, acks: int
+    ) -> ProduceResult:
         try:
             partition = self.get_partition(tp)
             if not records:
@@ -195,13 +199,24 @@ class ReplicaManager:
         )
 
     async def wait_for_data(
-        self, partitions: Sequence[FetchPartition], needed: int, max_wait_ms: int
+        self, first_read: Sequence[FetchResult], needed: int, max_wait_ms: int
     ) -> None:
-        """Park until ``needed`` bytes are appended to ``partitions`` or the wait is over."""
+        """Park until ``needed`` bytes are appended to the partitions of ``first_read`` or
+        the wait is over.
+
+        Appends that happened between the first read and now (the request that wakes
+        this fetch may have been handled before this coroutine started) end the wait at
+        once: the log end offsets seen by the first read are compared after parking.
+        """
         waiter = _FetchWaiter(needed=needed, future=asyncio.get_running_loop().create_future())
-        for item in partitions:
-            waiter.partitions.append(item.tp)
-            self._waiters.setdefault(item.tp, set()).add(waiter)
+        for result in first_read:
+            waiter.partitions.append(result.tp)
+            self._waiters.setdefault(result.tp, set()).add(waiter)
+        for result in first_read:
+            partition = self.partitions.get(result.tp)
+            seen = result.read.log_end_offset if result.read is not None else None
+            if partition is None or partition.log.log_end_offset != seen:
+                waiter.wake()
         try:
             await asyncio.wait_for(asyncio.shield(waiter.future), max_wait_ms / 1000)
         except TimeoutError:

@@ -270,7 +270,13 @@ class Log:
     ) -> LogAppendInfo:
         """Validate, assign offsets and append ``records`` (one blob of batches, patched in
         place if it is a ``bytearray``) with a single write."""
-        buffer = records if isinstance(records, bytearray) else bytearray(records)
+        # A writable buffer (the request frame itself) is patched in place: no copy.
+        if isinstance(records, bytearray) or (
+            isinstance(records, memoryview) and not records.readonly
+        ):
+            buffer: bytearray | memoryview = records
+        else:
+            buffer = bytearray(records)
         now = self._local.clock()
         local = self._local
         result = self._validator.validate_and_assign_offsets(

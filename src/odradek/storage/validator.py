@@ -73,7 +73,7 @@ class LogValidator:
 
     def validate_and_assign_offsets(
         self,
-        buffer: bytearray,
+        buffer: bytearray | memoryview,
         *,
         first_offset: int,
         leader_epoch: int,

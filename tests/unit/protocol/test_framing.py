@@ -5,7 +5,9 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
 
+from odradek.protocol import codec
 from odradek.protocol.framing import FrameDecoder, FrameError
 
 
@@ -54,3 +56,14 @@ def test_huge_declared_size_does_not_allocate() -> None:
     decoder = FrameDecoder(max_size=2**31 - 1)
     decoder.feed(struct.pack(">i", 2**31 - 1) + b"abc")
     assert decoder.buffered == 7
+
+
+def test_frames_decode_with_kio() -> None:
+    """Frames are bytearrays (the produce path patches them); kio must still read them."""
+    body = codec.encode(
+        ApiVersionsRequest(client_software_name="librdkafka", client_software_version="2.16")
+    )
+    (frame,) = FrameDecoder(max_size=1000).feed(framed(b"\x00" * 8 + body))
+    assert isinstance(frame, bytearray)
+    decoded = codec.decode_request(18, 3, frame, 8)
+    assert decoded.client_software_name == "librdkafka"

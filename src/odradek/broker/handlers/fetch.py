@@ -90,7 +90,7 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
 
     async def long_poll() -> Reply:
         found = sum(result.size for result in results)
-        await replica_manager.wait_for_data(wanted, min_bytes - found, max_wait_ms)
+        await replica_manager.wait_for_data(results, min_bytes - found, max_wait_ms)
         again = replica_manager.read(wanted, max_bytes=max_bytes, isolation_level=isolation)
         return _response(version, layout, again, isolation)
 

@@ -15,18 +15,19 @@ from odradek.broker.handlers.common import millis_to_datetime
 from odradek.protocol import codec
 from odradek.protocol.codec import DecodeError
 from odradek.protocol.errors import ErrorCode
+from odradek.protocol.produce_request import ProduceRequestView, parse_produce_request
 from odradek.protocol.types import TopicPartition
 from odradek.replication.replica_manager import ProduceResult
 
 API_KEY = 0
 
 
-def handle(ctx: RequestContext, request: Any) -> Reply:
+def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
     acks = request.acks
-    entries: list[tuple[TopicPartition, bytes | None]] = [
+    entries: list[tuple[TopicPartition, memoryview | None]] = [
         (TopicPartition(topic.name, partition.index), partition.records)
-        for topic in request.topic_data
-        for partition in topic.partition_data
+        for topic in request.topics
+        for partition in topic.partitions
     ]
     if acks not in (-1, 0, 1):
         results = {tp: ProduceResult(error=ErrorCode.invalid_required_acks) for tp, _ in entries}
@@ -47,12 +48,14 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
     return _response(ctx.api_version, request, results)
 
 
-def _response(version: int, request: Any, results: dict[TopicPartition, ProduceResult]) -> Any:
+def _response(
+    version: int, request: ProduceRequestView, results: dict[TopicPartition, ProduceResult]
+) -> Any:
     module = codec.response_module(API_KEY, version)
     topics = []
-    for topic in request.topic_data:
+    for topic in request.topics:
         partitions = []
-        for partition in topic.partition_data:
+        for partition in topic.partitions:
             result = results[TopicPartition(topic.name, partition.index)]
             partitions.append(
                 codec.build(
@@ -79,7 +82,7 @@ _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
 
 
-def legacy(ctx: RequestContext, body: bytes) -> Reply:
+def legacy(ctx: RequestContext, body: bytes | bytearray) -> Reply:
     """Answer Produce v0-2 (removed by KIP-896) with UNSUPPORTED_VERSION per partition.
 
     kio has no schema for these versions, so the request is walked by hand. Request:
@@ -93,7 +96,7 @@ def legacy(ctx: RequestContext, body: bytes) -> Reply:
         raise DecodeError(f"cannot decode Produce v{ctx.api_version}: {exc}") from exc
 
 
-def _legacy(version: int, body: bytes) -> Reply:
+def _legacy(version: int, body: bytes | bytearray) -> Reply:
     acks, _timeout = _ACKS_TIMEOUT.unpack_from(body, 0)
     position = _ACKS_TIMEOUT.size
     out = bytearray()
@@ -128,4 +131,5 @@ HANDLER = Handler(
     accepted_min=3,
     handle=handle,
     legacy=legacy,
+    decode=parse_produce_request,
 )
