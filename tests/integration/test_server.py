@@ -200,3 +200,39 @@ def test_fetch_woken_by_a_produce_in_the_same_tcp_segment(broker: BrokerProcess)
         elapsed = time.monotonic() - started
     assert b"together" in first
     assert elapsed < 15
+
+
+def test_advertised_listener_is_what_metadata_returns(tmp_path: Path) -> None:
+    broker = BrokerProcess(tmp_path / "data")
+    base = broker.command
+    broker.command = lambda: [  # type: ignore[method-assign]
+        *base(),
+        "--advertised-listeners",
+        "PLAINTEXT://broker.example:19999",
+    ]
+    broker.start()
+    try:
+        with WireClient(broker.bootstrap) as client:
+            response = client.call(
+                MetadataRequest(
+                    topics=None,
+                    allow_auto_topic_creation=False,
+                    include_topic_authorized_operations=False,
+                )
+            )
+        assert [(b.host, b.port) for b in response.brokers] == [("broker.example", 19999)]
+    finally:
+        assert broker.stop() == 0
+
+
+def test_sigterm_answers_a_waiting_fetch_before_exiting(broker_factory: Factory) -> None:
+    broker = broker_factory()
+    create_topic(broker.bootstrap, "draining")
+    with WireClient(broker.bootstrap) as client:
+        client.send_frame(client.request_bytes(_fetch("draining", wait=30)))
+        time.sleep(0.5)  # let the fetch park
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGTERM)
+        response = client.read_frame()
+        assert int.from_bytes(response[:4], "big") == client.correlation_id
+    assert broker.process.wait(15) == 0
