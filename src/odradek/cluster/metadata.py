@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.storage.checkpoints import write_atomically
 
 METADATA_FILE = "cluster-metadata.json"
 PRODUCER_ID_BLOCK = 1000
@@ -202,7 +202,7 @@ class LocalStore:
             "producer_id_limit": self._producer_id_limit,
             "topics": [_topic_to_json(t) for t in self._topics.values()],
         }
-        write_atomically(self._path, json.dumps(document, indent=1).encode())
+        write_atomically(str(self._path), json.dumps(document, indent=1).encode())
 
 
 def _initial_state(replicas: list[int]) -> PartitionState:
@@ -243,22 +243,3 @@ def _topic_from_json(raw: Mapping[str, Any]) -> TopicMetadata:
             for p in raw["partitions"]
         ),
     )
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

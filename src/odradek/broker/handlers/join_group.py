@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from odradek.broker.api import Handler, Reply, RequestContext
-from odradek.broker.handlers.common import ZERO_DURATION, duration_ms
+from odradek.broker.handlers.common import ZERO_DURATION, deferred, duration_ms
 from odradek.coordinator.group.group import JoinResult
 from odradek.coordinator.group.group_manager import JoinRequest
 from odradek.protocol import codec
@@ -23,34 +23,26 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
         shard = ctx.broker.group_coordinator.shard_for(request.group_id)
     except KafkaError as exc:
         return _response(version, JoinResult(exc.error_code, request.member_id))
-    answer: asyncio.Future[JoinResult] = asyncio.get_running_loop().create_future()
-
-    def respond(result: JoinResult) -> None:
-        if not answer.done():
-            answer.set_result(result)
-
-    shard.join_group(
-        JoinRequest(
-            group_id=request.group_id,
-            member_id=request.member_id,
-            group_instance_id=getattr(request, "group_instance_id", None),
-            client_id=ctx.header.client_id or "",
-            client_host=f"/{ctx.client_host}",
-            protocol_type=request.protocol_type,
-            protocols=tuple((p.name, bytes(p.metadata)) for p in request.protocols),
-            session_timeout_ms=session_timeout,
-            rebalance_timeout_ms=rebalance_timeout,
-            require_known_member_id=version >= 4,
-        ),
-        respond,
+    join = JoinRequest(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        client_id=ctx.header.client_id or "",
+        client_host=f"/{ctx.client_host}",
+        protocol_type=request.protocol_type,
+        protocols=tuple((p.name, bytes(p.metadata)) for p in request.protocols),
+        session_timeout_ms=session_timeout,
+        rebalance_timeout_ms=rebalance_timeout,
+        require_known_member_id=version >= 4,
     )
-    if answer.done():
-        return _response(version, answer.result())
 
-    async def wait() -> Reply:
-        return _response(version, await answer)
+    def start(respond: Callable[[JoinResult], None]) -> None:
+        shard.join_group(join, respond)
 
-    return wait()
+    def render(result: JoinResult) -> Any:
+        return _response(version, result)
+
+    return deferred(start, render)
 
 
 def _response(version: int, result: JoinResult) -> Any:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from odradek.broker.api import Handler, Reply, RequestContext
-from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.broker.handlers.common import ZERO_DURATION, deferred
 from odradek.coordinator.group.group import SyncResult
 from odradek.coordinator.group.group_manager import SyncRequest
 from odradek.protocol import codec
@@ -21,31 +21,23 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
         shard = ctx.broker.group_coordinator.shard_for(request.group_id)
     except KafkaError as exc:
         return _response(version, SyncResult(exc.error_code))
-    answer: asyncio.Future[SyncResult] = asyncio.get_running_loop().create_future()
-
-    def respond(result: SyncResult) -> None:
-        if not answer.done():
-            answer.set_result(result)
-
-    shard.sync_group(
-        SyncRequest(
-            group_id=request.group_id,
-            member_id=request.member_id,
-            group_instance_id=getattr(request, "group_instance_id", None),
-            generation_id=request.generation_id,
-            protocol_type=getattr(request, "protocol_type", None),
-            protocol_name=getattr(request, "protocol_name", None),
-            assignments={a.member_id: bytes(a.assignment) for a in request.assignments},
-        ),
-        respond,
+    sync = SyncRequest(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        generation_id=request.generation_id,
+        protocol_type=getattr(request, "protocol_type", None),
+        protocol_name=getattr(request, "protocol_name", None),
+        assignments={a.member_id: bytes(a.assignment) for a in request.assignments},
     )
-    if answer.done():
-        return _response(version, answer.result())
 
-    async def wait() -> Reply:
-        return _response(version, await answer)
+    def start(respond: Callable[[SyncResult], None]) -> None:
+        shard.sync_group(sync, respond)
 
-    return wait()
+    def render(result: SyncResult) -> Any:
+        return _response(version, result)
+
+    return deferred(start, render)
 
 
 def _response(version: int, result: SyncResult) -> Any:
