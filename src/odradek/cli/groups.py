@@ -417,7 +417,9 @@ def parse_datetime(text: str) -> int:
 
 
 def _topic_partitions(admin: AdminClient, bootstrap: str, topic: str, only: list[int]) -> list[int]:
-    metadata = fetch_metadata(admin, bootstrap, topic)
+    # Metadata for all topics: naming the topic would let the broker auto-create it
+    # (librdkafka's admin client asks for that, as a producer does).
+    metadata = fetch_metadata(admin, bootstrap)
     info = metadata.topics.get(topic)
     error = info.error if info is not None else None
     if info is None or (error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
