@@ -179,6 +179,53 @@ def test_session_expiry_removes_a_silent_member_and_rebalances() -> None:
     assert rejoined.generation_id == generation + 1 and len(rejoined.members) == 1
 
 
+def stable_group_of_two(h: Harness) -> tuple[str, str, int]:
+    leader, _ = h.stable_group_of_one()
+    follower, follower_join = h.join_new()
+    h.join(leader)
+    generation = follower_join[0].generation_id
+    h.sync(follower, generation)
+    h.sync(leader, generation, {leader: b"a", follower: b"b"})
+    assert h.state() == "Stable"
+    return leader, follower, generation
+
+
+def test_a_member_waiting_in_join_is_not_expired_by_its_session() -> None:
+    """Kafka: members awaiting join or sync satisfy their heartbeats; the rebalance
+    timeout, not the session timeout, bounds how long they wait for the others."""
+    h = Harness()
+    prompt, slow, generation = stable_group_of_two(h)
+    _, newcomer_join = h.join_new()
+    prompt_join = h.join(prompt)
+    # `slow` heartbeats (so it stays) but takes 1.5 sessions to rejoin; `prompt` waits.
+    for _ in range(3):
+        h.time.advance(SESSION // 2)
+        assert h.heartbeat(slow, generation) is ErrorCode.rebalance_in_progress
+    assert prompt_join == [], "the prompt member was answered while the group rebalances"
+    slow_join = h.join(slow)
+    answers = prompt_join + slow_join + newcomer_join
+    assert [a.error for a in answers] == [ErrorCode.none] * 3
+    assert {a.generation_id for a in answers} == {generation + 1}
+    assert len(prompt_join[0].members) == 3
+
+
+def test_a_member_waiting_in_sync_is_not_expired_by_its_session() -> None:
+    h = Harness()
+    leader, follower, generation = stable_group_of_two(h)
+    h.join(leader)  # the leader rejoins (say, metadata changed): everyone must
+    (joined,) = h.join(follower)
+    generation = joined.generation_id
+    follower_sync = h.sync(follower, generation)
+    # The leader takes 1.5 sessions to assign, heartbeating meanwhile (as clients do).
+    for _ in range(3):
+        h.time.advance(SESSION // 2)
+        assert h.heartbeat(leader, generation) is ErrorCode.none
+    assert follower_sync == []
+    h.sync(leader, generation, {leader: b"a", follower: b"b"})
+    assert [(r.error, r.assignment) for r in follower_sync] == [(ErrorCode.none, b"b")]
+    assert h.heartbeat(follower, generation) is ErrorCode.none
+
+
 def test_rebalance_timeout_drops_members_that_do_not_rejoin() -> None:
     h = Harness()
     leader, generation = h.stable_group_of_one()

@@ -597,6 +597,13 @@ class GroupMetadataManager:
         member = group.members.get(member_id)
         if member is None or group.is_in(GroupState.DEAD):
             return
+        if not member.is_new and (
+            member.awaiting_join is not None or member.awaiting_sync is not None
+        ):
+            # Kafka's hasSatisfiedHeartbeat: a member parked in JoinGroup or SyncGroup
+            # cannot heartbeat; the rebalance timeout bounds its wait, not its session.
+            self._schedule_session_expiry(group, member, member.session_timeout_ms)
+            return
         log.info("group %s: member %s session expired", group.group_id, member_id)
         self._remove_member_and_rebalance(group, member, "session timeout expired")
 
