@@ -18,6 +18,7 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
+from odradek.protocol.declared_lengths import LengthError, check_request
 from odradek.protocol.headers import API_VERSIONS_KEY
 
 
@@ -100,8 +101,17 @@ def _writer(cls: type[Any]) -> Any:
 
 
 def decode_request(api_key: int, version: int, frame: bytes | bytearray, offset: int) -> Any:
-    """The request entity in ``frame`` after its header; DecodeError if it does not parse."""
+    """The request entity in ``frame`` after its header; DecodeError if it does not parse.
+
+    Every declared length is first held against the bytes received
+    (:mod:`~odradek.protocol.declared_lengths`): kio reserves memory for an array's
+    declared count before reading it, and a reservation that fails aborts the process.
+    """
     cls = request_class(api_key, version)
+    try:
+        check_request(cls, frame, offset)
+    except LengthError as exc:
+        raise DecodeError(f"cannot decode {cls.__name__} v{version}: {exc}") from None
     # kio's native reader takes read-only buffers only; a read-only view copies nothing.
     data = memoryview(frame).toreadonly() if isinstance(frame, bytearray) else frame
     try:

@@ -80,6 +80,7 @@ def _response(
 _ACKS_TIMEOUT = struct.Struct(">hi")
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_PARTITION = struct.Struct(">ii")
 
 
 def legacy(ctx: RequestContext, body: bytes | bytearray) -> Reply:
@@ -88,7 +89,9 @@ def legacy(ctx: RequestContext, body: bytes | bytearray) -> Reply:
     kio has no schema for these versions, so the request is walked by hand. Request:
     ``acks: int16, timeout: int32, [topic: string, [partition: int32, records: bytes]]``;
     response: ``[topic: string, [partition: int32, error: int16, base_offset: int64,
-    (v2) log_append_time: int64]], (v1+) throttle_time_ms: int32``.
+    (v2) log_append_time: int64]], (v1+) throttle_time_ms: int32``. Every count and
+    length is held against the bytes left, so the walk always moves forward and ends
+    within the body (a negative name length once sent it round in a 2^31-step loop).
     """
     try:
         return _legacy(ctx.api_version, body)
@@ -100,20 +103,21 @@ def _legacy(version: int, body: bytes | bytearray) -> Reply:
     acks, _timeout = _ACKS_TIMEOUT.unpack_from(body, 0)
     position = _ACKS_TIMEOUT.size
     out = bytearray()
-    (topic_count,) = _INT32.unpack_from(body, position)
-    position += 4
+    topic_count, position = _legacy_count(body, position, 2 + 4)  # name length, partitions
     out += _INT32.pack(topic_count)
     for _ in range(topic_count):
         (name_length,) = _INT16.unpack_from(body, position)
-        out += body[position : position + 2 + name_length]
-        position += 2 + name_length
-        (partition_count,) = _INT32.unpack_from(body, position)
-        position += 4
+        name_end = position + 2 + name_length
+        if name_length < 0 or name_end > len(body):
+            raise DecodeError(f"Produce v{version}: topic name length {name_length}")
+        out += body[position:name_end]
+        partition_count, position = _legacy_count(body, name_end, 4 + 4)  # index, size
         out += _INT32.pack(partition_count)
         for _ in range(partition_count):
-            (index,) = _INT32.unpack_from(body, position)
-            (records_length,) = _INT32.unpack_from(body, position + 4)
-            position += 8 + max(records_length, 0)
+            index, records_length = _PARTITION.unpack_from(body, position)
+            position += _PARTITION.size + max(records_length, 0)
+            if records_length < -1 or position > len(body):
+                raise DecodeError(f"Produce v{version}: records length {records_length}")
             out += struct.pack(">ihq", index, ErrorCode.unsupported_version, -1)
             if version >= 2:
                 out += struct.pack(">q", -1)
@@ -122,6 +126,15 @@ def _legacy(version: int, body: bytes | bytearray) -> Reply:
     if acks == 0:
         return NO_RESPONSE
     return ResponseChunks([bytes(out)])
+
+
+def _legacy_count(body: bytes | bytearray, position: int, element_size: int) -> tuple[int, int]:
+    """An int32 array count at ``position`` that the rest of ``body`` can hold."""
+    (count,) = _INT32.unpack_from(body, position)
+    position += 4
+    if count < 0 or count > (len(body) - position) // element_size:
+        raise DecodeError(f"Produce: array of {count} in {len(body) - position} bytes")
+    return count, position
 
 
 HANDLER = Handler(
