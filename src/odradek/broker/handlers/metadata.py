@@ -57,6 +57,10 @@ def _requested_topic(ctx: RequestContext, module: Any, wanted: Any, auto_create:
     store = ctx.broker.metadata
     name = getattr(wanted, "name", None)
     topic_id = getattr(wanted, "topic_id", None)
+    if name is None and ctx.api_version < 12:
+        # v10-11 requests may carry a null name, their responses may not: Kafka refuses
+        # topic ids before v12 ("Topic name can not be null for version ...").
+        return _error(module, ErrorCode.invalid_request, "", topic_id)
     if name is None:
         known = store.topic_by_id(topic_id) if topic_id is not None else None
         if known is None:
