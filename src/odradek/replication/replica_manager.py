@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from odradek.cluster.metadata import MetadataStore, TopicMetadata
@@ -60,17 +60,46 @@ class FetchResult:
         return self.read.info.records.size
 
 
-@dataclass(eq=False)
-class _FetchWaiter:
-    """A parked fetch: completes once ``needed`` more bytes were appended to its partitions."""
+class ParkedFetch:
+    """A fetch waiting in the purgatory (Kafka's ``DelayedFetch``).
 
-    needed: int
-    future: asyncio.Future[None]
-    partitions: list[TopicPartition] = field(default_factory=list)
+    Completes once, by calling ``on_complete``: when ``needed`` more bytes were appended
+    to its partitions, when its partitions go away, at ``max_wait_ms``, or at shutdown.
+    Made by ``ReplicaManager.park_fetch``; ``cancel`` forgets it without completing it
+    (the client went away). No task and no coroutine: one timer and one callback.
+    """
+
+    __slots__ = ("_manager", "_on_complete", "_timer", "done", "needed", "partitions")
+
+    def __init__(
+        self,
+        manager: ReplicaManager,
+        needed: int,
+        partitions: list[TopicPartition],
+        on_complete: Callable[[], None],
+    ) -> None:
+        self._manager = manager
+        self._on_complete = on_complete
+        self._timer: asyncio.TimerHandle | None = None
+        self.needed = needed
+        self.partitions = partitions
+        self.done = False
 
     def wake(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
+        """Complete now (enough data, a partition went away, expiry or shutdown)."""
+        if self.cancel():
+            self._on_complete()
+
+    def cancel(self) -> bool:
+        """Leave the purgatory without completing; False if already gone."""
+        if self.done:
+            return False
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._manager._forget(self)
+        return True
 
 
 class LeadershipListener(Protocol):
@@ -96,7 +125,7 @@ class ReplicaManager:
         self.metadata = metadata
         self.clock = clock
         self.partitions: dict[TopicPartition, Partition] = {}
-        self._waiters: dict[TopicPartition, set[_FetchWaiter]] = {}
+        self._waiters: dict[TopicPartition, set[ParkedFetch]] = {}
         self._leadership_listeners: dict[str, list[LeadershipListener]] = {}
 
     def add_leadership_listener(self, topic: str, listener: LeadershipListener) -> None:
@@ -198,31 +227,33 @@ class ReplicaManager:
             or any(r.error is not ErrorCode.none for r in results)
         )
 
-    async def wait_for_data(
-        self, first_read: Sequence[FetchResult], needed: int, max_wait_ms: int
-    ) -> None:
-        """Park until ``needed`` bytes are appended to the partitions of ``first_read`` or
-        the wait is over.
+    def park_fetch(
+        self,
+        first_read: Sequence[FetchResult],
+        needed: int,
+        max_wait_ms: int,
+        on_complete: Callable[[], None],
+    ) -> ParkedFetch:
+        """Park a fetch until ``needed`` bytes are appended to the partitions of
+        ``first_read`` or ``max_wait_ms`` passes, then call ``on_complete`` (once).
 
         Appends that happened between the first read and now (the request that wakes
-        this fetch may have been handled before this coroutine started) end the wait at
-        once: the log end offsets seen by the first read are compared after parking.
+        this fetch may have been handled before it was parked) complete it at once: the
+        log end offsets seen by the first read are compared after parking. In that case
+        ``on_complete`` runs before this returns.
         """
-        waiter = _FetchWaiter(needed=needed, future=asyncio.get_running_loop().create_future())
-        for result in first_read:
-            waiter.partitions.append(result.tp)
-            self._waiters.setdefault(result.tp, set()).add(waiter)
+        parked = ParkedFetch(self, needed, [result.tp for result in first_read], on_complete)
+        for tp in parked.partitions:
+            self._waiters.setdefault(tp, set()).add(parked)
         for result in first_read:
             partition = self.partitions.get(result.tp)
             seen = result.read.log_end_offset if result.read is not None else None
             if partition is None or partition.log.log_end_offset != seen:
-                waiter.wake()
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), max_wait_ms / 1000)
-        except TimeoutError:
-            pass
-        finally:
-            self._forget(waiter)
+                parked.wake()
+                return parked
+        loop = asyncio.get_running_loop()
+        parked._timer = loop.call_later(max(max_wait_ms, 0) / 1000, parked.wake)
+        return parked
 
     def read(
         self, partitions: Sequence[FetchPartition], *, max_bytes: int, isolation_level: int
@@ -264,7 +295,7 @@ class ReplicaManager:
         for waiter in list(self._waiters.get(tp, ())):
             waiter.wake()
 
-    def _forget(self, waiter: _FetchWaiter) -> None:
+    def _forget(self, waiter: ParkedFetch) -> None:
         for tp in waiter.partitions:
             waiters = self._waiters.get(tp)
             if waiters is not None:

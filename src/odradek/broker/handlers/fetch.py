@@ -7,6 +7,7 @@ FETCH_SESSION_ID_NOT_FOUND so the client starts over.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -88,13 +89,23 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
     if replica_manager.fetch_satisfied(results, min_bytes, max_wait_ms):
         return _response(version, layout, results, isolation)
 
-    async def long_poll() -> Reply:
-        found = sum(result.size for result in results)
-        await replica_manager.wait_for_data(results, min_bytes - found, max_wait_ms)
-        again = replica_manager.read(wanted, max_bytes=max_bytes, isolation_level=isolation)
-        return _response(version, layout, again, isolation)
+    # Long poll: park in the purgatory and answer through a future, read again when
+    # woken (no task: a parked fetch costs one timer and one callback).
+    reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
-    return long_poll()
+    def complete() -> None:
+        if reply.done():
+            return
+        try:
+            again = replica_manager.read(wanted, max_bytes=max_bytes, isolation_level=isolation)
+            reply.set_result(_response(version, layout, again, isolation))
+        except Exception as exc:  # the connection logs it and closes
+            reply.set_exception(exc)
+
+    found = sum(result.size for result in results)
+    parked = replica_manager.park_fetch(results, min_bytes - found, max_wait_ms, complete)
+    reply.add_done_callback(lambda _: parked.cancel())
+    return reply
 
 
 def _replica_id(request: Any, version: int) -> int:

@@ -8,11 +8,9 @@ compression when the advertised minimum is above 0) and answered UNSUPPORTED_VER
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from odradek.broker.api import NO_RESPONSE, Handler, Reply, RequestContext, ResponseChunks
-from odradek.broker.handlers.common import millis_to_datetime
-from odradek.protocol import codec
+from odradek.broker.produce_response import encode_produce_response
 from odradek.protocol.codec import DecodeError
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.produce_request import ProduceRequestView, parse_produce_request
@@ -50,31 +48,15 @@ def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
 
 def _response(
     version: int, request: ProduceRequestView, results: dict[TopicPartition, ProduceResult]
-) -> Any:
-    module = codec.response_module(API_KEY, version)
-    topics = []
-    for topic in request.topics:
-        partitions = []
-        for partition in topic.partitions:
-            result = results[TopicPartition(topic.name, partition.index)]
-            partitions.append(
-                codec.build(
-                    module.PartitionProduceResponse,
-                    index=partition.index,
-                    error_code=result.error,
-                    base_offset=result.base_offset,
-                    log_append_time=millis_to_datetime(result.log_append_time),
-                    log_start_offset=result.log_start_offset,
-                    record_errors=(),
-                    error_message=result.message,
-                )
-            )
-        topics.append(
-            codec.build(
-                module.TopicProduceResponse, name=topic.name, partition_responses=tuple(partitions)
-            )
+) -> Reply:
+    topics = [
+        (
+            topic.name,
+            [(p.index, results[TopicPartition(topic.name, p.index)]) for p in topic.partitions],
         )
-    return codec.build(module.ProduceResponse, responses=tuple(topics))
+        for topic in request.topics
+    ]
+    return ResponseChunks([encode_produce_response(version, topics)])
 
 
 _ACKS_TIMEOUT = struct.Struct(">hi")

@@ -1,0 +1,140 @@
+"""The fetch purgatory: a parked fetch completes once, on enough data, on expiry, when
+its partition goes away or at shutdown; a cancelled one never completes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from odradek.cluster.controller import Controller
+from odradek.cluster.metadata import LocalStore
+from odradek.config import BrokerConfig
+from odradek.protocol.types import TopicPartition
+from odradek.replication.replica_manager import FetchPartition, FetchResult, ReplicaManager
+from odradek.storage.log_manager import LogManager
+from tests.unit.storage.helpers import START_MS, make_batch
+
+TP = TopicPartition("t", 0)
+LONG_WAIT_MS = 60_000
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[ReplicaManager, Controller]]:
+    config = BrokerConfig({"log.dirs": str(tmp_path)})
+    store = LocalStore(tmp_path, "cluster")
+    logs = LogManager([tmp_path], clock=lambda: START_MS)
+    manager = ReplicaManager(1, config, logs, store, clock=lambda: START_MS)
+    controller = Controller(store, config, lambda: [1])
+    controller.add_listener(manager)
+    controller.create_topic("t", 1, 1)
+    yield manager, controller
+    logs.shutdown()
+
+
+def first_read(manager: ReplicaManager) -> list[FetchResult]:
+    offset = manager.get_partition(TP).log.log_end_offset
+    return manager.read([FetchPartition(TP, offset, 1 << 20)], max_bytes=1 << 20, isolation_level=0)
+
+
+def append(manager: ReplicaManager, *values: bytes) -> None:
+    result = manager.append_records(1, [(TP, bytearray(make_batch(list(values))))])
+    assert result[TP].error == 0
+
+
+def test_append_completes_a_parked_fetch_once(setup: tuple[ReplicaManager, Controller]) -> None:
+    manager, _ = setup
+
+    async def scenario() -> list[str]:
+        calls: list[str] = []
+        parked = manager.park_fetch(first_read(manager), 1, LONG_WAIT_MS, lambda: calls.append("x"))
+        assert calls == []
+        append(manager, b"one")
+        append(manager, b"two")
+        assert parked.done
+        return calls
+
+    assert asyncio.run(scenario()) == ["x"]
+    assert not manager._waiters
+
+
+def test_fetch_waits_for_min_bytes(setup: tuple[ReplicaManager, Controller]) -> None:
+    manager, _ = setup
+
+    async def scenario() -> tuple[int, int]:
+        calls: list[int] = []
+        one = len(make_batch([b"v" * 100]))
+        manager.park_fetch(first_read(manager), 2 * one, LONG_WAIT_MS, lambda: calls.append(1))
+        append(manager, b"v" * 100)
+        before = len(calls)
+        append(manager, b"v" * 100)
+        return before, len(calls)
+
+    assert asyncio.run(scenario()) == (0, 1)
+
+
+def test_expiry_completes_and_forgets(setup: tuple[ReplicaManager, Controller]) -> None:
+    manager, _ = setup
+
+    async def scenario() -> list[int]:
+        calls: list[int] = []
+        done = asyncio.Event()
+        manager.park_fetch(first_read(manager), 1, 1, lambda: (calls.append(1), done.set()))
+        await asyncio.wait_for(done.wait(), 30)
+        append(manager, b"late")  # no second completion
+        return calls
+
+    assert asyncio.run(scenario()) == [1]
+    assert not manager._waiters
+
+
+def test_cancelled_fetch_never_completes(setup: tuple[ReplicaManager, Controller]) -> None:
+    manager, _ = setup
+
+    async def scenario() -> list[int]:
+        calls: list[int] = []
+        parked = manager.park_fetch(first_read(manager), 1, 1, lambda: calls.append(1))
+        assert parked.cancel()
+        assert not parked.cancel()
+        append(manager, b"v")
+        await asyncio.sleep(0.05)
+        return calls
+
+    assert asyncio.run(scenario()) == []
+    assert not manager._waiters
+
+
+def test_append_between_read_and_park_completes_at_once(
+    setup: tuple[ReplicaManager, Controller],
+) -> None:
+    manager, _ = setup
+
+    async def scenario() -> list[int]:
+        calls: list[int] = []
+        results = first_read(manager)
+        append(manager, b"raced")
+        manager.park_fetch(results, 1, LONG_WAIT_MS, lambda: calls.append(1))
+        return calls
+
+    assert asyncio.run(scenario()) == [1]
+    assert not manager._waiters
+
+
+def test_deleted_topic_and_shutdown_complete_parked_fetches(
+    setup: tuple[ReplicaManager, Controller],
+) -> None:
+    manager, controller = setup
+
+    async def scenario() -> list[str]:
+        calls: list[str] = []
+        manager.park_fetch(first_read(manager), 1, LONG_WAIT_MS, lambda: calls.append("deleted"))
+        controller.delete_topic("t")
+        controller.create_topic("t", 1, 1)
+        manager.park_fetch(first_read(manager), 1, LONG_WAIT_MS, lambda: calls.append("shutdown"))
+        manager.complete_waiting()
+        return calls
+
+    assert asyncio.run(scenario()) == ["deleted", "shutdown"]
+    assert not manager._waiters
