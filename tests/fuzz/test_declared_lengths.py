@@ -14,7 +14,7 @@ from kio.static.primitive import Records
 
 from odradek.protocol import codec
 from odradek.protocol.codec import DecodeError
-from odradek.protocol.declared_lengths import LengthError, check_request, compile_struct, walk
+from odradek.protocol.declared_lengths import LengthError, check_request, walk
 from tests.fuzz.frames import Target, decode_frame, header, targets, uvarint
 from tests.support.requests import build_request
 
@@ -24,7 +24,7 @@ KIO_TARGETS = [target for target in targets() if target.path != "legacy"]
 
 
 def _walk_to_end(cls: Any, body: bytes) -> int:
-    return walk(compile_struct(cls, False), body, 0, len(body), None)
+    return walk(cls, body, 0)
 
 
 @pytest.mark.parametrize("target", KIO_TARGETS, ids=lambda target: target.name.replace(" ", "-"))

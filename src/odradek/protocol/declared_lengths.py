@@ -28,11 +28,18 @@ Wire encodings, by kafka type (``flexible`` versions use the compact forms)::
 The walk reads lengths only and builds nothing. On valid input it ends where kio ends
 (the fuzz tests hold it to that for every request version served); on invalid input it
 may stop earlier than kio would, which closes the connection just the same.
+
+It runs before every kio decode, so each struct's walk is generated Python, one function
+per entity class with its fields' checks written out (``walker_source`` shows it): about
+three times faster than interpreting the field list, and faster than kio's own decode.
 """
 
 from __future__ import annotations
 
+import itertools
+import linecache
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from types import NoneType, UnionType
 from typing import Any, Final, Union, get_args, get_origin
@@ -97,6 +104,10 @@ class LengthError(ValueError):
     the schema has none."""
 
 
+Walker = Callable[[bytes | bytearray, int, int, Trace | None], int]
+"""``(data, position, end, trace) -> position after the struct``; raises LengthError."""
+
+
 @dataclass(frozen=True, slots=True)
 class Schema:
     """One entity class compiled for the walk."""
@@ -110,6 +121,11 @@ class Schema:
     """Fewest bytes one encoding of this struct can take."""
     has_arrays: bool
     """Whether an array is in it, at any depth, tagged fields included."""
+    fixed: int
+    """Size of its fields when they are all numbers (then only tagged fields vary), or 0."""
+    walker: Walker
+    tagged_walker: Walker
+    """Reads its tagged fields, from their count on."""
 
 
 def check_request(cls: type[Any], data: bytes | bytearray, offset: int) -> None:
@@ -119,23 +135,33 @@ def check_request(cls: type[Any], data: bytes | bytearray, offset: int) -> None:
     body up to its last array is walked: the rest kio bounds-checks without allocating.
     """
     try:
-        schema = _PREFIXES[cls]
+        walker = _PREFIXES[cls]
     except KeyError:
-        schema = _PREFIXES[cls] = _checked_prefix(cls)
-    if schema is not None:
-        walk(schema, data, offset, len(data), None)
+        walker = _PREFIXES[cls] = _checked_prefix(cls)
+    if walker is not None:
+        walker(data, offset, len(data), None)
+
+
+def walk(cls: type[Any], data: bytes | bytearray, offset: int) -> int:
+    """Walk the whole body of ``cls`` in ``data`` from ``offset``; where it ends."""
+    return compile_struct(cls, False).walker(data, offset, len(data), None)
 
 
 def trace_request(cls: type[Any], data: bytes | bytearray, offset: int) -> Trace:
     """Where a valid body holds each length prefix and each run of numbers: fuzzers aim
     their mutations with it."""
     trace: Trace = []
-    walk(compile_struct(cls, False), data, offset, len(data), trace)
+    compile_struct(cls, False).walker(data, offset, len(data), trace)
     return trace
 
 
+def walker_source(cls: type[Any]) -> str:
+    """The generated walk of ``cls``'s top-level struct, for reading and debugging."""
+    return "".join(linecache.getlines(compile_struct(cls, False).walker.__code__.co_filename))
+
+
 _SCHEMAS: dict[tuple[type[Any], bool], Schema] = {}
-_PREFIXES: dict[type[Any], Schema | None] = {}
+_PREFIXES: dict[type[Any], Walker | None] = {}
 
 
 def compile_struct(cls: type[Any], nullable: bool) -> Schema:
@@ -159,21 +185,35 @@ def _compile(cls: type[Any], nullable: bool) -> Schema:
             ops[-1] = (FIXED, ops[-1][1] + op[1])  # one bounds check for a run of numbers
         else:
             ops.append(op)
+    name = cls.__name__
     min_size = 1 if nullable else sum(_min_size(op) for op in ops) + (1 if flexible else 0)
     has_arrays = any(_has_arrays(op) for op in (*ops, *tagged.values()))
-    return Schema(cls.__name__, tuple(ops), flexible, nullable, tagged, min_size, has_arrays)
+    fixed = ops[0][1] if len(ops) == 1 and ops[0][0] == FIXED and not nullable else 0
+    tagged_walker = _tagged_walker(name, tagged)
+    walker = _generate(name, tuple(ops), flexible, nullable, tagged_walker)
+    return Schema(
+        name,
+        tuple(ops),
+        flexible,
+        nullable,
+        tagged,
+        min_size,
+        has_arrays,
+        fixed,
+        walker,
+        tagged_walker,
+    )
 
 
-def _checked_prefix(cls: type[Any]) -> Schema | None:
-    """The top-level struct of ``cls`` cut after its last array; None if it has none."""
+def _checked_prefix(cls: type[Any]) -> Walker | None:
+    """The walk of ``cls``'s top level cut after its last array; None if it has none."""
     schema = compile_struct(cls, False)
     if not schema.has_arrays:
         return None
     if any(_has_arrays(op) for op in schema.tagged.values()):
-        return schema
+        return schema.walker
     last = max(i for i, op in enumerate(schema.ops) if _has_arrays(op))
-    ops = schema.ops[: last + 1]
-    return Schema(schema.name, ops, False, False, {}, schema.min_size, True)
+    return _generate(schema.name + "_prefix", schema.ops[: last + 1], False, False, None)
 
 
 def _has_arrays(op: Op) -> bool:
@@ -222,111 +262,209 @@ def _min_size(op: Op) -> int:
     return {STRING: 2, BYTES: 4, COMPACT_BYTES: 1, ARRAY: 4, COMPACT_ARRAY: 1}[kind]
 
 
-def walk(schema: Schema, data: bytes | bytearray, pos: int, end: int, trace: Trace | None) -> int:
-    """Walk one struct from ``pos``; the position after it. (Hot: dispatch is inlined.)"""
-    if schema.nullable:
-        if pos >= end:
-            raise LengthError(f"{schema.name}: truncated before its null marker")
-        pos += 1
-        if data[pos - 1] == 0xFF:  # int8 -1: null
-            return pos
-    for op in schema.ops:
-        kind = op[0]
-        if kind == FIXED:
-            if trace is not None:
-                trace.append((pos, FIXED, op[1]))
-            pos += op[1]
-            if pos > end:
-                raise LengthError(f"{schema.name}: truncated")
-        elif kind == STRUCT:
-            pos = walk(op[1], data, pos, end, trace)
-        else:
-            pos = _prefixed(op, data, pos, end, trace)
-    if not schema.flexible:
-        return pos
-    if trace is not None:
-        trace.append((pos, TAGGED_COUNT, 0))
-    if pos < end and data[pos] == 0:  # no tagged fields: the common case
-        return pos + 1
-    count, pos = _uvarint(data, pos, end)
-    if count > (end - pos) // 2:
-        raise LengthError(f"{schema.name}: {count} tagged fields in {end - pos} bytes")
-    for _ in range(count):
-        tag, pos = _uvarint(data, pos, end)
-        if trace is not None:
-            trace.append((pos, TAGGED_SIZE, 0))
-        size, pos = _uvarint(data, pos, end)
-        if size > end - pos:
-            raise LengthError(f"{schema.name}: tagged field of {size} bytes in {end - pos}")
-        tagged = schema.tagged.get(tag)
-        if tagged is None:
-            raise LengthError(f"{schema.name}: unknown tagged field {tag}")
-        start = pos
-        if tagged[0] == FIXED:
-            pos += tagged[1]
-        elif tagged[0] == STRUCT:
-            pos = walk(tagged[1], data, pos, end, trace)
-        else:
-            pos = _prefixed(tagged, data, pos, end, trace)
-        if pos - start != size:
-            raise LengthError(
-                f"{schema.name}: tagged field {tag} declares {size} bytes, holds {pos - start}"
-            )
-    return pos
+# -- code generation ------------------------------------------------------------------------
 
 
-def _prefixed(op: Op, data: bytes | bytearray, pos: int, end: int, trace: Trace | None) -> int:
-    """A string, bytes or array: its length prefix, then its contents."""
-    kind = op[0]
-    if trace is not None:
-        trace.append((pos, kind, 0))
-    if kind in (COMPACT_BYTES, COMPACT_ARRAY):
-        if pos < end and data[pos] < 0x80:
-            length = data[pos] - 1  # 0 (now -1) is null
-            pos += 1
-        else:
-            length, pos = _uvarint(data, pos, end)
-            length -= 1
-    elif kind == STRING:
-        if pos + 2 > end:
-            raise LengthError("truncated before a string length")
-        length = _INT16.unpack_from(data, pos)[0]
-        pos += 2
+def _generate(
+    name: str, ops: tuple[Op, ...], flexible: bool, nullable: bool, tagged: Walker | None
+) -> Walker:
+    """A function that walks one struct: its null marker, its fields, its tagged fields."""
+    namespace: dict[str, Any] = {
+        "LengthError": LengthError,
+        "_i16": _INT16.unpack_from,
+        "_i32": _INT32.unpack_from,
+        "_uvarint": _uvarint,
+        "_bad_length": _bad_length,
+        "_too_many": _too_many,
+        "tagged": tagged,
+    }
+    lines = ["def walk(data, pos, end, trace):"]
+    if nullable:
+        lines += [
+            "    if pos >= end:",
+            f"        raise LengthError({name + ': truncated before its null marker'!r})",
+            "    pos += 1",
+            "    if data[pos - 1] == 0xFF:  # int8 -1: null",
+            "        return pos",
+        ]
+    for op in ops:
+        lines += _emit(op, "    ", 0, name, namespace)
+    if flexible:
+        lines += [
+            f"    if trace is not None: trace.append((pos, {TAGGED_COUNT}, 0))",
+            "    if pos < end and data[pos] == 0:  # no tagged fields: the common case",
+            "        return pos + 1",
+            "    return tagged(data, pos, end, trace)",
+        ]
     else:
-        if pos + 4 > end:
-            raise LengthError("truncated before a length")
-        length = _INT32.unpack_from(data, pos)[0]
-        pos += 4
-    if length < 0:
-        nullable = op[3] if kind in (ARRAY, COMPACT_ARRAY) else op[1]
-        if length == -1 and nullable:
-            return pos
-        if length == -1:
-            raise LengthError("null where the schema has no null")
-        raise LengthError(f"length {length} where a length or null (-1) belongs")
-    if kind not in (ARRAY, COMPACT_ARRAY):
-        pos += length
-        if pos > end:
-            raise LengthError(f"{length} bytes declared, {end - pos + length} left")
+        lines.append("    return pos")
+    return _define(name, lines, namespace)
+
+
+def _tagged_walker(name: str, tagged: dict[int, Op]) -> Walker:
+    """A function that reads a struct's tagged fields from their count on."""
+    namespace: dict[str, Any] = {
+        "LengthError": LengthError,
+        "_i16": _INT16.unpack_from,
+        "_i32": _INT32.unpack_from,
+        "_uvarint": _uvarint,
+        "_bad_length": _bad_length,
+        "_too_many": _too_many,
+    }
+    fields = {}
+    for tag, op in tagged.items():
+        body = ["def walk(data, pos, end, trace):"]
+        body += _emit(op, "    ", 0, f"{name} tag {tag}", namespace)
+        body.append("    return pos")
+        fields[tag] = _define(f"{name}_tag{tag}", body, dict(namespace))
+
+    def walk_tagged(data: bytes | bytearray, pos: int, end: int, trace: Trace | None) -> int:
+        count, pos = _uvarint(data, pos, end)
+        if count > (end - pos) // 2:
+            raise LengthError(f"{name}: {count} tagged fields in {end - pos} bytes")
+        for _ in range(count):
+            tag, pos = _uvarint(data, pos, end)
+            if trace is not None:
+                trace.append((pos, TAGGED_SIZE, 0))
+            size, pos = _uvarint(data, pos, end)
+            if size > end - pos:
+                raise LengthError(f"{name}: tagged field of {size} bytes in {end - pos}")
+            field = fields.get(tag)
+            if field is None:
+                raise LengthError(f"{name}: unknown tagged field {tag}")
+            start, pos = pos, field(data, pos, end, trace)
+            if pos - start != size:
+                raise LengthError(
+                    f"{name}: tagged field {tag} declares {size} bytes, holds {pos - start}"
+                )
         return pos
+
+    return walk_tagged
+
+
+def _emit(op: Op, indent: str, depth: int, name: str, namespace: dict[str, Any]) -> list[str]:
+    """Lines that walk one field, ``pos`` before it to ``pos`` after it."""
+    kind = op[0]
+    if kind == FIXED:
+        return [
+            f"{indent}if trace is not None: trace.append((pos, {FIXED}, {op[1]}))",
+            f"{indent}pos += {op[1]}",
+            f"{indent}if pos > end: raise LengthError({name + ': truncated'!r})",
+        ]
+    if kind == STRUCT:
+        return [f"{indent}pos = {_bind(namespace, op[1].walker)}(data, pos, end, trace)"]
+    n = f"n{depth}"
+    lines = [f"{indent}if trace is not None: trace.append((pos, {kind}, 0))"]
+    if kind in (COMPACT_BYTES, COMPACT_ARRAY):
+        lines += [
+            f"{indent}if pos < end and data[pos] < 0x80:",
+            f"{indent}    {n} = data[pos] - 1  # 0 (now -1) is null",
+            f"{indent}    pos += 1",
+            f"{indent}else:",
+            f"{indent}    {n}, pos = _uvarint(data, pos, end)",
+            f"{indent}    {n} -= 1",
+        ]
+    else:
+        width, unpack = (2, "_i16") if kind == STRING else (4, "_i32")
+        lines += [
+            f"{indent}if pos + {width} > end: raise LengthError({name + ': truncated'!r})",
+            f"{indent}{n} = {unpack}(data, pos)[0]",
+            f"{indent}pos += {width}",
+        ]
+    array = kind in (ARRAY, COMPACT_ARRAY)
+    nullable = op[3] if array else op[1]
+    lines += [
+        f"{indent}if {n} < 0:",
+        f"{indent}    {'if ' + n + ' != -1: ' if nullable else ''}raise _bad_length({name!r}, {n})",
+        f"{indent}else:",
+    ]
+    inner = indent + "    "
+    if not array:
+        return [
+            *lines,
+            f"{inner}pos += {n}",
+            f"{inner}if pos > end: raise _bad_length({name!r}, {n}, end - pos + {n})",
+        ]
     element, element_min = op[1], op[2]
-    if length > (end - pos) // element_min:
-        raise LengthError(
-            f"array of {length} elements of at least {element_min} bytes, in {end - pos} bytes"
-        )
-    element_kind = element[0]
-    if element_kind == FIXED:
-        if trace is not None and length:
-            trace.append((pos, FIXED, length * element[1]))
-        return pos + length * int(element[1])
-    if element_kind == STRUCT:
-        schema = element[1]
-        for _ in range(length):
-            pos = walk(schema, data, pos, end, trace)
-        return pos
-    for _ in range(length):
-        pos = _prefixed(element, data, pos, end, trace)
-    return pos
+    lines.append(
+        f"{inner}if {n} > (end - pos) // {element_min}: "
+        f"raise _too_many({name!r}, {n}, {element_min}, end - pos)"
+    )
+    if element[0] == FIXED:
+        return [
+            *lines,
+            f"{inner}width = {n} * {element[1]}",
+            f"{inner}if trace is not None and width: trace.append((pos, {FIXED}, width))",
+            f"{inner}pos += width",
+        ]
+    if element[0] != STRUCT:
+        return [
+            *lines,
+            f"{inner}for _ in range({n}):",
+            *_emit(element, inner + "    ", depth + 1, name, namespace),
+        ]
+    schema: Schema = element[1]
+    walker = _bind(namespace, schema.walker)
+    loop = [f"{inner}for _ in range({n}):", f"{inner}    pos = {walker}(data, pos, end, trace)"]
+    if not schema.fixed:
+        return lines + loop
+    if not schema.flexible:  # all numbers: count checked against their size already
+        return [
+            *lines,
+            f"{inner}if trace is None:",
+            f"{inner}    pos += {n} * {schema.fixed}",
+            f"{inner}else:",
+            *("    " + line for line in loop),
+        ]
+    tagged = _bind(namespace, schema.tagged_walker)
+    return [
+        *lines,
+        f"{inner}if trace is None:  # numbers, then (mostly no) tagged fields: inline",
+        f"{inner}    for _ in range({n}):",
+        f"{inner}        pos += {schema.fixed}",
+        f"{inner}        if pos < end and data[pos] == 0:",
+        f"{inner}            pos += 1",
+        f"{inner}        elif pos > end:",
+        f"{inner}            raise LengthError({schema.name + ': truncated'!r})",
+        f"{inner}        else:",
+        f"{inner}            pos = {tagged}(data, pos, end, None)",
+        f"{inner}else:",
+        *("    " + line for line in loop),
+    ]
+
+
+def _bind(namespace: dict[str, Any], value: Any) -> str:
+    """A name for ``value`` in the generated function's globals."""
+    name = f"_w{len(namespace)}"
+    namespace[name] = value
+    return name
+
+
+_NUMBERS = itertools.count(1)
+
+
+def _define(name: str, lines: list[str], namespace: dict[str, Any]) -> Walker:
+    """Compile the function in ``lines``; its source stays readable through linecache."""
+    source = "\n".join(lines) + "\n"
+    filename = f"<declared_lengths {name} #{next(_NUMBERS)}>"
+    exec(compile(source, filename, "exec"), namespace)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    walker: Walker = namespace["walk"]
+    return walker
+
+
+def _bad_length(name: str, length: int, left: int | None = None) -> LengthError:
+    if left is not None:
+        return LengthError(f"{name}: {length} bytes declared, {left} left")
+    if length == -1:
+        return LengthError(f"{name}: null where the schema has no null")
+    return LengthError(f"{name}: length {length} where a length or null (-1) belongs")
+
+
+def _too_many(name: str, count: int, element_min: int, left: int) -> LengthError:
+    return LengthError(
+        f"{name}: array of {count} elements of at least {element_min} bytes, in {left} bytes"
+    )
 
 
 def _uvarint(data: bytes | bytearray, pos: int, end: int) -> tuple[int, int]:
