@@ -97,6 +97,8 @@ class DecoderRun:
     """(case label, frame hex, exception) of every crash."""
     over_budget: list[tuple[str, int, int]] = field(default_factory=list)
     """(case label, frame size, peak) of every frame over its allocation budget."""
+    peaks: list[int] = field(default_factory=list)
+    """Every frame's peak Python allocation, in bytes."""
     max_peak: int = 0
     max_peak_frame: int = 0
     seconds: float = 0.0
@@ -118,6 +120,7 @@ def record(run: DecoderRun, case: Case, outcome: Outcome) -> None:
     run.frames += 1
     run.targets.add(case.target.name)
     run.outcomes[outcome.kind] += 1
+    run.peaks.append(outcome.peak)
     if outcome.kind == "crash":
         run.crashes.append((case.label, case.frame.hex(), outcome.detail))
     size = len(case.frame) + 4

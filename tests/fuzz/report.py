@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -32,14 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fuzz.campaign import (
-    ALLOCATION_FACTOR,
-    ALLOCATION_SLACK,
-    DecoderRun,
-    decode_measured,
-    record,
-)
-from tests.fuzz.frames import RandomDraw, draw_case, targets
+from tests.fuzz.campaign import ALLOCATION_FACTOR, ALLOCATION_SLACK, DecoderRun, run_decoder
+from tests.fuzz.frames import targets
 from tests.fuzz.live import (
     DEADLINE,
     KNOWN_OPEN,
@@ -66,26 +59,11 @@ PREFIXES = {
 class Results:
     seed: int
     decoder: DecoderRun
-    peaks: list[int]
     native: dict[str, Any]
     live: LiveRun
     prefixes: dict[str, tuple[str, float]]
     fresh_client: str
     seconds: float
-
-
-def run_decoder_with_peaks(seed: int, count: int) -> tuple[DecoderRun, list[int]]:
-    run = DecoderRun(seed)
-    draw = RandomDraw(random.Random(seed))
-    peaks = []
-    started = time.monotonic()
-    for _ in range(count):
-        case = draw_case(draw)
-        outcome = decode_measured(case.frame)
-        record(run, case, outcome)
-        peaks.append(outcome.peak)
-    run.seconds = time.monotonic() - started
-    return run, peaks
 
 
 def run_native(seed: int, count: int) -> dict[str, Any]:
@@ -189,7 +167,7 @@ def render(results: Results, command: str) -> str:
     live_crashes = sum(live.incidents.values())
     unexpected = unexpected_incidents(live)
     late = len(live.failures)
-    peaks = sorted(results.peaks)
+    peaks = sorted(decoder.peaks)
     p99 = peaks[int(len(peaks) * 0.99)] if peaks else 0
     over = len(decoder.over_budget)
     native_peak = native.get("address_space_peak_above_start_kib")
@@ -344,15 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     scale = 10 if args.quick else 1
     started = time.monotonic()
     targets()
-    decoder, peaks = run_decoder_with_peaks(args.seed, 50_000 // scale)
+    decoder = run_decoder(args.seed, 50_000 // scale)
     print(f"decoder: {decoder.frames} frames, {dict(decoder.outcomes)}", file=sys.stderr)
     native = run_native(args.seed, 30_000 // scale)
     print(f"native: {native}", file=sys.stderr)
     live, prefixes, fresh = run_live_campaign(args.seed, 6_000 // scale)
     print(f"live: {summary(live)}", file=sys.stderr)
-    results = Results(
-        args.seed, decoder, peaks, native, live, prefixes, fresh, time.monotonic() - started
-    )
+    results = Results(args.seed, decoder, native, live, prefixes, fresh, time.monotonic() - started)
     command = "python -m tests.fuzz.report" + (" --quick" if args.quick else "")
     if args.seed != 1:
         command += f" --seed {args.seed}"
