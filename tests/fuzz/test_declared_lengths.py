@@ -36,7 +36,7 @@ def test_walk_ends_where_kio_ends(target: Target) -> None:
 
 
 @settings(
-    max_examples=300,
+    max_examples=150,
     derandomize=True,
     deadline=None,
     database=None,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 SEED = 5
-FRAMES = 3000
+FRAMES = 2000
 
 
 def test_bad_frames_under_an_address_space_limit(tmp_path: Path) -> None:
