@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     start_size = vm_kib("VmSize")
     limit = (start_size + args.limit_mib * 1024) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort leaves no core file
     progress = os.open(args.progress, os.O_WRONLY | os.O_CREAT) if args.progress else None
     outcomes: Counter[str] = Counter()
     for case in cases:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SEED = 5
 FRAMES = 2000
 
@@ -37,3 +39,33 @@ def test_bad_frames_under_an_address_space_limit(tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert result["frames"] == FRAMES
     assert set(result["outcomes"]) <= {"decoded", "rejected"}
+
+
+KIO_ALONE = """
+import resource
+from kio.serial import entity_reader
+from odradek.protocol import codec
+
+reader = entity_reader(codec.request_class(3, 12))  # Metadata v12, topics: compact array
+size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + (256 << 20), resource.RLIM_INFINITY))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort leaves no core file
+try:
+    reader(b"\\xff\\xff\\xff\\xff\\x0f" + bytes(8), 0)  # 2^32 - 2 topics, 8 bytes of them
+except Exception:
+    pass
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="upstream, mitigated: kio 0.6.5's native reader calls Vec::with_capacity(count) "
+    "for a declared array count before reading an element, so kio alone aborts the process "
+    "on a 13-byte body; protocol/declared_lengths rejects such counts before kio runs. "
+    "When this passes, kio has fixed it.",
+)
+def test_kio_alone_reserves_nothing_for_a_declared_count() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", KIO_ALONE], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-500:]
