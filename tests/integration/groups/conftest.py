@@ -6,6 +6,7 @@ generation; these tests are not about that delay, so their brokers wait 300 ms.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from tests.support.broker import BrokerProcess, stop_all
 
 GROUP_OVERRIDES = {"group.initial.rebalance.delay.ms": "300"}
+TROUBLE = re.compile(r" (WARNING|ERROR|CRITICAL) |Traceback")
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +42,20 @@ def group_broker_factory(tmp_path: Path) -> Iterator[Callable[..., BrokerProcess
 
     yield start
     stop_all(started)
+
+
+@pytest.fixture(autouse=True)
+def quiet_broker_log(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Rebalances, expiries and bad requests are routine: the shared broker must not log
+    warnings, errors or tracebacks while a test runs."""
+    if "broker" not in request.fixturenames:
+        yield
+        return
+    shared: BrokerProcess = request.getfixturevalue("broker")
+    start = shared.log_path.stat().st_size
+    yield
+    with shared.log_path.open("rb") as log:
+        log.seek(start)
+        written = log.read().decode(errors="replace")
+    trouble = [line for line in written.splitlines() if TROUBLE.search(line)]
+    assert not trouble, "broker logged trouble during this test:\n" + "\n".join(trouble[:20])
