@@ -16,8 +16,9 @@
    none) are CRC-checked. Garbage appended to the ``.log``, ``.index`` or ``.timeindex``
    is detected that way, and the tail truncated or the indexes rebuilt.
 4. Log start offset = max(checkpoint, first segment's base offset); the leader epoch
-   cache is truncated to the log's range; producer state comes from the latest snapshot
-   plus a replay of batch headers after it.
+   cache is truncated to the log's range (an entry starting exactly at the log end
+   stays); producer state comes from the latest snapshot plus a replay of batch headers
+   after it. Descriptors opened by the checks are closed again.
 
 A corrupt segment never stops the start-up: what is valid is kept and a warning logged.
 Work is proportional to the data after the recovery point (plus, when producer state
@@ -112,8 +113,16 @@ class LogLoader:
         next_offset, recovery_point = self._recover()
         log_start = max(self.log_start_offset_checkpoint, self.segments.base_offsets[0])
         cache = self.leader_epoch_cache
-        cache.truncate_from_end(next_offset)
+        # Entries that start past the log end are gone with the data they described. One
+        # that starts exactly at the log end (an epoch with nothing appended yet: every
+        # idle partition) is kept; Kafka drops it and the leader writes it straight back,
+        # which here cost a rewrite and an fsync per partition on every start.
+        cache.truncate_from_end(next_offset + 1)
         cache.truncate_from_start(log_start)
+        # Whatever the checks opened is closed again: a partition that is never written or
+        # read after start-up holds no descriptor (the first use reopens its files).
+        for segment in self.segments:
+            segment.close_handles()
         return LoadedLogOffsets(log_start, recovery_point, next_offset)
 
     # -- leftovers -------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class LogManager:
     def load_logs(self, config_for: Callable[[str], LogConfig]) -> None:
         """Open every partition directory of every log dir (``config_for(topic)`` gives its
         config), then remove the clean shutdown markers and leftover ``-delete`` dirs."""
+        configs: dict[str, LogConfig] = {}
         for log_dir in self.log_dirs:
             clean = checkpoints.has_clean_shutdown_marker(log_dir)
             recovery_points = checkpoints.read_offset_checkpoint(
@@ -111,9 +112,12 @@ class LogManager:
                     )
                     continue
                 try:
+                    config = configs.get(tp.topic)
+                    if config is None:
+                        config = configs[tp.topic] = config_for(tp.topic)
                     loaded = Log.open(
                         path,
-                        config_for(tp.topic),
+                        config,
                         recovery_point=recovery_points.get(tp, 0),
                         log_start_offset=start_offsets.get(tp, 0),
                         high_watermark=high_watermarks.get(tp),

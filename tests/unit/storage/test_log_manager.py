@@ -190,3 +190,55 @@ def test_meta_properties_keep_directory_id(tmp_path: Path) -> None:
     first = checkpoints.read_meta_properties(str(tmp_path))["directory.id"]
     logs.write_meta_properties(node_id=1, cluster_id="c1")
     assert checkpoints.read_meta_properties(str(tmp_path))["directory.id"] == first
+
+
+def test_restart_opens_no_segment_files_and_rewrites_no_epoch_file(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    logs = manager([tmp_path], Clock())
+    for p in range(8):
+        log = logs.get_or_create_log(TopicPartition("idle", p), config_for("idle"))
+        log.leader_epoch_cache.assign(0, log.log_end_offset)  # what a new leader does
+    fill(logs, TopicPartition("busy", 0), 5)
+    logs.shutdown()
+    epoch_files = sorted(tmp_path.glob("*/leader-epoch-checkpoint"))
+    before = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in epoch_files}
+
+    fds = open_fds()
+    again = manager([tmp_path], Clock())
+    again.load_logs(config_for)
+    # No segment keeps a descriptor from the start-up checks: 9 partitions, 0 files open.
+    assert open_fds() == fds
+    assert len(again.handle_cache) == 0
+    # An idle partition's epoch entry starts at its log end offset and is kept as is: the
+    # file is neither rewritten nor replaced.
+    after = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in epoch_files}
+    assert after == before
+    idle = again.get_log(TopicPartition("idle", 3))
+    assert idle is not None
+    assert [tuple(e) for e in idle.leader_epoch_cache.entries] == [(0, 0)]
+    # The partitions work as before: the first append reopens the files.
+    idle.append_as_leader(make_batch([b"first"]), 0)
+    idle.update_high_watermark(idle.log_end_offset)
+    assert [r.value for r in read_all(idle)] == [b"first"]
+    busy = again.get_log(TopicPartition("busy", 0))
+    assert busy is not None and len(read_all(busy)) == 5
+    again.shutdown()
+
+
+def test_epoch_entries_past_the_log_end_are_dropped_at_load(tmp_path: Path) -> None:
+    logs = manager([tmp_path], Clock())
+    fill(logs, TopicPartition("t", 0), 3)  # epoch 0 from offset 0, log end 3
+    log = logs.get_log(TopicPartition("t", 0))
+    assert log is not None
+    log.leader_epoch_cache.assign(1, 3)
+    log.leader_epoch_cache.assign(2, 7)  # beyond the log end: cannot be right
+    logs.shutdown()
+
+    again = manager([tmp_path], Clock())
+    again.load_logs(config_for)
+    reloaded = again.get_log(TopicPartition("t", 0))
+    assert reloaded is not None
+    assert [tuple(e) for e in reloaded.leader_epoch_cache.entries] == [(0, 0), (1, 3)]
+    again.shutdown()
