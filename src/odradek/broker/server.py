@@ -34,6 +34,7 @@ from odradek.protocol.errors import ErrorCode
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
 from odradek.storage import checkpoints
+from odradek.storage.log import FlushJob
 from odradek.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,9 @@ class Broker:
         self.cluster_id = self._cluster_identity(log_dirs)
         self.metadata = LocalStore(log_dirs[0], self.cluster_id)
         self.controller = Controller(self.metadata, config, lambda: [self.broker_id])
-        self.log_manager = LogManager.from_config(config, clock=self.clock)
+        self.log_manager = LogManager.from_config(
+            config, clock=self.clock, flush_scheduler=self._flush_in_background
+        )
         self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.replica_manager = ReplicaManager(
             broker_id=self.broker_id,
@@ -302,6 +305,17 @@ class Broker:
                 "offset expiration",
             )
         )
+
+    def _flush_in_background(self, job: FlushJob) -> None:
+        """A rolled segment's fsyncs, off the event loop (a segment's worth of dirty data
+        can take a second to reach the disk); the recovery point moves when they are done.
+        Cancelled at shutdown, which flushes every log anyway."""
+
+        async def flush() -> None:
+            await asyncio.to_thread(job.run)
+            job.complete()
+
+        self.spawn(flush())
 
     async def _every(self, interval_ms: int, job: Any, name: str) -> None:
         interval = max(interval_ms, 10) / 1000

@@ -119,6 +119,9 @@ class LocalLog:
         self.clock = clock
         self.handle_cache = handle_cache
         self.last_flush_time = clock()
+        self.truncations = 0
+        """Bumped by every truncation: a flush started before one must not move the
+        recovery point when it completes."""
         self._pending_deletes: list[tuple[int, LogSegment]] = []
         self._next_offset_metadata = LogOffsetMetadata(next_offset)
         self._update_log_end_offset(next_offset)
@@ -233,6 +236,24 @@ class LocalLog:
         self.recovery_point = offset
         self.last_flush_time = self.clock()
 
+    def unflushed_files(self, offset: int) -> list[str]:
+        """The files to fsync so that everything below ``offset`` is on disk: those of the
+        segments holding offsets in [recovery point, ``offset``), indexes written out."""
+        if offset <= self.recovery_point:
+            return []
+        paths: list[str] = []
+        for segment in self.segments.values_from(self.recovery_point, offset):
+            segment.persist_indexes()
+            paths += segment.paths()
+        return paths
+
+    def mark_flushed(self, offset: int) -> None:
+        """Everything below ``offset`` was fsynced (by ``unflushed_files``' caller)."""
+        offset = min(offset, self.log_end_offset)
+        if offset > self.recovery_point:
+            self.recovery_point = offset
+            self.last_flush_time = self.clock()
+
     def read(
         self,
         start_offset: int,
@@ -338,6 +359,7 @@ class LocalLog:
         """Drop everything at or after ``target_offset``; returns the deleted segments."""
         deletable = [s for s in self.segments if s.base_offset > target_offset]
         self.remove_and_delete_segments(deletable, delay=True)
+        self.truncations += 1
         active = self.active_segment
         active.truncate_to(target_offset)
         active.offset_index.set_max_index_size(self.config.segment_index_bytes)
@@ -348,6 +370,7 @@ class LocalLog:
 
     def truncate_fully_and_start_at(self, new_offset: int) -> list[LogSegment]:
         """Delete every segment and start an empty one at ``new_offset``."""
+        self.truncations += 1
         deletable = list(self.segments)
         self.remove_and_delete_segments(deletable, delay=True)
         self.segments.add(self.create_segment(new_offset))

@@ -10,7 +10,8 @@ nothing at or above it is read by consumers, nor deleted by retention.
 
 Not thread-safe: the broker calls one log from one thread (its event loop). ``flush``
 blocks on fsync; a caller that moves it to a worker thread must not run other methods
-of the same log meanwhile.
+of the same log meanwhile. The fsyncs after a roll can be left to a flush scheduler
+(``FlushJob``), whose ``run`` is safe in any thread.
 """
 
 from __future__ import annotations
@@ -61,6 +62,43 @@ def system_clock() -> int:
     return time.time_ns() // 1_000_000
 
 
+class FlushJob:
+    """The fsyncs a roll leaves to a flush scheduler (see ``Log.roll``).
+
+    ``run`` touches nothing but the files it names (by path: an evicted or deleted
+    segment does not matter), so it may run in any thread; ``complete`` must then be
+    called on the log's own thread. Once both ran, everything below ``up_to`` is on disk.
+    """
+
+    __slots__ = ("directory", "log", "paths", "truncations", "up_to")
+
+    def __init__(self, log: Log, up_to: int, paths: list[str], truncations: int) -> None:
+        self.log = log
+        self.up_to = up_to
+        self.paths = paths
+        self.truncations = truncations
+        self.directory = log.dir
+
+    def run(self) -> None:
+        """fsync every file (skipping ones deleted meanwhile), then the directory."""
+        for path in self.paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        checkpoints.fsync_dir(self.directory)
+
+    def complete(self) -> None:
+        self.log.complete_flush(self)
+
+
+FlushScheduler = Callable[[FlushJob], None]
+
+
 class Log:
     """See the module docstring. Made by ``Log.open``."""
 
@@ -81,6 +119,7 @@ class Log:
         self._validator = LogValidator(local_log.topic_partition, local_log.config)
         self._high_watermark = log_start_offset
         self._high_watermark_metadata: LogOffsetMetadata | None = None
+        self._flush_scheduler: FlushScheduler | None = None
 
     @classmethod
     def open(
@@ -96,8 +135,10 @@ class Log:
         clock: Clock | None = None,
         producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         handle_cache: HandleCache | None = None,
+        flush_scheduler: FlushScheduler | None = None,
     ) -> Log:
-        """Open (creating if needed) and recover the log in ``directory``."""
+        """Open (creating if needed) and recover the log in ``directory``. With a
+        ``flush_scheduler``, rolls leave their fsyncs to it (see ``roll``)."""
         clock = clock or system_clock
         directory = os.path.abspath(directory)
         tp = TopicPartition.from_dir_name(os.path.basename(directory))
@@ -136,6 +177,7 @@ class Log:
             producer_state=producer_state,
             topic_id=checkpoints.read_partition_metadata(directory),
         )
+        result._flush_scheduler = flush_scheduler
         result._rebuild_producer_state(
             offsets.next_offset, reload_from_clean_shutdown=clean_shutdown
         )
@@ -399,12 +441,35 @@ class Log:
             self.roll(first_offset)
 
     def roll(self, expected_next_offset: int | None = None) -> LogSegment:
-        """Start a new segment; snapshot producer state there and flush the old segments."""
+        """Start a new segment; snapshot producer state there and flush the old segments.
+
+        Without a flush scheduler the flush happens here. With one (the broker), the
+        fsyncs of the old segments and of the snapshot are handed to it as a
+        ``FlushJob`` and run off the caller's thread, as Kafka flushes a rolled segment
+        on its scheduler: an fsync of a segment's worth of dirty data takes long enough
+        to stall every partition otherwise. The recovery point moves only when the job
+        completes, so recovery after a crash never skips data that was not fsynced.
+        """
         segment = self._local.roll(expected_next_offset)
         self._producer_state.update_map_end_offset(segment.base_offset)
-        self._producer_state.take_snapshot()
-        self.flush(segment.base_offset)
+        scheduler = self._flush_scheduler
+        if scheduler is None:
+            self._producer_state.take_snapshot()
+            self.flush(segment.base_offset)
+            return segment
+        snapshot = self._producer_state.take_snapshot(sync=False)
+        paths = self._local.unflushed_files(segment.base_offset)
+        if snapshot is not None:
+            paths.append(snapshot)
+        scheduler(FlushJob(self, segment.base_offset, paths, self._local.truncations))
         return segment
+
+    def complete_flush(self, job: FlushJob) -> None:
+        """Called on the log's thread once ``job.run()`` returned: advance the recovery
+        point, unless the log was truncated meanwhile (the job may have fsynced files
+        that no longer hold what they held when it was made)."""
+        if job.truncations == self._local.truncations:
+            self._local.mark_flushed(job.up_to)
 
     def flush(self, up_to: int | None = None) -> None:
         """fsync segments below ``up_to`` (default: everything) and advance the recovery

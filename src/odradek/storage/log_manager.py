@@ -15,6 +15,9 @@ active segment's last index entry and tail, the latest producer snapshot): no in
 loaded and no segment scanned, so 10,000 partitions open quickly. Open segment files are
 bounded by one shared ``HandleCache``.
 
+Rolls leave their fsyncs to ``flush_scheduler`` when one is given (the broker runs them
+in a worker thread); without one they flush inline.
+
 Periodic work is plain methods that the broker's event loop calls on its timers:
 ``cleanup_logs`` (retention, ``log.retention.check.interval.ms``), ``flush_dirty_logs``
 (``flush.ms``), ``checkpoint_all`` (``log.flush.offset.checkpoint.interval.ms``).
@@ -36,7 +39,12 @@ from odradek.config import BrokerConfig, LogConfig
 from odradek.protocol.types import TopicPartition
 from odradek.storage import checkpoints, log_files
 from odradek.storage.file_records import HandleCache
-from odradek.storage.log import DEFAULT_PRODUCER_ID_EXPIRATION_MS, Log, system_clock
+from odradek.storage.log import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    FlushScheduler,
+    Log,
+    system_clock,
+)
 from odradek.storage.segment import Clock
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,7 @@ class LogManager:
         clock: Clock | None = None,
         producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         max_open_files: int | None = None,
+        flush_scheduler: FlushScheduler | None = None,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log directory is needed")
@@ -65,6 +74,8 @@ class LogManager:
         self.clock = clock or system_clock
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.handle_cache = HandleCache(max_open_files or default_max_open_files())
+        self.flush_scheduler = flush_scheduler
+        """Given to every log: runs the fsyncs that rolls leave (``Log.roll``)."""
         self._logs: dict[TopicPartition, Log] = {}
         self._counts: dict[str, int] = {}
         """Partitions per log dir, for placing new ones."""
@@ -72,11 +83,18 @@ class LogManager:
             os.makedirs(directory, exist_ok=True)
 
     @classmethod
-    def from_config(cls, config: BrokerConfig, *, clock: Clock | None = None) -> LogManager:
+    def from_config(
+        cls,
+        config: BrokerConfig,
+        *,
+        clock: Clock | None = None,
+        flush_scheduler: FlushScheduler | None = None,
+    ) -> LogManager:
         return cls(
             [str(d) for d in config.log_dirs],
             clock=clock,
             producer_id_expiration_ms=int(config.get("producer.id.expiration.ms")),
+            flush_scheduler=flush_scheduler,
         )
 
     # -- loading ---------------------------------------------------------------------------
@@ -125,6 +143,7 @@ class LogManager:
                         clock=self.clock,
                         producer_id_expiration_ms=self.producer_id_expiration_ms,
                         handle_cache=self.handle_cache,
+                        flush_scheduler=self.flush_scheduler,
                     )
                     self._add(tp, loaded)
                 except Exception:
@@ -165,6 +184,7 @@ class LogManager:
             clock=self.clock,
             producer_id_expiration_ms=self.producer_id_expiration_ms,
             handle_cache=self.handle_cache,
+            flush_scheduler=self.flush_scheduler,
         )
         self._add(tp, created)
         return created

@@ -183,6 +183,10 @@ class LogSegment:
             raise CorruptIndexError(f"offset index of {self.log_path} points past the data")
         return next_offset
 
+    def persist_indexes(self) -> None:
+        """Write index entries still only in memory to the index files (no fsync)."""
+        self._persist_indexes(fsync=False)
+
     def _persist_indexes(self, *, fsync: bool) -> None:
         try:
             self.offset_index.persist(fsync=fsync)
