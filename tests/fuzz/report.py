@@ -253,8 +253,8 @@ def render(results: Results, command: str) -> str:
         "|---|---|",
         *(f"| {kind} | {count:,} |" for kind, count in sorted(live.outcomes.items())),
         "",
-        f"Slowest close or answer: {live.slowest * 1000:.0f} ms. Broker log: "
-        f"{live_crashes} ERROR records, {live.warnings} warnings.",
+        f"Slowest close or answer: {live.slowest * 1000:.0f} ms. Broker log: ERROR records "
+        f"{live_crashes}, warnings {live.warnings}.",
         *_listing("Not closed or answered in time", live.failures),
         *_listing(
             "Broker ERROR records (grouped by exception and deepest odradek frame)",
