@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT_S = 60.0
@@ -102,6 +102,8 @@ class BrokerProcess:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     ready_s: float = 0.0
+    overrides: list[str] = field(default_factory=list)
+    """Odradek only: ``--override key=value`` arguments (Kafka's config names)."""
 
     @property
     def bootstrap(self) -> str:
@@ -116,7 +118,7 @@ class BrokerProcess:
         if self.name == "odradek":
             data_dir = self.work_dir / "data"
             listener = "PLAINTEXT://127.0.0.1:0"
-            return [
+            command = [
                 sys.executable,
                 "-m",
                 "odradek",
@@ -126,6 +128,9 @@ class BrokerProcess:
                 "--listeners",
                 listener,
             ]
+            for item in self.overrides:
+                command += ["--override", item]
+            return command
         assert self.tansu is not None, "tansu needs its binary"
         self.port = free_port()
         url = f"tcp://127.0.0.1:{self.port}"
@@ -139,6 +144,8 @@ class BrokerProcess:
         with self.log_path.open("ab") as log:
             log.write(f"===== {' '.join(command)}\n".encode())
             log.flush()
+            # A restart appends to the same log: look for readiness after this point only.
+            log_start = log.tell()
             env = dict(os.environ, PYTHONUNBUFFERED="1", RUST_BACKTRACE="1")
             self.process = subprocess.Popen(
                 command,
@@ -156,7 +163,7 @@ class BrokerProcess:
                     f"{self.name} exited with {self.process.returncode} during start-up "
                     f"(last log line: {self.last_log_line()!r})"
                 )
-            found = pattern.search(self.log_path.read_text(errors="replace"))
+            found = pattern.search(self._log_since(log_start))
             if found and self._accepting(found):
                 self.ready_s = time.monotonic() - spawned
                 return self
@@ -166,6 +173,11 @@ class BrokerProcess:
             f"{self.name} not ready after {START_TIMEOUT_S:.0f}s "
             f"(last log line: {self.last_log_line()!r})"
         )
+
+    def _log_since(self, position: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(position)
+            return log.read().decode(errors="replace")
 
     def _accepting(self, found: re.Match[str]) -> bool:
         if self.name == "odradek":
@@ -196,6 +208,12 @@ class BrokerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    def stop_timed(self) -> tuple[int | None, float]:
+        """SIGTERM and wait: (exit code or None if it had to be killed, seconds taken)."""
+        started = time.monotonic()
+        code = self.stop()
+        return code, time.monotonic() - started
 
     def last_log_line(self) -> str:
         try:
