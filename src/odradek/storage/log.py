@@ -80,7 +80,10 @@ class FlushJob:
         self.directory = log.dir
 
     def run(self) -> None:
-        """fsync every file (skipping ones deleted meanwhile), then the directory."""
+        """fsync every file (skipping ones deleted meanwhile), then the directory; nothing
+        at all when there is no file."""
+        if not self.paths:
+            return
         for path in self.paths:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -463,6 +466,17 @@ class Log:
             paths.append(snapshot)
         scheduler(FlushJob(self, segment.base_offset, paths, self._local.truncations))
         return segment
+
+    def flush_job(self) -> FlushJob:
+        """Everything of this log not yet on disk, as a job for a caller that batches the
+        fsyncs of many logs (shutdown): a producer snapshot at the log end is written now
+        (not synced) and the job fsyncs it with the unflushed segments and indexes."""
+        snapshot = self._producer_state.take_snapshot(sync=False)
+        end = self.log_end_offset
+        paths = self._local.unflushed_files(end)
+        if snapshot is not None:
+            paths.append(snapshot)
+        return FlushJob(self, end, paths, self._local.truncations)
 
     def complete_flush(self, job: FlushJob) -> None:
         """Called on the log's thread once ``job.run()`` returned: advance the recovery

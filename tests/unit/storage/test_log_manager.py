@@ -242,3 +242,63 @@ def test_epoch_entries_past_the_log_end_are_dropped_at_load(tmp_path: Path) -> N
     assert reloaded is not None
     assert [tuple(e) for e in reloaded.leader_epoch_cache.entries] == [(0, 0), (1, 3)]
     again.shutdown()
+
+
+def test_shutdown_syncs_every_log_before_the_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = manager([tmp_path], Clock())
+    for p in range(5):
+        fill(logs, TopicPartition("t", p), 3)
+    events: list[str] = []
+    real_fsync = os.fsync
+    real_marker = checkpoints.write_clean_shutdown_marker
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def marker(log_dir: str, broker_epoch: int = -1) -> None:
+        events.append("marker")
+        real_marker(log_dir, broker_epoch)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(checkpoints, "write_clean_shutdown_marker", marker)
+    logs.shutdown()
+    # Per partition: the segment, its two indexes, the producer snapshot, the directory;
+    # then the checkpoint files; the marker comes last.
+    assert events.count("marker") == 1
+    before_marker = events[: events.index("marker")]
+    assert before_marker.count("fsync") >= 5 * 5
+    assert events[events.index("marker") + 1 :] == ["fsync", "fsync"]  # the marker's own
+    for p in range(5):
+        assert any(name.endswith(".snapshot") for name in os.listdir(tmp_path / f"t-{p}"))
+    points = checkpoints.read_offset_checkpoint(
+        str(tmp_path / checkpoints.RECOVERY_POINT_CHECKPOINT)
+    )
+    assert points == {TopicPartition("t", p): 3 for p in range(5)}
+
+
+def test_failed_fsync_at_shutdown_means_no_clean_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = manager([tmp_path], Clock())
+    for p in range(3):
+        fill(logs, TopicPartition("t", p), 2)
+    real_open = os.open
+
+    def failing_open(path: str, flags: int, *args: int) -> int:
+        failing = str(path).endswith(".log") and f"{os.sep}t-1{os.sep}" in str(path)
+        if failing and flags == os.O_RDONLY | os.O_CLOEXEC:
+            raise OSError(5, "Input/output error")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    logs.shutdown()
+    monkeypatch.undo()
+    assert not checkpoints.has_clean_shutdown_marker(str(tmp_path))
+    points = checkpoints.read_offset_checkpoint(
+        str(tmp_path / checkpoints.RECOVERY_POINT_CHECKPOINT)
+    )
+    assert points[TopicPartition("t", 1)] == 0  # never claimed flushed
+    assert points[TopicPartition("t", 0)] == 2
