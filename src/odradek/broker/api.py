@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from odradek.protocol.headers import RequestHeader
 
@@ -90,8 +90,10 @@ class Handler:
         return self.min_version if self.accepted_min is None else self.accepted_min
 
 
-@dataclass(frozen=True, slots=True)
-class RequestContext:
+class RequestContext(NamedTuple):
+    """What a handler knows of its request's origin; a named tuple (immutable, and cheap
+    to make once per request)."""
+
     header: RequestHeader
     broker: Broker
     client_host: str

@@ -39,31 +39,53 @@ class FrameDecoder:
         self._size = -1
         """Body size of the frame being received; -1 while its size prefix is incomplete."""
 
-    def feed(self, data: bytes) -> list[bytearray]:
+    def feed(self, data: bytes | memoryview) -> list[bytearray]:
         """Add received bytes; return every complete frame body now available, in order.
 
         Raises FrameError on a declared size below the minimum or above ``max_size``.
         """
+        frames: list[bytearray] = []
+        if not self._buffered and self._size < 0 and data:
+            # The usual case: nothing pending, so whole frames are cut straight out of
+            # ``data`` (one copy each) and only a partial tail is kept.
+            data = self._split(data, frames)
         if data:
             self._chunks.append(memoryview(data))
             self._buffered += len(data)
-        frames: list[bytearray] = []
         while True:
             if self._size < 0:
                 if self._buffered < SIZE_PREFIX:
                     break
                 (size,) = _SIZE.unpack(self._take(SIZE_PREFIX))
-                if size < MIN_REQUEST_SIZE or size > self._max_size:
-                    raise FrameError(
-                        f"frame size {size} outside [{MIN_REQUEST_SIZE}, {self._max_size}] "
-                        "(socket.request.max.bytes)"
-                    )
+                self._check(size)
                 self._size = size
             if self._buffered < self._size:
                 break
             frames.append(self._take(self._size))
             self._size = -1
         return frames
+
+    def _split(self, data: bytes | memoryview, frames: list[bytearray]) -> bytes | memoryview:
+        """Append the whole frames at the start of ``data`` to ``frames``; the rest."""
+        view = memoryview(data)
+        end = len(data)
+        position = 0
+        while end - position >= SIZE_PREFIX:
+            (size,) = _SIZE.unpack_from(data, position)
+            self._check(size)
+            start = position + SIZE_PREFIX
+            if end - start < size:
+                break
+            frames.append(bytearray(view[start : start + size]))
+            position = start + size
+        return view[position:] if position else data
+
+    def _check(self, size: int) -> None:
+        if size < MIN_REQUEST_SIZE or size > self._max_size:
+            raise FrameError(
+                f"frame size {size} outside [{MIN_REQUEST_SIZE}, {self._max_size}] "
+                "(socket.request.max.bytes)"
+            )
 
     def _take(self, size: int) -> bytearray:
         out = bytearray(size)

@@ -17,7 +17,7 @@ what the broker supports.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _HEAD = struct.Struct(">hhih")
 _API = struct.Struct(">hhi")
@@ -29,8 +29,10 @@ class HeaderError(ValueError):
     """A request header that cannot be parsed: the connection is closed."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHeader:
+class RequestHeader(NamedTuple):
+    """Immutable; a named tuple because one is made per request (a frozen dataclass took
+    a third of the header's parse time)."""
+
     api_key: int
     api_version: int
     correlation_id: int
@@ -54,6 +56,8 @@ def read_unsigned_varint(data: bytes | bytearray, position: int) -> tuple[int, i
 
 
 def skip_tagged_fields(data: bytes | bytearray, position: int) -> int:
+    if position < len(data) and data[position] == 0:  # no tagged fields: the usual case
+        return position + 1
     count, position = read_unsigned_varint(data, position)
     for _ in range(count):
         _tag, position = read_unsigned_varint(data, position)
