@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from confluent_kafka import Consumer
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
@@ -236,3 +237,56 @@ def test_sigterm_answers_a_waiting_fetch_before_exiting(broker_factory: Factory)
         response = client.read_frame()
         assert int.from_bytes(response[:4], "big") == client.correlation_id
     assert broker.process.wait(15) == 0
+
+
+def test_sigterm_with_a_busy_consumer_group_exits_within_ten_seconds(
+    broker_factory: Factory,
+) -> None:
+    """Consumers keep sending fetches and heartbeats; shutdown must not wait on them."""
+    broker = broker_factory({"group.initial.rebalance.delay.ms": "0"})
+    create_topic(broker.bootstrap, "busy", partitions=2)
+    produce_acked(broker.bootstrap, "busy", 20, partitions=2)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "busy-group",
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+            # Closing after the broker is gone must not wait on a final commit.
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    try:
+        consumer.subscribe(["busy"])
+        deadline = time.monotonic() + 30
+        received = 0
+        while received < 20 and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                received += 1
+        assert received == 20
+        assert broker.process is not None
+        started = time.monotonic()
+        broker.process.send_signal(signal.SIGTERM)
+        while broker.process.poll() is None and time.monotonic() - started < 15:
+            consumer.poll(0.1)
+        assert broker.process.returncode == 0
+        assert time.monotonic() - started < 10, "the issue asks for exit within 10 s"
+    finally:
+        consumer.close()
+
+
+def test_requests_before_a_bad_size_prefix_are_answered(broker: BrokerProcess) -> None:
+    with WireClient(broker.bootstrap) as client:
+        metadata = client.request_bytes(
+            MetadataRequest(
+                topics=None,
+                allow_auto_topic_creation=False,
+                include_topic_authorized_operations=False,
+            )
+        )
+        client.send_raw(len(metadata).to_bytes(4, "big") + metadata + b"\x7f\xff\xff\xff")
+        response = client.read_frame()
+        assert int.from_bytes(response[:4], "big") == client.correlation_id
+        assert client.is_closed_by_peer(timeout=2.0)

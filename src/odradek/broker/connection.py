@@ -91,6 +91,7 @@ class KafkaConnection(asyncio.Protocol):
         self._sending = False
         self._write_paused = False
         self._read_paused = False
+        self._draining = False
         self._closed = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -119,7 +120,13 @@ class KafkaConnection(asyncio.Protocol):
             frames = self._decoder.feed(data)
         except FrameError as exc:
             log.info("closing connection from %s: %s", self._client_host, exc)
-            self._abort()
+            # Requests that arrived whole before the bad bytes are still answered.
+            for body in exc.frames:
+                if self._closed:
+                    return
+                self._on_frame(body)
+            self._flush()
+            self.drain()
             return
         for body in frames:
             if self._closed:
@@ -355,7 +362,7 @@ class KafkaConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closed:
             return
-        should_pause = self._write_paused or len(self._slots) >= MAX_IN_FLIGHT
+        should_pause = self._draining or self._write_paused or len(self._slots) >= MAX_IN_FLIGHT
         if should_pause and not self._read_paused:
             transport.pause_reading()
             self._read_paused = True
@@ -374,6 +381,14 @@ class KafkaConnection(asyncio.Protocol):
         if self._transport is not None and not self._closed:
             self._closed = True
             self._transport.close()
+
+    def drain(self) -> None:
+        """Read no more requests; close once those already received are answered."""
+        if self._draining or self._closed:
+            return
+        self._draining = True
+        self._update_reading()
+        self._broker.spawn(self._close_when_answered())
 
     async def _close_when_answered(self) -> None:
         while self.busy and not self._closed:

@@ -231,13 +231,16 @@ class Broker:
         log.info("shutting down")
         for server in self._servers:
             server.close()
+        # Take no new requests; answer the ones in flight, waiting ones at once.
+        for connection in list(self.connections):
+            connection.drain()
         self.replica_manager.complete_waiting()
+        self.group_coordinator.shutdown()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         while any(c.busy for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
             connection.close()
-        self.group_coordinator.shutdown()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

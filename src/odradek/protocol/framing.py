@@ -19,7 +19,15 @@ MIN_REQUEST_SIZE: Final = 8
 
 
 class FrameError(Exception):
-    """The byte stream cannot be framed; the connection must be closed."""
+    """The byte stream cannot be framed; the connection must be closed.
+
+    ``frames`` holds the whole frames that arrived before the bad size prefix: they are
+    still requests to answer before closing, as Kafka answers them.
+    """
+
+    def __init__(self, message: str, frames: list[bytearray] | None = None) -> None:
+        super().__init__(message)
+        self.frames: list[bytearray] = frames or []
 
 
 class FrameDecoder:
@@ -45,6 +53,14 @@ class FrameDecoder:
         Raises FrameError on a declared size below the minimum or above ``max_size``.
         """
         frames: list[bytearray] = []
+        try:
+            self._feed(data, frames)
+        except FrameError as exc:
+            exc.frames = frames
+            raise
+        return frames
+
+    def _feed(self, data: bytes | memoryview, frames: list[bytearray]) -> None:
         if not self._buffered and self._size < 0 and data:
             # The usual case: nothing pending, so whole frames are cut straight out of
             # ``data`` (one copy each) and only a partial tail is kept.
@@ -63,7 +79,6 @@ class FrameDecoder:
                 break
             frames.append(self._take(self._size))
             self._size = -1
-        return frames
 
     def _split(self, data: bytes | memoryview, frames: list[bytearray]) -> bytes | memoryview:
         """Append the whole frames at the start of ``data`` to ``frames``; the rest."""
