@@ -37,11 +37,7 @@ from tests.support.requests import TOPIC
 DEADLINE = 1.0
 MAY_WAIT = {1: "Fetch", 11: "JoinGroup", 14: "SyncGroup"}
 BAD_LOG_LINE = re.compile(r"Traceback|Unhandled| ERROR | CRITICAL ")
-KNOWN_OPEN = {
-    re.compile(r"^ValueError: invalid max size -\d+ \(odradek/storage/segment\.py"): (
-        "tests/fuzz/test_live_server.py::test_fetch_with_negative_max_bytes_is_answered"
-    ),
-}
+KNOWN_OPEN: dict[re.Pattern[str], str] = {}
 """Broker ERROR records of bugs found and left open, each pinned by a strict xfail test
 (when that test passes, remove its entry here): the live run counts them apart."""
 

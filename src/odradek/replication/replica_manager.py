@@ -263,11 +263,16 @@ class ReplicaManager:
         remaining = max_bytes
         min_one_message = True
         for item in partitions:
+            limit = min(item.max_bytes, remaining)
+            if limit < 0:
+                # Kafka's readFromLog answers the partition with an error, as here.
+                results.append(FetchResult(item.tp, ErrorCode.unknown_server_error))
+                continue
             try:
                 partition = self.get_partition(item.tp)
                 read = partition.read(
                     item.fetch_offset,
-                    min(item.max_bytes, remaining),
+                    limit,
                     isolation_level,
                     min_one_message,
                     item.current_leader_epoch,
