@@ -63,6 +63,13 @@ def broker_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> float:
+    """CPU seconds used by everything on the machine (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -105,7 +112,7 @@ def produce(spec: Spec) -> dict[str, Any]:
     clock = time.monotonic_ns
     max_lag_ns = 0
     late = 0
-    cpu0, own0 = broker_cpu(spec["broker_pid"]), own_cpu()
+    cpu0, own0, all0 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_cpu()
     start = clock()
     for seq in range(count):
         due = start + seq * interval_ns
@@ -127,7 +134,7 @@ def produce(spec: Spec) -> dict[str, Any]:
         producer.poll(0)
     elapsed = (clock() - start) / 1e9
     remaining = producer.flush(30)
-    cpu1, own1 = broker_cpu(spec["broker_pid"]), own_cpu()
+    cpu1, own1, all1 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_cpu()
     error = None
     if remaining:
         error = f"{remaining} records unacknowledged after flush"
@@ -141,6 +148,7 @@ def produce(spec: Spec) -> dict[str, Any]:
         "late_sends": late,
         "broker_cpu_s": cpu1 - cpu0,
         "producer_cpu_s": own1 - own0,
+        "machine_cpu_s": all1 - all0,
         "error": error,
     }
 
