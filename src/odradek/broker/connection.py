@@ -194,7 +194,9 @@ class KafkaConnection(asyncio.Protocol):
             return
         slot = _Slot(api_key, version, correlation_id, flexible_response)
         self._slots.append(slot)
-        if asyncio.iscoroutine(reply) or asyncio.isfuture(reply):
+        if isinstance(reply, ResponseChunks):  # the hot paths' answer: no awaitable checks
+            self._fill(slot, reply)
+        elif asyncio.iscoroutine(reply) or asyncio.isfuture(reply):
             task = asyncio.ensure_future(reply)
             slot.task = task
             task.add_done_callback(partial(self._on_reply, slot))

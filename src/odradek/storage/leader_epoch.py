@@ -117,6 +117,9 @@ class LeaderEpochFileCache:
 
     def assign(self, epoch: int, start_offset: int) -> None:
         """Record that ``epoch`` starts at ``start_offset``; written (fsynced) if new."""
+        epochs = self._epochs
+        if epochs and epochs[-1] == epoch and self._offsets[-1] <= start_offset >= 0:
+            return  # every append of the current epoch: nothing to record
         if self._assign(EpochEntry(epoch, start_offset)):
             self._write(fsync=True)
 
