@@ -346,6 +346,12 @@ runs, so noisier than the table above, which is the current state).
   Kafka schedules it). The 30 s rounds above never roll (1 GiB segments); with 8 MiB
   segments at 2,000 records/s the worst latency near each roll went from 11-33 ms to
   4-16 ms (git 74fb3ad).
+- Run to run: two full runs of this script on the same broker code (git c79ce7e and
+  5525a02) gave median p99 3.94 ms (rounds 7.69, 1.54, 3.94) and 5.42 ms (rounds 2.17,
+  5.42, 5.55): the target sits inside the spread. The broker's CPU reads 99% at this rate
+  in every run and at every code version: a consumer's fetch that finds nothing parks,
+  one that finds something returns at once and the consumer asks again, so spare CPU
+  turns into more, smaller fetch round trips (about 200 us of broker CPU per record).
 - Profiled and ruled out: garbage collection (108 gen-0 and 9 gen-1 collections in 10 s,
   longest 1.8 ms), the checkpoint timers (1-2 ms every 5 s for the high watermarks).
   Not done: a hand-written Fetch request parser and reading a woken fetch from the
