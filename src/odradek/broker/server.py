@@ -17,7 +17,6 @@ import socket
 import time
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from odradek.broker.connection import KafkaConnection
 from odradek.broker.connections import ConnectionRegistry
 from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
+from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import LocalStore
 from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
@@ -66,36 +66,6 @@ def lock_log_dirs(directories: list[Path]) -> list[int]:
     return held
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A listener: its name (security protocol for now), host and port."""
-
-    name: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.name}://{host}:{self.port}"
-
-
-def parse_listener(text: str) -> Endpoint:
-    """``NAME://host:port`` as Kafka writes listeners; ConfigError with the fix if not."""
-    name, sep, rest = text.strip().partition("://")
-    host, colon, port = rest.rpartition(":")
-    if not sep or not colon or not port.isdigit() or not name:
-        raise ConfigError(
-            f"listener {text!r} is not NAME://host:port (e.g. PLAINTEXT://127.0.0.1:9092)"
-        )
-    if name.upper() != "PLAINTEXT":
-        raise ConfigError(f"listener {text!r}: only PLAINTEXT listeners are supported so far")
-    host = host.strip("[]")
-    port_number = int(port)
-    if not 0 <= port_number <= 65535:
-        raise ConfigError(f"listener {text!r}: port must be between 0 and 65535")
-    return Endpoint(name.upper(), host, port_number)
-
-
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
@@ -118,7 +88,7 @@ class Broker:
         self._locks = lock_log_dirs(log_dirs)
         self.cluster_id = self._cluster_identity(log_dirs)
         self.metadata = LocalStore(log_dirs[0], self.cluster_id)
-        self.controller = Controller(self.metadata, config, lambda: [self.broker_id])
+        self.controller = Controller(self.metadata, config)
         self.log_manager = LogManager.from_config(
             config, clock=self.clock, flush_scheduler=self._flush_in_background
         )
@@ -130,7 +100,7 @@ class Broker:
             metadata=self.metadata,
             clock=self.clock,
         )
-        self.controller.add_listener(self.replica_manager)
+        self.metadata.add_listener(self.replica_manager)
         self.producer_ids = ProducerIdManager(self.metadata)
         self.group_coordinator = GroupCoordinator(
             config,
@@ -138,7 +108,7 @@ class Broker:
             controller=self.controller,
             replica_manager=self.replica_manager,
             clock=self.clock,
-            live_brokers=lambda: [self.broker_id],
+            live_brokers=self.controller.live_brokers,
         )
 
     def _cluster_identity(self, log_dirs: list[Path]) -> str:
@@ -198,6 +168,13 @@ class Broker:
             self._servers.append(server)
             bound_port = server.sockets[0].getsockname()[1]
             self.advertised.append(self._advertise(endpoint, bound_port))
+        self.metadata.register_broker(
+            BrokerRegistration(
+                broker_id=self.broker_id,
+                endpoints=tuple(self.advertised),
+                rack=self.config.get("broker.rack"),
+            )
+        )
         self._schedule_jobs()
         log.info(
             "broker %d (cluster %s) listening on %s, advertised as %s, %d partitions, "
@@ -339,6 +316,24 @@ class Broker:
     def endpoint(self) -> Endpoint:
         """This broker's advertised endpoint for clients."""
         return self.advertised[0]
+
+    def live_brokers(self, listener: str) -> list[tuple[int, Endpoint, str | None]]:
+        """(id, endpoint on ``listener``, rack) of every live broker, as Metadata lists
+        them: a client is given the endpoints of the listener it connected to."""
+        found = []
+        for broker_id, registration in sorted(self.metadata.brokers().items()):
+            endpoint = next(
+                (e for e in registration.endpoints if e.name == listener), registration.endpoint
+            )
+            found.append((broker_id, endpoint, registration.rack))
+        return found
+
+    def broker_endpoint(self, broker_id: int, listener: str) -> Endpoint | None:
+        """A live broker's endpoint on ``listener``; None if it is not registered."""
+        for found_id, endpoint, _rack in self.live_brokers(listener):
+            if found_id == broker_id:
+                return endpoint
+        return None
 
 
 def _new_cluster_id() -> str:

@@ -1,17 +1,19 @@
-"""The controller's topic operations: validation, replica assignment, metadata changes.
+"""Topic operations: validation, replica assignment, metadata changes.
 
-Kafka's controller validates a topic change, assigns replicas, writes the metadata, and
-brokers learn of it and act (create or delete their local logs). Here a single node is
-its own controller: after each change the controller tells its listeners (the broker's
-replica manager) directly. Errors are raised as KafkaError with Kafka's code and wording.
+Kafka's controller validates a topic change, assigns replicas and writes the metadata;
+brokers learn of it from the metadata store (its listeners) and act: create or delete
+their local logs. Any broker runs these operations, as the controller of Kafka's
+ZooKeeper mode did on behalf of whichever broker took the request: the store's writes are
+atomic and conditional, so two brokers creating one topic at once get one topic and one
+TOPIC_ALREADY_EXISTS. Errors are raised as KafkaError with Kafka's code and wording.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
 
+from odradek.cluster.brokers import BrokerRegistration
 from odradek.cluster.metadata import (
     MetadataStore,
     TopicExistsError,
@@ -52,29 +54,13 @@ class TopicDeletionDisabledError(KafkaError):
     error_code = ErrorCode.topic_deletion_disabled
 
 
-class TopicChangeListener(Protocol):
-    """Told of every topic change after it is in the metadata store."""
-
-    def topic_created(self, topic: TopicMetadata) -> None: ...
-    def topic_deleted(self, topic: TopicMetadata) -> None: ...
-    def partitions_added(self, topic: TopicMetadata, first_new: int) -> None: ...
-    def topic_configs_changed(self, topic: TopicMetadata) -> None: ...
-
-
 class Controller:
-    def __init__(
-        self,
-        store: MetadataStore,
-        config: BrokerConfig,
-        live_brokers: Callable[[], Sequence[int]],
-    ) -> None:
+    def __init__(self, store: MetadataStore, config: BrokerConfig) -> None:
         self._store = store
         self._config = config
-        self._live_brokers = live_brokers
-        self._listeners: list[TopicChangeListener] = []
 
-    def add_listener(self, listener: TopicChangeListener) -> None:
-        self._listeners.append(listener)
+    def live_brokers(self) -> list[int]:
+        return sorted(self._store.brokers())
 
     # -- topics ----------------------------------------------------------------------------
 
@@ -122,8 +108,6 @@ class Controller:
             return None
         topic = self._store.create_topic(name, replicas, parsed_configs)
         log.info("created topic %s with %d partitions", name, len(topic.partitions))
-        for listener in self._listeners:
-            listener.topic_created(topic)
         return topic
 
     def delete_topic(self, name: str) -> TopicMetadata:
@@ -135,8 +119,6 @@ class Controller:
             )
         topic = self._store.delete_topic(name)
         log.info("deleted topic %s", name)
-        for listener in self._listeners:
-            listener.topic_deleted(topic)
         return topic
 
     def create_partitions(
@@ -174,9 +156,7 @@ class Controller:
             replicas = self._assign(added, topic.replication_factor, start=current)
         if validate_only:
             return
-        updated = self._store.add_partitions(name, replicas)
-        for listener in self._listeners:
-            listener.partitions_added(updated, current)
+        self._store.add_partitions(name, replicas)
 
     def set_topic_configs(
         self, name: str, configs: Mapping[str, str | None], *, validate_only: bool = False
@@ -187,9 +167,7 @@ class Controller:
         parsed = self._parse_configs(configs)
         if validate_only:
             return
-        updated = self._store.set_topic_configs(name, parsed)
-        for listener in self._listeners:
-            listener.topic_configs_changed(updated)
+        self._store.set_topic_configs(name, parsed)
 
     # -- validation and assignment ---------------------------------------------------------
 
@@ -216,8 +194,13 @@ class Controller:
         return {key: value for key, value in configs.items() if value is not None}
 
     def _assign(self, partitions: int, factor: int, start: int) -> list[list[int]]:
-        """Round-robin replica assignment over the live brokers, leaders spread out."""
-        brokers = sorted(self._live_brokers())
+        """Round-robin replica assignment over the live brokers, leaders spread out.
+
+        With racks set, the brokers are first ordered alternating between racks (Kafka's
+        rack-alternated list), so a partition's consecutive replicas sit on different
+        racks whenever there are enough of them.
+        """
+        brokers = rack_alternated(self._store.brokers())
         if factor <= 0:
             raise InvalidReplicationFactorError("Replication factor must be larger than 0.")
         if factor > len(brokers):
@@ -234,7 +217,7 @@ class Controller:
     def _check_assignment(
         self, assignment: Mapping[int, Sequence[int]], start: int
     ) -> list[list[int]]:
-        live = set(self._live_brokers())
+        live = set(self._store.brokers())
         indices = sorted(assignment)
         if indices != list(range(start, start + len(indices))):
             raise InvalidReplicaAssignmentError(
@@ -259,3 +242,17 @@ class Controller:
                 )
             result.append(replicas)
         return result
+
+
+def rack_alternated(brokers: Mapping[int, BrokerRegistration]) -> list[int]:
+    """Broker ids ordered rack by rack in turn: racks sorted, brokers sorted within."""
+    by_rack: dict[str, list[int]] = {}
+    for broker_id in sorted(brokers):
+        by_rack.setdefault(brokers[broker_id].rack or "", []).append(broker_id)
+    if len(by_rack) <= 1:
+        return sorted(brokers)
+    queues = [by_rack[rack] for rack in sorted(by_rack)]
+    ordered: list[int] = []
+    for turn in range(max(len(queue) for queue in queues)):
+        ordered.extend(queue[turn] for queue in queues if turn < len(queue))
+    return ordered

@@ -1,12 +1,14 @@
-"""Cluster metadata: topics, their partitions' leadership, topic configs, producer ids.
+"""Cluster metadata: brokers, topics, their partitions' leadership, configs, producer ids.
 
 ``MetadataStore`` is what the broker needs of cluster metadata. ``LocalStore`` serves a
 single node: the node is its own controller and keeps the metadata in one JSON document,
 ``cluster-metadata.json`` in the first log dir, replaced atomically (write to a temporary
-file, fsync, rename, fsync the directory) on every change. The ZooKeeper-backed store of
-cluster mode implements the same protocol.
+file, fsync, rename, fsync the directory) on every change. ``ZooKeeperStore``
+(``odradek.cluster.zookeeper``) implements the same protocol for cluster mode.
 
-Not thread-safe: the broker calls it from its event loop only.
+Both tell their ``MetadataListener``s of every change once it is stored, whichever broker
+made it, on the event loop. Not thread-safe: the broker calls a store from its event loop
+only.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from odradek.cluster.brokers import BrokerRegistration
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.storage.checkpoints import write_atomically
 
@@ -35,15 +38,30 @@ class UnknownTopicError(KafkaError):
     error_code = ErrorCode.unknown_topic_or_partition
 
 
+class StaleStateError(KafkaError):
+    """A conditional update lost: the partition state changed since it was read (Kafka's
+    zkVersion check; AlterPartition answers INVALID_UPDATE_VERSION the same way)."""
+
+    error_code = ErrorCode.invalid_update_version
+
+
+class MetadataUnavailableError(KafkaError):
+    """The metadata store cannot be reached (ZooKeeper down or the session lost)."""
+
+    error_code = ErrorCode.request_timed_out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PartitionState:
     """Leadership of one partition, as Kafka's partition state znode holds it."""
 
     leader: int
+    """-1 while no replica can lead (all of the ISR offline)."""
     leader_epoch: int = 0
     replicas: tuple[int, ...]
     isr: tuple[int, ...]
     partition_epoch: int = 0
+    """Bumped by every change of this state (the state znode's version in ZooKeeper)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,11 +91,48 @@ def new_topic_id() -> uuid.UUID:
             return candidate
 
 
+class MetadataListener:
+    """Told of metadata changes once they are stored, on the event loop; subclasses
+    override what they care about (the defaults ignore the change)."""
+
+    def topic_created(self, topic: TopicMetadata) -> None:
+        pass
+
+    def topic_deleted(self, topic: TopicMetadata) -> None:
+        pass
+
+    def partitions_added(self, topic: TopicMetadata, first_new: int) -> None:
+        pass
+
+    def topic_configs_changed(self, topic: TopicMetadata) -> None:
+        pass
+
+    def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
+        """Leader, leader epoch, ISR or replicas of these partitions changed."""
+
+    def brokers_changed(self, brokers: Mapping[int, BrokerRegistration]) -> None:
+        """The set of live brokers (or one's endpoints) changed."""
+
+    def controller_changed(self, controller_id: int, is_self: bool) -> None:
+        """Another broker (or this one, ``is_self``) became the controller; -1: none."""
+
+    def session_lost(self) -> None:
+        """The store's view can no longer be trusted (ZooKeeper session expired): stop
+        acting on it until changes arrive again."""
+
+
 class MetadataStore(Protocol):
     """What the broker reads and changes of cluster metadata."""
 
     @property
     def cluster_id(self) -> str: ...
+    @property
+    def controller_id(self) -> int: ...
+    @property
+    def controller_epoch(self) -> int: ...
+    def add_listener(self, listener: MetadataListener) -> None: ...
+    def register_broker(self, registration: BrokerRegistration) -> None: ...
+    def brokers(self) -> Mapping[int, BrokerRegistration]: ...
     def topics(self) -> Mapping[str, TopicMetadata]: ...
     def topic(self, name: str) -> TopicMetadata | None: ...
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicMetadata | None: ...
@@ -87,6 +142,17 @@ class MetadataStore(Protocol):
     def delete_topic(self, name: str) -> TopicMetadata: ...
     def add_partitions(self, name: str, assignment: list[list[int]]) -> TopicMetadata: ...
     def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata: ...
+    def alter_partition_states(
+        self, name: str, states: Mapping[int, PartitionState]
+    ) -> TopicMetadata:
+        """Write new states for some partitions of a topic, all or none.
+
+        Each new state carries the ``partition_epoch`` of the state it replaces; if any
+        stored state moved on since, nothing is written and StaleStateError is raised.
+        Stored states get ``partition_epoch + 1``.
+        """
+        ...
+
     def allocate_producer_id(self) -> int: ...
 
 
@@ -102,6 +168,8 @@ class LocalStore:
         """Each topic's line of the file, encoded once when the topic changes."""
         self._next_producer_id = 0
         self._producer_id_limit = 0
+        self._broker: BrokerRegistration | None = None
+        self._listeners: list[MetadataListener] = []
         self._load()
 
     # -- reads -----------------------------------------------------------------------------
@@ -109,6 +177,27 @@ class LocalStore:
     @property
     def cluster_id(self) -> str:
         return self._cluster_id
+
+    @property
+    def controller_id(self) -> int:
+        """A single node is its own controller."""
+        return self._broker.broker_id if self._broker is not None else -1
+
+    @property
+    def controller_epoch(self) -> int:
+        return 1
+
+    def add_listener(self, listener: MetadataListener) -> None:
+        self._listeners.append(listener)
+
+    def register_broker(self, registration: BrokerRegistration) -> None:
+        self._broker = registration
+        for listener in self._listeners:
+            listener.brokers_changed(self.brokers())
+            listener.controller_changed(registration.broker_id, True)
+
+    def brokers(self) -> Mapping[int, BrokerRegistration]:
+        return {self._broker.broker_id: self._broker} if self._broker is not None else {}
 
     def topics(self) -> Mapping[str, TopicMetadata]:
         return self._topics
@@ -134,6 +223,8 @@ class LocalStore:
         )
         self._put(topic)
         self._save()
+        for listener in self._listeners:
+            listener.topic_created(topic)
         return topic
 
     def delete_topic(self, name: str) -> TopicMetadata:
@@ -142,6 +233,8 @@ class LocalStore:
         del self._by_id[topic.topic_id]
         del self._json[name]
         self._save()
+        for listener in self._listeners:
+            listener.topic_deleted(topic)
         return topic
 
     def add_partitions(self, name: str, assignment: list[list[int]]) -> TopicMetadata:
@@ -152,12 +245,31 @@ class LocalStore:
         )
         self._put(updated)
         self._save()
+        for listener in self._listeners:
+            listener.partitions_added(updated, len(topic.partitions))
         return updated
 
     def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata:
         updated = replace(self._require(name), configs=dict(configs))
         self._put(updated)
         self._save()
+        for listener in self._listeners:
+            listener.topic_configs_changed(updated)
+        return updated
+
+    def alter_partition_states(
+        self, name: str, states: Mapping[int, PartitionState]
+    ) -> TopicMetadata:
+        topic = self._require(name)
+        partitions = list(topic.partitions)
+        for index, state in states.items():
+            check_partition_update(topic, index, state)
+            partitions[index] = replace(state, partition_epoch=state.partition_epoch + 1)
+        updated = replace(topic, partitions=tuple(partitions))
+        self._put(updated)
+        self._save()
+        for listener in self._listeners:
+            listener.partition_states_changed(updated, sorted(states))
         return updated
 
     def allocate_producer_id(self) -> int:
@@ -213,6 +325,18 @@ class LocalStore:
         topics = ",\n".join(self._json.values())
         text = f'{head[:-1]}, "topics": [\n{topics}\n]}}\n'
         write_atomically(str(self._path), text.encode())
+
+
+def check_partition_update(topic: TopicMetadata, index: int, state: PartitionState) -> None:
+    """StaleStateError unless ``state`` replaces the stored state of partition ``index``."""
+    if not 0 <= index < len(topic.partitions):
+        raise UnknownTopicError(f"Partition {topic.name}-{index} does not exist.")
+    stored = topic.partitions[index].partition_epoch
+    if state.partition_epoch != stored:
+        raise StaleStateError(
+            f"partition {topic.name}-{index} is at partition epoch {stored}, "
+            f"the update was based on {state.partition_epoch}"
+        )
 
 
 def _initial_state(replicas: list[int]) -> PartitionState:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from odradek.cluster.metadata import MetadataStore, TopicMetadata
+from odradek.cluster.metadata import MetadataListener, MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
@@ -110,7 +110,7 @@ class LeadershipListener(Protocol):
     def resigned(self, tp: TopicPartition) -> None: ...
 
 
-class ReplicaManager:
+class ReplicaManager(MetadataListener):
     def __init__(
         self,
         broker_id: int,

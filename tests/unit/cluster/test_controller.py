@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 
 from odradek.cluster.controller import Controller
-from odradek.cluster.metadata import LocalStore, TopicMetadata
+from odradek.cluster.metadata import LocalStore, MetadataListener, TopicMetadata
 from odradek.config import BrokerConfig
 from odradek.protocol.errors import ErrorCode, KafkaError
+from tests.unit.cluster.helpers import single_broker
 
 
-class Recorder:
+class Recorder(MetadataListener):
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 
@@ -34,9 +35,9 @@ def store(tmp_path: Path) -> LocalStore:
 
 def controller(store: LocalStore, **props: str) -> tuple[Controller, Recorder]:
     recorder = Recorder()
-    result = Controller(store, BrokerConfig(props), lambda: [1])
-    result.add_listener(recorder)
-    return result, recorder
+    store.register_broker(single_broker(1))
+    store.add_listener(recorder)
+    return Controller(store, BrokerConfig(props)), recorder
 
 
 def error_of(call: object) -> ErrorCode:

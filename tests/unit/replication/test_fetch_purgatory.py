@@ -15,6 +15,7 @@ from odradek.config import BrokerConfig
 from odradek.protocol.types import TopicPartition
 from odradek.replication.replica_manager import FetchPartition, FetchResult, ReplicaManager
 from odradek.storage.log_manager import LogManager
+from tests.unit.cluster.helpers import single_broker
 from tests.unit.storage.helpers import START_MS, make_batch
 
 TP = TopicPartition("t", 0)
@@ -27,8 +28,9 @@ def setup(tmp_path: Path) -> Iterator[tuple[ReplicaManager, Controller]]:
     store = LocalStore(tmp_path, "cluster")
     logs = LogManager([tmp_path], clock=lambda: START_MS)
     manager = ReplicaManager(1, config, logs, store, clock=lambda: START_MS)
-    controller = Controller(store, config, lambda: [1])
-    controller.add_listener(manager)
+    store.add_listener(manager)
+    store.register_broker(single_broker(1))
+    controller = Controller(store, config)
     controller.create_topic("t", 1, 1)
     yield manager, controller
     logs.shutdown()

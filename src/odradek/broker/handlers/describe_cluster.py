@@ -34,15 +34,16 @@ def handle(ctx: RequestContext, request: Any) -> Any:
         error_message=None,
         endpoint_type=endpoint_type,
         cluster_id=broker.cluster_id,
-        controller_id=broker.broker_id,
-        brokers=(
+        controller_id=broker.metadata.controller_id,
+        brokers=tuple(
             codec.build(
                 module.DescribeClusterBroker,
-                broker_id=broker.broker_id,
-                host=broker.endpoint.host,
-                port=broker.endpoint.port,
-                rack=None,
-            ),
+                broker_id=broker_id,
+                host=endpoint.host,
+                port=endpoint.port,
+                rack=rack,
+            )
+            for broker_id, endpoint, rack in broker.live_brokers(ctx.listener)
         ),
     )
 

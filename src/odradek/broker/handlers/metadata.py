@@ -7,6 +7,7 @@ before v4) and ``auto.create.topics.enable`` is on, with the broker's defaults.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
@@ -28,32 +29,35 @@ def handle(ctx: RequestContext, request: Any) -> Any:
         version < 4 or request.allow_auto_topic_creation
     )
     requested = request.topics
+    live = store.brokers()
     topics: list[Any] = []
     if requested is None or (version == 0 and not requested):
-        topics = [_topic(module, t) for t in store.topics().values()]
+        topics = [_topic(module, t, live) for t in store.topics().values()]
     else:
         for wanted in requested:
-            topics.append(_requested_topic(ctx, module, wanted, auto_create))
-    endpoint = broker.endpoint
+            topics.append(_requested_topic(ctx, module, wanted, auto_create, live))
     return codec.build(
         module.MetadataResponse,
         throttle_time=ZERO_DURATION,
-        brokers=(
+        brokers=tuple(
             codec.build(
                 module.MetadataResponseBroker,
-                node_id=broker.broker_id,
+                node_id=node_id,
                 host=endpoint.host,
                 port=endpoint.port,
-                rack=None,
-            ),
+                rack=rack,
+            )
+            for node_id, endpoint, rack in broker.live_brokers(ctx.listener)
         ),
         cluster_id=broker.cluster_id,
-        controller_id=broker.broker_id,
+        controller_id=store.controller_id,
         topics=tuple(topics),
     )
 
 
-def _requested_topic(ctx: RequestContext, module: Any, wanted: Any, auto_create: bool) -> Any:
+def _requested_topic(
+    ctx: RequestContext, module: Any, wanted: Any, auto_create: bool, live: Collection[int]
+) -> Any:
     store = ctx.broker.metadata
     name = getattr(wanted, "name", None)
     topic_id = getattr(wanted, "topic_id", None)
@@ -65,10 +69,10 @@ def _requested_topic(ctx: RequestContext, module: Any, wanted: Any, auto_create:
         known = store.topic_by_id(topic_id) if topic_id is not None else None
         if known is None:
             return _error(module, ErrorCode.unknown_topic_id, None, topic_id)
-        return _topic(module, known)
+        return _topic(module, known, live)
     known = store.topic(name)
     if known is not None:
-        return _topic(module, known)
+        return _topic(module, known, live)
     if not auto_create or is_internal_topic(name):
         try:
             ctx.broker.controller.check_topic_name(name)
@@ -80,7 +84,7 @@ def _requested_topic(ctx: RequestContext, module: Any, wanted: Any, auto_create:
     except KafkaError as exc:
         return _error(module, exc.error_code, name, None)
     assert created is not None
-    return _topic(module, created)
+    return _topic(module, created, live)
 
 
 def _error(module: Any, error: ErrorCode, name: str | None, topic_id: uuid.UUID | None) -> Any:
@@ -94,17 +98,22 @@ def _error(module: Any, error: ErrorCode, name: str | None, topic_id: uuid.UUID 
     )
 
 
-def _topic(module: Any, topic: TopicMetadata) -> Any:
+def _topic(module: Any, topic: TopicMetadata, live: Collection[int]) -> Any:
     partitions = tuple(
         codec.build(
             module.MetadataResponsePartition,
-            error_code=ErrorCode.none,
+            # Kafka: LEADER_NOT_AVAILABLE while no replica leads the partition.
+            error_code=(
+                ErrorCode.none
+                if state.leader >= 0 and state.leader in live
+                else ErrorCode.leader_not_available
+            ),
             partition_index=index,
             leader_id=state.leader,
             leader_epoch=state.leader_epoch,
             replica_nodes=state.replicas,
             isr_nodes=state.isr,
-            offline_replicas=(),
+            offline_replicas=tuple(r for r in state.replicas if r not in live),
         )
         for index, state in enumerate(topic.partitions)
     )
