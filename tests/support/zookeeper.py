@@ -15,6 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from kazoo.client import KazooClient
+from kazoo.handlers.threading import KazooTimeoutError
+
 from tests.support.broker import free_port
 
 ZOOKEEPER_JARS = Path("/usr/share/java")
@@ -81,9 +84,6 @@ class ZooKeeperServer:
         return self
 
     def _wait_ready(self) -> None:
-        from kazoo.client import KazooClient
-        from kazoo.handlers.threading import KazooTimeoutError
-
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             assert self.process is not None

@@ -82,6 +82,10 @@ def topic_id_to_base64(topic_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
 
 
+def topic_id_from_base64(text: str) -> uuid.UUID:
+    return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
 def new_topic_id() -> uuid.UUID:
     """A random topic id that is not Kafka's reserved zero or metadata id."""
     while True:

@@ -1,0 +1,1 @@
+"""Cluster metadata kept in Apache ZooKeeper (cluster mode)."""

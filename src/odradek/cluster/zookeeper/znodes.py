@@ -1,0 +1,226 @@
+"""Where cluster metadata lives in ZooKeeper, and its JSON, in Kafka's ZooKeeper layout.
+
+Kafka's own znodes and formats are kept (``/brokers/ids/<id>``, ``/controller``,
+``/controller_epoch``, ``/brokers/topics/<t>``, ``.../partitions/<p>/state``,
+``/config/topics/<t>``, ``/latest_producer_id_block``, ``/cluster/id``), so the layout is
+familiar to anyone who ran Kafka on ZooKeeper. One addition replaces Kafka's
+LeaderAndIsr/UpdateMetadata RPCs (gone in Kafka 4): whoever changes partition states or
+topic configs also writes a sequential ``/odradek/changes/change_<n>`` naming the topics
+and partitions it changed, and every broker watches that one directory. One watch per
+broker, not one per partition, however many partitions there are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
+from odradek.cluster.metadata import PartitionState, topic_id_from_base64, topic_id_to_base64
+
+CLUSTER_ID = "/cluster/id"
+BROKER_IDS = "/brokers/ids"
+TOPICS = "/brokers/topics"
+CONTROLLER = "/controller"
+CONTROLLER_EPOCH = "/controller_epoch"
+TOPIC_CONFIGS = "/config/topics"
+PRODUCER_ID_BLOCK = "/latest_producer_id_block"
+CHANGES = "/odradek/changes"
+CHANGE_PREFIX = "change_"
+PERSISTENT_PATHS = (BROKER_IDS, TOPICS, TOPIC_CONFIGS, CHANGES, "/cluster")
+
+
+def broker_path(broker_id: int) -> str:
+    return f"{BROKER_IDS}/{broker_id}"
+
+
+def topic_path(name: str) -> str:
+    return f"{TOPICS}/{name}"
+
+
+def partitions_path(name: str) -> str:
+    return f"{TOPICS}/{name}/partitions"
+
+
+def partition_path(name: str, index: int) -> str:
+    return f"{TOPICS}/{name}/partitions/{index}"
+
+
+def state_path(name: str, index: int) -> str:
+    return f"{TOPICS}/{name}/partitions/{index}/state"
+
+
+def topic_config_path(name: str) -> str:
+    return f"{TOPIC_CONFIGS}/{name}"
+
+
+def change_sequence(child: str) -> int:
+    """The sequence number of a ``change_<n>`` child; -1 for any other name."""
+    suffix = child.removeprefix(CHANGE_PREFIX)
+    return int(suffix) if suffix != child and suffix.isdigit() else -1
+
+
+def _dump(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _load(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
+
+
+def _now_ms() -> str:
+    return str(time.time_ns() // 1_000_000)
+
+
+# -- brokers and controller ------------------------------------------------------------------
+
+
+def encode_broker(registration: BrokerRegistration) -> bytes:
+    first = registration.endpoint
+    return _dump(
+        {
+            "version": 5,
+            "listener_security_protocol_map": {e.name: e.name for e in registration.endpoints},
+            "endpoints": [str(e) for e in registration.endpoints],
+            "rack": registration.rack,
+            "jmx_port": -1,
+            "host": first.host,
+            "port": first.port,
+            "timestamp": _now_ms(),
+            "features": {},
+        }
+    )
+
+
+def decode_broker(broker_id: int, data: bytes) -> BrokerRegistration:
+    raw = _load(data)
+    endpoints: Iterable[Endpoint] = (parse_listener(text) for text in raw.get("endpoints", []))
+    return BrokerRegistration(broker_id=broker_id, endpoints=tuple(endpoints), rack=raw.get("rack"))
+
+
+def encode_controller(broker_id: int) -> bytes:
+    return _dump({"version": 2, "brokerid": broker_id, "timestamp": _now_ms()})
+
+
+def decode_controller(data: bytes) -> int:
+    return int(_load(data)["brokerid"])
+
+
+def encode_cluster_id(cluster_id: str) -> bytes:
+    return _dump({"version": "1", "id": cluster_id})
+
+
+def decode_cluster_id(data: bytes) -> str:
+    return str(_load(data)["id"])
+
+
+# -- topics ----------------------------------------------------------------------------------
+
+
+def encode_assignment(topic_id: uuid.UUID, replicas: Sequence[Sequence[int]]) -> bytes:
+    return _dump(
+        {
+            "version": 3,
+            "topic_id": topic_id_to_base64(topic_id),
+            "partitions": {str(index): list(r) for index, r in enumerate(replicas)},
+            "adding_replicas": {},
+            "removing_replicas": {},
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    topic_id: uuid.UUID
+    replicas: tuple[tuple[int, ...], ...]
+
+
+def decode_assignment(data: bytes) -> Assignment:
+    raw = _load(data)
+    partitions = raw["partitions"]
+    replicas = tuple(tuple(partitions[str(i)]) for i in range(len(partitions)))
+    return Assignment(topic_id_from_base64(raw["topic_id"]), replicas)
+
+
+def encode_state(state: PartitionState, controller_epoch: int) -> bytes:
+    return _dump(
+        {
+            "version": 1,
+            "controller_epoch": controller_epoch,
+            "leader": state.leader,
+            "leader_epoch": state.leader_epoch,
+            "isr": list(state.isr),
+        }
+    )
+
+
+def decode_state(data: bytes, replicas: Sequence[int], version: int) -> PartitionState:
+    """A partition state; the znode's version is the partition epoch."""
+    raw = _load(data)
+    return PartitionState(
+        leader=int(raw["leader"]),
+        leader_epoch=int(raw["leader_epoch"]),
+        replicas=tuple(replicas),
+        isr=tuple(raw["isr"]),
+        partition_epoch=version,
+    )
+
+
+def encode_topic_config(configs: Mapping[str, str]) -> bytes:
+    return _dump({"version": 1, "config": dict(configs)})
+
+
+def decode_topic_config(data: bytes) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _load(data).get("config", {}).items()}
+
+
+# -- change notifications and producer ids ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a change notification names: a topic, and which of its partitions' states
+    changed (None: the topic itself — assignment or configs — so re-read all of it)."""
+
+    topic: str
+    partitions: tuple[int, ...] | None
+
+
+def encode_changes(changes: Iterable[Change]) -> bytes:
+    return _dump(
+        {
+            "version": 1,
+            "changes": [
+                {
+                    "topic": c.topic,
+                    "partitions": None if c.partitions is None else list(c.partitions),
+                }
+                for c in changes
+            ],
+        }
+    )
+
+
+def decode_changes(data: bytes) -> list[Change]:
+    raw = _load(data)
+    return [
+        Change(
+            item["topic"],
+            None if item.get("partitions") is None else tuple(item["partitions"]),
+        )
+        for item in raw.get("changes", [])
+    ]
+
+
+def encode_producer_id_block(broker_id: int, start: int, end: int) -> bytes:
+    return _dump(
+        {"version": 1, "broker": broker_id, "block_start": str(start), "block_end": str(end)}
+    )
+
+
+def decode_producer_id_block_end(data: bytes) -> int:
+    return int(_load(data)["block_end"])

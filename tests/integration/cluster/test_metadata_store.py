@@ -1,0 +1,270 @@
+"""The same metadata-store behaviour from LocalStore (single node) and ZooKeeperStore.
+
+The ZooKeeper store runs against a real ZooKeeper; each test gets its own chroot, so the
+tests share one server without seeing each other's metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from odradek.cluster.brokers import BrokerRegistration
+from odradek.cluster.metadata import (
+    LocalStore,
+    MetadataListener,
+    MetadataStore,
+    StaleStateError,
+    TopicExistsError,
+    TopicMetadata,
+    UnknownTopicError,
+)
+from odradek.cluster.zookeeper.store import ZooKeeperStore
+from tests.support.zookeeper import ZooKeeperServer
+from tests.unit.cluster.helpers import single_broker
+
+_chroots = itertools.count()
+
+
+class Recorder(MetadataListener):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def topic_created(self, topic: TopicMetadata) -> None:
+        self.events.append(("created", topic.name))
+
+    def topic_deleted(self, topic: TopicMetadata) -> None:
+        self.events.append(("deleted", topic.name))
+
+    def partitions_added(self, topic: TopicMetadata, first_new: int) -> None:
+        self.events.append(("added", (topic.name, first_new)))
+
+    def topic_configs_changed(self, topic: TopicMetadata) -> None:
+        self.events.append(("configs", topic.name))
+
+    def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
+        self.events.append(("states", (topic.name, tuple(indices))))
+
+    def controller_changed(self, controller_id: int, is_self: bool) -> None:
+        self.events.append(("controller", controller_id))
+
+
+class Stores:
+    """Opens stores of one kind that share their metadata (one dir, or one chroot)."""
+
+    def __init__(self, kind: str, tmp_path: Path, zookeeper: ZooKeeperServer | None) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.connect = f"{zookeeper.connect}/t{next(_chroots)}" if zookeeper else ""
+        self.opened: list[ZooKeeperStore] = []
+
+    async def open(self, broker_id: int = 1, rack: str | None = None) -> MetadataStore:
+        registration = single_broker(broker_id, rack)
+        if self.kind == "local":
+            local = LocalStore(self.tmp_path, "cluster-a")
+            local.register_broker(registration)
+            return local
+        store = ZooKeeperStore(self.connect, "cluster-a", broker_id, session_timeout_ms=4000)
+        self.opened.append(store)
+        await store.connect()
+        await store.wait_until_registered(registration)
+        return store
+
+    def close_all(self) -> None:
+        for store in self.opened:
+            store.close()
+
+
+@pytest.fixture(params=["local", "zookeeper"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    zookeeper = request.getfixturevalue("zookeeper") if request.param == "zookeeper" else None
+    opened = Stores(request.param, tmp_path, zookeeper)
+    yield opened
+    opened.close_all()
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_topics_round_trip_and_persist(stores: Stores) -> None:
+    async def body() -> None:
+        store = await stores.open()
+        created = store.create_topic("orders", [[1], [1], [1]], {"retention.ms": "1000"})
+        assert store.topic("orders") == created
+        assert store.topic_by_id(created.topic_id) == created
+        assert [p.leader for p in created.partitions] == [1, 1, 1]
+        with pytest.raises(TopicExistsError):
+            store.create_topic("orders", [[1]], {})
+        store.create_topic("other", [[1]], {})
+        store.delete_topic("other")
+        with pytest.raises(UnknownTopicError):
+            store.delete_topic("other")
+        again = await stores.open(2)
+        await eventually(lambda: again.topic("orders") is not None)
+        assert again.topic("orders") == created
+        assert again.topic("other") is None
+        assert again.topic("orders").configs == {"retention.ms": "1000"}  # type: ignore[union-attr]
+
+    run(body)
+
+
+def test_partitions_configs_and_listener_events(stores: Stores) -> None:
+    async def body() -> None:
+        store = await stores.open()
+        recorder = Recorder()
+        store.add_listener(recorder)
+        store.create_topic("t", [[1], [1]], {})
+        grown = store.add_partitions("t", [[1], [1]])
+        assert len(grown.partitions) == 4
+        changed = store.set_topic_configs("t", {"cleanup.policy": "compact"})
+        assert changed.configs == {"cleanup.policy": "compact"}
+        store.delete_topic("t")
+        topic_events = [e for e in recorder.events if e[0] != "controller"]
+        assert topic_events == [
+            ("created", "t"),
+            ("added", ("t", 2)),
+            ("configs", "t"),
+            ("deleted", "t"),
+        ]
+
+    run(body)
+
+
+def test_partition_state_updates_are_conditional(stores: Stores) -> None:
+    async def body() -> None:
+        store = await stores.open()
+        topic = store.create_topic("t", [[1], [1]], {})
+        recorder = Recorder()
+        store.add_listener(recorder)
+        state = topic.partitions[1]
+        moved = store.alter_partition_states(
+            "t", {1: state.__class__(**{**_fields(state), "leader_epoch": 5})}
+        )
+        assert moved.partitions[1].leader_epoch == 5
+        assert moved.partitions[1].partition_epoch == state.partition_epoch + 1
+        assert moved.partitions[0] == topic.partitions[0]
+        # The same update again is based on a state that is gone now.
+        with pytest.raises(StaleStateError):
+            store.alter_partition_states("t", {1: state})
+        assert store.topic("t") == moved
+        assert recorder.events == [("states", ("t", (1,)))]
+
+    run(body)
+
+
+def test_producer_ids_never_repeat(stores: Stores) -> None:
+    async def body() -> None:
+        first = await stores.open()
+        seen = [first.allocate_producer_id() for _ in range(3)]
+        second = await stores.open(2)
+        seen += [second.allocate_producer_id() for _ in range(3)]
+        seen += [first.allocate_producer_id() for _ in range(3)]
+        assert len(set(seen)) == len(seen)
+
+    run(body)
+
+
+def _fields(state: Any) -> dict[str, Any]:
+    return {name: getattr(state, name) for name in state.__slots__}
+
+
+# -- ZooKeeper only: several brokers ----------------------------------------------------------
+
+
+@pytest.fixture
+def zk_stores(tmp_path: Path, zookeeper: ZooKeeperServer) -> Iterator[Stores]:
+    opened = Stores("zookeeper", tmp_path, zookeeper)
+    yield opened
+    opened.close_all()
+
+
+def test_brokers_see_each_other_and_each_others_changes(zk_stores: Stores) -> None:
+    async def body() -> None:
+        one = await zk_stores.open(1, rack="a")
+        two = await zk_stores.open(2, rack="b")
+        await eventually(lambda: set(one.brokers()) == {1, 2} == set(two.brokers()))
+        assert two.brokers()[1].rack == "a"
+        assert isinstance(two.brokers()[1], BrokerRegistration)
+        recorder = Recorder()
+        two.add_listener(recorder)
+        topic = one.create_topic("shared", [[1, 2], [2, 1]], {})
+        await eventually(lambda: two.topic("shared") == topic)
+        state = topic.partitions[0]
+        one.alter_partition_states("shared", {0: _with(state, isr=(1,))})
+        await eventually(lambda: two.topic("shared") == one.topic("shared"))
+        one.set_topic_configs("shared", {"retention.ms": "5"})
+        await eventually(lambda: ("configs", "shared") in recorder.events)
+        two.delete_topic("shared")
+        await eventually(lambda: one.topic("shared") is None)
+        events = [e for e in recorder.events if e[0] != "controller"]
+        assert events == [
+            ("created", "shared"),
+            ("states", ("shared", (0,))),
+            ("configs", "shared"),
+            ("deleted", "shared"),
+        ]
+
+    run(body)
+
+
+def test_one_controller_and_failover(zk_stores: Stores) -> None:
+    async def body() -> None:
+        one = await zk_stores.open(1)
+        two = await zk_stores.open(2)
+        await eventually(lambda: one.controller_id == two.controller_id == 1)
+        first_epoch = two.controller_epoch
+        assert isinstance(one, ZooKeeperStore) and one.is_controller
+        one.close()
+        await eventually(lambda: two.controller_id == 2, timeout=15)
+        assert two.controller_epoch == first_epoch + 1
+        assert isinstance(two, ZooKeeperStore) and two.is_controller
+        await eventually(lambda: set(two.brokers()) == {2}, timeout=15)
+
+    run(body)
+
+
+def test_concurrent_creation_of_one_topic_gives_one_topic(zk_stores: Stores) -> None:
+    async def body() -> None:
+        one = await zk_stores.open(1)
+        two = await zk_stores.open(2)
+        outcomes = []
+        for store in (one, two):
+            try:
+                outcomes.append(store.create_topic("race", [[1]], {}).topic_id)
+            except TopicExistsError:
+                outcomes.append(None)
+        assert outcomes[1] is None and outcomes[0] is not None
+        await eventually(lambda: two.topic("race") is not None)
+        assert two.topic("race").topic_id == outcomes[0]  # type: ignore[union-attr]
+
+    run(body)
+
+
+def test_large_topic_is_written_in_chunks(zk_stores: Stores) -> None:
+    async def body() -> None:
+        one = await zk_stores.open(1)
+        topic = one.create_topic("wide", [[1]] * 1200, {})
+        assert len(topic.partitions) == 1200
+        two = await zk_stores.open(2)
+        assert two.topic("wide") == topic
+        one.delete_topic("wide")
+        await eventually(lambda: two.topic("wide") is None)
+
+    run(body)
+
+
+def _with(state: Any, **changes: Any) -> Any:
+    return state.__class__(**{**_fields(state), **changes})
