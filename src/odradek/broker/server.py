@@ -34,6 +34,7 @@ from odradek.protocol.errors import ErrorCode
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
 from odradek.storage import checkpoints
+from odradek.storage.errors import KafkaStorageError
 from odradek.storage.log import FlushJob
 from odradek.storage.log_manager import LogManager
 
@@ -293,7 +294,10 @@ class Broker:
 
         async def flush() -> None:
             await asyncio.to_thread(job.run)
-            job.complete()
+            try:
+                job.complete()
+            except KafkaStorageError as exc:  # reported to the failure channel already
+                log.warning("background flush failed: %s", exc)
 
         self.spawn(flush())
 

@@ -83,6 +83,7 @@ def server(  # noqa: PLR0917 - one parameter per command-line option, as typer n
 async def _run(config: BrokerConfig) -> int:
     # Imported here so client commands never load the broker.
     from odradek.broker.server import Broker, BrokerStartError  # noqa: PLC0415
+    from odradek.storage.errors import KafkaStorageError  # noqa: PLC0415
 
     try:
         broker = Broker(config)
@@ -91,6 +92,8 @@ async def _run(config: BrokerConfig) -> int:
         _fail(str(exc))
     except OSError as exc:
         _fail(_describe_os_error(exc, config))
+    except KafkaStorageError as exc:  # e.g. a full disk while writing meta.properties
+        _fail(f"cannot start the broker: {exc}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from odradek.cluster.brokers import BrokerRegistration
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.storage.checkpoints import write_atomically
+from odradek.storage.errors import KafkaStorageError
 
 METADATA_FILE = "cluster-metadata.json"
 PRODUCER_ID_BLOCK = 1000
@@ -226,7 +227,7 @@ class LocalStore:
             configs=dict(configs),
         )
         self._put(topic)
-        self._save()
+        self._save_or_undo(lambda: self._forget(topic))
         for listener in self._listeners:
             listener.topic_created(topic)
         return topic
@@ -236,7 +237,7 @@ class LocalStore:
         del self._topics[name]
         del self._by_id[topic.topic_id]
         del self._json[name]
-        self._save()
+        self._save_or_undo(lambda: self._put(topic))
         for listener in self._listeners:
             listener.topic_deleted(topic)
         return topic
@@ -248,15 +249,16 @@ class LocalStore:
             partitions=topic.partitions + tuple(_initial_state(r) for r in assignment),
         )
         self._put(updated)
-        self._save()
+        self._save_or_undo(lambda: self._put(topic))
         for listener in self._listeners:
             listener.partitions_added(updated, len(topic.partitions))
         return updated
 
     def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata:
-        updated = replace(self._require(name), configs=dict(configs))
+        topic = self._require(name)
+        updated = replace(topic, configs=dict(configs))
         self._put(updated)
-        self._save()
+        self._save_or_undo(lambda: self._put(topic))
         for listener in self._listeners:
             listener.topic_configs_changed(updated)
         return updated
@@ -271,7 +273,7 @@ class LocalStore:
             partitions[index] = replace(state, partition_epoch=state.partition_epoch + 1)
         updated = replace(topic, partitions=tuple(partitions))
         self._put(updated)
-        self._save()
+        self._save_or_undo(lambda: self._put(topic))
         for listener in self._listeners:
             listener.partition_states_changed(updated, sorted(states))
         return updated
@@ -279,8 +281,9 @@ class LocalStore:
     def allocate_producer_id(self) -> int:
         """Next producer id; blocks of ids are persisted ahead so none is ever reused."""
         if self._next_producer_id >= self._producer_id_limit:
+            limit = self._producer_id_limit
             self._producer_id_limit = self._next_producer_id + PRODUCER_ID_BLOCK
-            self._save()
+            self._save_or_undo(lambda: setattr(self, "_producer_id_limit", limit))
         producer_id = self._next_producer_id
         self._next_producer_id += 1
         return producer_id
@@ -297,6 +300,19 @@ class LocalStore:
         self._topics[topic.name] = topic
         self._by_id[topic.topic_id] = topic
         self._json[topic.name] = json.dumps(_topic_to_json(topic), separators=(",", ":"))
+
+    def _forget(self, topic: TopicMetadata) -> None:
+        del self._topics[topic.name], self._by_id[topic.topic_id], self._json[topic.name]
+
+    def _save_or_undo(self, undo: Callable[[], object]) -> None:
+        """Save; if the file cannot be written (KafkaStorageError: a full or failed
+        disk), ``undo`` the change in memory first, so that what is served never runs
+        ahead of the file and the caller can answer with the error."""
+        try:
+            self._save()
+        except KafkaStorageError:
+            undo()
+            raise
 
     def _load(self) -> None:
         try:

@@ -4,6 +4,12 @@ Kafka's ReplicaManager: appends a produce request's records partition by partiti
 a fetch request's partitions within its byte budgets (KIP-74), and parks a fetch that
 found fewer than ``min_bytes`` until enough data arrives or ``max_wait_ms`` passes (the
 fetch purgatory). Appends wake the fetches waiting on their partition.
+
+Partitions whose log dir failed (``storage.log_dir_failure``) are offline, as Kafka's
+``HostedPartition.Offline``: every request naming one gets KAFKA_STORAGE_ERROR, their
+coordinators resign, parked fetches on them are answered at once, and Metadata lists
+them with no leader and this broker among the offline replicas. They stay offline until
+the broker restarts.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
 from odradek.replication.partition import Partition, PartitionRead
+from odradek.storage.errors import KafkaStorageError
 from odradek.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -125,8 +132,11 @@ class ReplicaManager(MetadataListener):
         self.metadata = metadata
         self.clock = clock
         self.partitions: dict[TopicPartition, Partition] = {}
+        self.offline_partitions: set[TopicPartition] = set()
+        """Hosted here, but in a failed log dir (or their log could not be created)."""
         self._waiters: dict[TopicPartition, set[ParkedFetch]] = {}
         self._leadership_listeners: dict[str, list[LeadershipListener]] = {}
+        log_manager.log_dir_failure_channel.add_listener(self.handle_log_dir_failure)
 
     def add_leadership_listener(self, topic: str, listener: LeadershipListener) -> None:
         self._leadership_listeners.setdefault(topic, []).append(listener)
@@ -150,8 +160,15 @@ class ReplicaManager(MetadataListener):
             if self.broker_id not in state.replicas:
                 continue
             tp = TopicPartition(topic.name, index)
-            partition_log = self.log_manager.get_or_create_log(tp, config, topic.topic_id)
-            partition = Partition(tp, topic.topic_id, partition_log, state, self.broker_id)
+            if tp in self.offline_partitions:
+                continue
+            try:
+                partition_log = self.log_manager.get_or_create_log(tp, config, topic.topic_id)
+                partition = Partition(tp, topic.topic_id, partition_log, state, self.broker_id)
+            except KafkaStorageError as exc:
+                log.error("partition %s is offline: %s", tp, exc)
+                self.offline_partitions.add(tp)
+                continue
             self.partitions[tp] = partition
             if partition.is_leader:
                 for listener in self._leadership_listeners.get(topic.name, ()):
@@ -166,6 +183,7 @@ class ReplicaManager(MetadataListener):
     def topic_deleted(self, topic: TopicMetadata) -> None:
         for index in range(len(topic.partitions)):
             tp = TopicPartition(topic.name, index)
+            self.offline_partitions.discard(tp)
             if self.partitions.pop(tp, None) is not None:
                 for listener in self._leadership_listeners.get(topic.name, ()):
                     listener.resigned(tp)
@@ -182,8 +200,32 @@ class ReplicaManager(MetadataListener):
     def get_partition(self, tp: TopicPartition) -> Partition:
         partition = self.partitions.get(tp)
         if partition is None:
+            if tp in self.offline_partitions:
+                raise KafkaStorageError(f"Partition {tp} is in an offline log directory")
             raise UnknownTopicOrPartitionError(f"This server does not host {tp}.")
         return partition
+
+    def is_offline(self, tp: TopicPartition) -> bool:
+        return tp in self.offline_partitions
+
+    def handle_log_dir_failure(self, log_dir: str) -> None:
+        """Take the partitions of a failed log dir offline (Kafka's
+        ``ReplicaManager.handleLogDirFailure``); called by the failure channel after the
+        log manager closed their logs. Unlike Kafka, the broker does not halt when no
+        log dir is left: it keeps answering, with KAFKA_STORAGE_ERROR where it must."""
+        failed = [tp for tp, p in self.partitions.items() if p.log.parent_dir == log_dir]
+        for tp in failed:
+            del self.partitions[tp]
+            self.offline_partitions.add(tp)
+            for listener in self._leadership_listeners.get(tp.topic, ()):
+                listener.resigned(tp)
+            self._wake(tp)
+        log.warning(
+            "stopped serving %d partitions in failed log dir %s%s",
+            len(failed),
+            log_dir,
+            "" if self.log_manager.live_log_dirs else "; no log dir is online",
+        )
 
     # -- produce ---------------------------------------------------------------------------
 

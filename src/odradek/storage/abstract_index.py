@@ -17,7 +17,8 @@ full 1 GiB segment at the default interval).
 Entries are appended in memory and written out by ``persist`` (on flush, roll, close
 and handle eviction), so appends cost no system call. After a crash the unpersisted
 tail is simply missing: segments after the recovery point are rebuilt anyway, and a
-segment before it was flushed, which persisted its index first.
+segment before it was flushed, which persisted its index first. A write that fails part
+way (a full disk) is cut back to whole entries; the rest stay in memory for the next try.
 
 Not thread-safe: one owner (the segment) serialises all calls.
 """
@@ -31,7 +32,7 @@ import sys
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from odradek.storage.errors import CorruptIndexError
+from odradek.storage.errors import CorruptIndexError, KafkaStorageError, storage_error
 from odradek.storage.file_records import read_exact
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -179,7 +180,12 @@ class AbstractIndex(ABC):
 
     def persist(self, *, fsync: bool = False) -> None:
         """Append the entries not yet on disk to the file (creating it if needed), and
-        fsync it when asked."""
+        fsync it when asked.
+
+        A failed write is cut back to the entries already persisted, so the file only
+        ever holds whole entries; LogDirFullError when the disk was full (the entries
+        stay in memory for the next try), KafkaStorageError otherwise.
+        """
         pending = self._loaded and len(self._keys) > self._persisted
         if not pending and not fsync:
             return
@@ -188,21 +194,38 @@ class AbstractIndex(ABC):
             fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise storage_error(f"cannot open index {self.path}", exc, undone=True) from exc
         try:
             if pending:
-                data = self._encode(self._persisted)
-                position = self._persisted * self.ENTRY_SIZE
-                os.ftruncate(fd, position)
-                view = memoryview(data)
-                while view:
-                    written = os.pwrite(fd, view, position)
-                    view = view[written:]
-                    position += written
-                self._persisted = len(self._keys)
+                self._write_pending(fd)
             if fsync:
-                os.fsync(fd)
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise KafkaStorageError(f"cannot fsync index {self.path}: {exc}") from exc
         finally:
             os.close(fd)
+
+    def _write_pending(self, fd: int) -> None:
+        data = self._encode(self._persisted)
+        start = position = self._persisted * self.ENTRY_SIZE
+        try:
+            os.ftruncate(fd, position)
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(fd, view, position)
+                view = view[written:]
+                position += written
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                undone = False
+            else:
+                undone = True
+            raise storage_error(f"cannot write index {self.path}", exc, undone=undone) from exc
+        self._persisted = len(self._keys)
 
     def rename(self, new_path: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -23,8 +23,10 @@ i.e. high watermarks, ``log-start-offset-checkpoint``), one per log directory; t
 at start-up: ``{"version":0,"brokerEpoch":<epoch>}``.
 
 Every write goes to ``<name>.tmp``, is fsynced, renamed over the file, and the directory
-is fsynced. A missing file reads as empty; a malformed one is logged and read as empty,
-so a bad file never stops the broker from starting. Plain functions; thread-safe as far
+is fsynced; a write that fails leaves the old file as it was (a full disk raises
+``LogDirFullError``, anything else ``KafkaStorageError``). A missing file reads as empty;
+a malformed one is logged and read as empty, so a bad file never stops the broker from
+starting. Plain functions; thread-safe as far
 as the file system is.
 """
 
@@ -39,6 +41,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from odradek.protocol.types import TopicPartition
+from odradek.storage.errors import KafkaStorageError, storage_error
 from odradek.storage.log_files import TMP_FILE_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -57,28 +60,64 @@ class MalformedFileError(ValueError):
 
 
 def write_atomically(path: str, data: bytes, *, fsync: bool = True) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory."""
+    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory.
+
+    On failure the old file is untouched and the temp file removed: LogDirFullError when
+    the disk was full (nothing changed; retry later), KafkaStorageError otherwise.
+    """
     tmp = path + TMP_FILE_SUFFIX
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise storage_error(f"cannot create {tmp}", exc, undone=True) from exc
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise storage_error(f"cannot write {tmp}", exc, undone=_remove(tmp)) from exc
         if fsync:
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                _remove(tmp)
+                raise KafkaStorageError(f"cannot fsync {tmp}: {exc}") from exc
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise storage_error(f"cannot rename {tmp} to {path}", exc, undone=_remove(tmp)) from exc
     if fsync:
         fsync_dir(os.path.dirname(path) or ".")
 
 
-def fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _remove(path: str) -> bool:
+    """Unlink ``path`` if it exists; False if that failed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def fsync_dir(directory: str) -> None:
+    """fsync a directory (KafkaStorageError if that fails: its entries may be lost)."""
+    try:
+        _fsync_path(directory)
+    except OSError as exc:
+        raise KafkaStorageError(f"cannot fsync directory {directory}: {exc}") from exc
 
 
 def _read_text(path: str) -> str | None:

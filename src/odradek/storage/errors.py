@@ -10,6 +10,8 @@ accepts no older produce version), so there is no UNSUPPORTED_FOR_MESSAGE_FORMAT
 
 from __future__ import annotations
 
+import errno
+
 from odradek.protocol.errors import ErrorCode, KafkaError
 
 __all__ = [
@@ -21,11 +23,13 @@ __all__ = [
     "InvalidRecordError",
     "InvalidTimestampError",
     "KafkaStorageError",
+    "LogDirFullError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "RecordBatchTooLargeError",
     "RecordTooLargeError",
     "UnexpectedAppendOffsetError",
+    "storage_error",
 ]
 
 
@@ -74,9 +78,37 @@ class InvalidProducerEpochError(KafkaError):
 
 
 class KafkaStorageError(KafkaError):
-    """An OSError while writing, flushing or reading a log: the log directory is unusable."""
+    """An OSError while writing, flushing or reading a log: the log directory is unusable
+    and goes offline (``log_dir_failure``), as Kafka takes a log dir offline on any
+    IOException. ``LogDirFullError`` is the one exception."""
 
     error_code = ErrorCode.kafka_storage_error
+
+
+class LogDirFullError(KafkaStorageError):
+    """The disk was full (ENOSPC, EDQUOT) and what was being written was undone: the log
+    is exactly as before the write, so its directory stays online and the same write
+    succeeds once there is room. Clients get the same KAFKA_STORAGE_ERROR.
+
+    Kafka makes no such distinction (a full disk takes the log dir offline until
+    restart); a full disk is common and recoverable, and nothing on it is damaged, so
+    here it fails the writes only while it lasts.
+    """
+
+
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def storage_error(message: str, cause: OSError, *, undone: bool) -> KafkaStorageError:
+    """The error to raise for ``cause``: LogDirFullError when the disk was full and the
+    caller undid any partial write (``undone``), else KafkaStorageError (dir failure).
+
+    An fsync failure must never pass ``undone=True``: after a failed fsync the page
+    cache may have dropped the data, so nothing is known about what is on disk.
+    """
+    if undone and cause.errno in OUT_OF_SPACE_ERRNOS:
+        return LogDirFullError(f"{message}: {cause}")
+    return KafkaStorageError(f"{message}: {cause}")
 
 
 class InconsistentTopicIdError(KafkaError):

@@ -7,8 +7,9 @@ File ``leader-epoch-checkpoint`` in the partition directory (Kafka's ``Checkpoin
     <epoch> <start offset>       count lines, epochs and offsets increasing
 
 A new epoch is written atomically with fsync at once (it decides truncation after a
-leader change, KIP-101); truncations are written without fsync, as Kafka flushes them
-asynchronously: a stale file is corrected by the truncation that start-up performs.
+leader change, KIP-101), and is not kept in memory if that write fails; truncations are
+written without fsync, as Kafka flushes them asynchronously: a stale file is corrected
+by the truncation that start-up performs (so a full disk only postpones them).
 A malformed file is logged and read as empty.
 
 Not thread-safe: the owning log serialises calls.
@@ -28,6 +29,7 @@ from odradek.storage.checkpoints import (
     parse_checkpoint_lines,
     write_atomically,
 )
+from odradek.storage.errors import KafkaStorageError, LogDirFullError
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +122,15 @@ class LeaderEpochFileCache:
         epochs = self._epochs
         if epochs and epochs[-1] == epoch and self._offsets[-1] <= start_offset >= 0:
             return  # every append of the current epoch: nothing to record
+        saved = (list(self._epochs), list(self._offsets))
         if self._assign(EpochEntry(epoch, start_offset)):
-            self._write(fsync=True)
+            try:
+                self._write(fsync=True)
+            except KafkaStorageError:
+                # Memory never runs ahead of the file: the append that brought the
+                # epoch fails, and the next one assigns it again.
+                self._epochs, self._offsets = saved
+                raise
 
     def _assign(self, entry: EpochEntry) -> bool:
         if entry.epoch < 0 or entry.start_offset < 0:
@@ -152,7 +161,7 @@ class LeaderEpochFileCache:
             return
         keep = bisect.bisect_left(self._offsets, end_offset)
         del self._epochs[keep:], self._offsets[keep:]
-        self._write(fsync=False)
+        self._write_truncation()
 
     def truncate_from_start(self, start_offset: int) -> None:
         """Drop entries that start at or before ``start_offset`` except the last of them,
@@ -164,7 +173,15 @@ class LeaderEpochFileCache:
         del self._epochs[:removed], self._offsets[:removed]
         self._epochs.insert(0, epoch)
         self._offsets.insert(0, start_offset)
-        self._write(fsync=False)
+        self._write_truncation()
+
+    def _write_truncation(self) -> None:
+        """A truncation need not reach the file at once (start-up truncates a stale
+        file the same way), so a full disk only postpones it to the next write."""
+        try:
+            self._write(fsync=False)
+        except LogDirFullError as exc:
+            log.warning("%s; the truncation of %s is written later", exc, self.path)
 
     def clear_and_flush(self) -> None:
         self._epochs.clear()

@@ -382,3 +382,8 @@ class LocalLog:
         self.delete_pending_files(2**63 - 1)
         for segment in self.segments:
             segment.close()
+
+    def close_handlers(self) -> None:
+        """Drop every descriptor, writing nothing (the log dir has failed)."""
+        for segment in [*self.segments, *(item for _, item in self._pending_deletes)]:
+            segment.close_handlers()

@@ -16,18 +16,22 @@ of the same log meanwhile. The fsyncs after a roll can be left to a flush schedu
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from odradek.config import LogConfig
 from odradek.protocol.types import TopicPartition
 from odradek.storage import checkpoints
 from odradek.storage.errors import (
     InconsistentTopicIdError,
+    KafkaStorageError,
+    LogDirFullError,
     OffsetOutOfRangeError,
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
@@ -36,6 +40,7 @@ from odradek.storage.file_records import HandleCache
 from odradek.storage.leader_epoch import LeaderEpochFileCache
 from odradek.storage.loader import LogLoader, rebuild_producer_state
 from odradek.storage.local_log import LocalLog
+from odradek.storage.log_dir_failure import LogDirFailureChannel
 from odradek.storage.producer_state import ProducerAppendInfo, ProducerStateManager
 from odradek.storage.segment import Clock, LogSegment
 from odradek.storage.validator import LogValidator
@@ -62,6 +67,35 @@ def system_clock() -> int:
     return time.time_ns() // 1_000_000
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _storage_guard(
+    doing: str,
+) -> Callable[[Callable[Concatenate[Log, _P], _R]], Callable[Concatenate[Log, _P], _R]]:
+    """Kafka's ``maybeHandleIOException`` around a ``Log`` method: an OSError or
+    KafkaStorageError escaping it is raised as KafkaStorageError, after reporting the
+    log dir as failed unless it is a full disk (``Log.storage_failure``)."""
+
+    def decorate(
+        method: Callable[Concatenate[Log, _P], _R],
+    ) -> Callable[Concatenate[Log, _P], _R]:
+        @functools.wraps(method)
+        def guarded(self: Log, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(self, *args, **kwargs)
+            except (OSError, KafkaStorageError) as exc:
+                error = self.storage_failure(exc, doing)
+                if error is exc:
+                    raise
+                raise error from exc
+
+        return guarded
+
+    return decorate
+
+
 class FlushJob:
     """The fsyncs a roll leaves to a flush scheduler (see ``Log.roll``).
 
@@ -70,7 +104,7 @@ class FlushJob:
     called on the log's own thread. Once both ran, everything below ``up_to`` is on disk.
     """
 
-    __slots__ = ("directory", "log", "paths", "truncations", "up_to")
+    __slots__ = ("directory", "error", "log", "paths", "truncations", "up_to")
 
     def __init__(self, log: Log, up_to: int, paths: list[str], truncations: int) -> None:
         self.log = log
@@ -78,24 +112,35 @@ class FlushJob:
         self.paths = paths
         self.truncations = truncations
         self.directory = log.dir
+        self.error: KafkaStorageError | None = None
+        """Set by ``run`` when an fsync failed; ``complete`` reports it."""
 
     def run(self) -> None:
         """fsync every file (skipping ones deleted meanwhile), then the directory; nothing
-        at all when there is no file."""
+        at all when there is no file. Never raises: a failure is kept in ``error``."""
         if not self.paths:
             return
-        for path in self.paths:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        checkpoints.fsync_dir(self.directory)
+        try:
+            for path in self.paths:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            checkpoints.fsync_dir(self.directory)
+        except OSError as exc:
+            self.error = KafkaStorageError(f"cannot flush {self.directory}: {exc}")
+        except KafkaStorageError as exc:
+            self.error = exc
 
     def complete(self) -> None:
+        """Advance the log's recovery point; if ``run`` failed, report the log dir as
+        failed instead and raise the KafkaStorageError."""
+        if self.error is not None:
+            raise self.log.storage_failure(self.error, "error while flushing")
         self.log.complete_flush(self)
 
 
@@ -113,8 +158,10 @@ class Log:
         leader_epoch_cache: LeaderEpochFileCache,
         producer_state: ProducerStateManager,
         topic_id: uuid.UUID | None,
+        log_dir_failure_channel: LogDirFailureChannel | None = None,
     ) -> None:
         self._local = local_log
+        self._log_dir_failure_channel = log_dir_failure_channel
         self._log_start_offset = log_start_offset
         self._leader_epoch_cache = leader_epoch_cache
         self._producer_state = producer_state
@@ -139,9 +186,11 @@ class Log:
         producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         handle_cache: HandleCache | None = None,
         flush_scheduler: FlushScheduler | None = None,
+        log_dir_failure_channel: LogDirFailureChannel | None = None,
     ) -> Log:
         """Open (creating if needed) and recover the log in ``directory``. With a
-        ``flush_scheduler``, rolls leave their fsyncs to it (see ``roll``)."""
+        ``flush_scheduler``, rolls leave their fsyncs to it (see ``roll``); storage
+        failures are reported to ``log_dir_failure_channel``."""
         clock = clock or system_clock
         directory = os.path.abspath(directory)
         tp = TopicPartition.from_dir_name(os.path.basename(directory))
@@ -179,6 +228,7 @@ class Log:
             leader_epoch_cache=cache,
             producer_state=producer_state,
             topic_id=checkpoints.read_partition_metadata(directory),
+            log_dir_failure_channel=log_dir_failure_channel,
         )
         result._flush_scheduler = flush_scheduler
         result._rebuild_producer_state(
@@ -202,6 +252,26 @@ class Log:
     @property
     def dir(self) -> str:
         return self._local.dir
+
+    @property
+    def parent_dir(self) -> str:
+        """The log dir (one of ``log.dirs``) holding this partition's directory."""
+        return os.path.dirname(self._local.dir)
+
+    def storage_failure(self, error: OSError | KafkaStorageError, doing: str) -> KafkaStorageError:
+        """The KafkaStorageError to raise for ``error`` met while ``doing``. Unless it is
+        a full disk (``LogDirFullError``: the write was undone, the log is intact), the
+        log dir is reported to the failure channel, which takes it offline."""
+        if isinstance(error, LogDirFullError):
+            return error
+        if not isinstance(error, KafkaStorageError):
+            error = KafkaStorageError(f"{doing} {self.topic_partition}: {error}")
+        channel = self._log_dir_failure_channel
+        if channel is not None:
+            channel.maybe_add_offline_log_dir(
+                self.parent_dir, f"{doing} {self.topic_partition}", error
+            )
+        return error
 
     @property
     def topic_partition(self) -> TopicPartition:
@@ -276,6 +346,7 @@ class Log:
         self._local.update_config(config)
         self._validator = LogValidator(self.topic_partition, config)
 
+    @_storage_guard("error while writing the topic id of")
     def assign_topic_id(self, topic_id: uuid.UUID) -> None:
         """Record the topic id in ``partition.metadata`` (InconsistentTopicIdError if the
         file names another)."""
@@ -306,6 +377,7 @@ class Log:
 
     # -- appends ---------------------------------------------------------------------------
 
+    @_storage_guard("error while appending records to")
     def append_as_leader(
         self,
         records: bytes | bytearray | memoryview,
@@ -371,6 +443,7 @@ class Log:
             last_leader_epoch=leader_epoch,
         )
 
+    @_storage_guard("error while appending records to")
     def append_as_follower(self, records: bytes | bytearray | memoryview) -> LogAppendInfo:
         """Append batches copied from the leader, keeping their offsets and epochs."""
         result = self._validator.analyze_follower_records(records)
@@ -443,6 +516,7 @@ class Log:
         ):
             self.roll(first_offset)
 
+    @_storage_guard("error while rolling")
     def roll(self, expected_next_offset: int | None = None) -> LogSegment:
         """Start a new segment; snapshot producer state there and flush the old segments.
 
@@ -457,15 +531,25 @@ class Log:
         self._producer_state.update_map_end_offset(segment.base_offset)
         scheduler = self._flush_scheduler
         if scheduler is None:
-            self._producer_state.take_snapshot()
+            self._snapshot_at_roll(sync=True)
             self.flush(segment.base_offset)
             return segment
-        snapshot = self._producer_state.take_snapshot(sync=False)
+        snapshot = self._snapshot_at_roll(sync=False)
         paths = self._local.unflushed_files(segment.base_offset)
         if snapshot is not None:
             paths.append(snapshot)
         scheduler(FlushJob(self, segment.base_offset, paths, self._local.truncations))
         return segment
+
+    @_storage_guard("error while flushing")
+    def _snapshot_at_roll(self, *, sync: bool) -> str | None:
+        """The producer snapshot a roll writes; on a full disk there is none (recovery
+        replays from the previous one) rather than a failed roll."""
+        try:
+            return self._producer_state.take_snapshot(sync=sync)
+        except LogDirFullError as exc:
+            log.warning("%s; no producer snapshot for this roll of %s", exc, self.topic_partition)
+            return None
 
     def flush_job(self) -> FlushJob:
         """Everything of this log not yet on disk, as a job for a caller that batches the
@@ -485,6 +569,7 @@ class Log:
         if job.truncations == self._local.truncations:
             self._local.mark_flushed(job.up_to)
 
+    @_storage_guard("error while flushing")
     def flush(self, up_to: int | None = None) -> None:
         """fsync segments below ``up_to`` (default: everything) and advance the recovery
         point there."""
@@ -493,6 +578,7 @@ class Log:
 
     # -- reads -----------------------------------------------------------------------------
 
+    @_storage_guard("error while reading")
     def read(
         self,
         start_offset: int,
@@ -524,6 +610,7 @@ class Log:
             max_offset_metadata=max_metadata,
         )
 
+    @_storage_guard("error while searching offsets of")
     def fetch_offset_by_timestamp(self, timestamp: int) -> TimestampAndOffset | None:
         """ListOffsets: -2 earliest, -1 latest (log end offset; the caller bounds it by the
         high watermark or last stable offset), -3 the record with the largest timestamp,
@@ -552,6 +639,7 @@ class Log:
 
     # -- retention and log start offset ----------------------------------------------------
 
+    @_storage_guard("error while deleting segments of")
     def delete_old_segments(self, now: int | None = None) -> int:
         """Delete segments wholly below the log start offset and, on ``delete`` topics,
         those past ``retention.bytes`` / ``retention.ms`` (by largest timestamp). Only whole
@@ -607,6 +695,7 @@ class Log:
             self._producer_state.delete_snapshots_before(following.base_offset)
         return count
 
+    @_storage_guard("error while moving the log start offset of")
     def maybe_increment_log_start_offset(self, offset: int) -> bool:
         """Move the log start offset up (DeleteRecords, retention); not past the high
         watermark (OffsetOutOfRangeError). Segments below it go at the next retention run."""
@@ -624,6 +713,7 @@ class Log:
         self._producer_state.on_log_start_offset_incremented(offset)
         return True
 
+    @_storage_guard("error while deleting segments of")
     def delete_pending_files(self, now: int) -> int:
         """Unlink deleted segments whose ``file.delete.delay.ms`` has passed."""
         return self._local.delete_pending_files(now)
@@ -633,6 +723,7 @@ class Log:
 
     # -- truncation ------------------------------------------------------------------------
 
+    @_storage_guard("error while truncating")
     def truncate_to(self, target_offset: int) -> bool:
         """Remove everything at or after ``target_offset`` (follower truncation). False
         when the log ends at or before it."""
@@ -652,6 +743,7 @@ class Log:
         self._high_watermark = min(self._high_watermark, self.log_end_offset)
         return True
 
+    @_storage_guard("error while truncating")
     def truncate_fully_and_start_at(self, new_offset: int) -> None:
         """Delete all data and start empty at ``new_offset``."""
         self._local.truncate_fully_and_start_at(new_offset)
@@ -673,15 +765,22 @@ class Log:
             reload_from_clean_shutdown=reload_from_clean_shutdown,
         )
 
+    @_storage_guard("error while writing the producer snapshot of")
     def take_producer_snapshot(self) -> None:
         self._producer_state.take_snapshot()
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @_storage_guard("error while closing")
     def close(self) -> None:
         """Snapshot producer state and close every segment (no fsync: flush first)."""
         self._producer_state.take_snapshot()
         self._local.close()
+
+    def close_handlers(self) -> None:
+        """Drop every descriptor without writing anything (Kafka's ``closeHandlers``):
+        the log dir has failed."""
+        self._local.close_handlers()
 
     def delete(self) -> None:
         """Close and remove the whole partition directory."""

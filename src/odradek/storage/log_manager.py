@@ -22,6 +22,13 @@ Periodic work is plain methods that the broker's event loop calls on its timers:
 ``cleanup_logs`` (retention, ``log.retention.check.interval.ms``), ``flush_dirty_logs``
 (``flush.ms``), ``checkpoint_all`` (``log.flush.offset.checkpoint.interval.ms``).
 
+Failed log dirs (``log_dir_failure``): the manager listens to its failure channel first,
+and on a failure closes that dir's logs without writing and forgets them; it places no
+new log in an offline dir and writes no checkpoint or clean shutdown marker there. A
+checkpoint that cannot be written for lack of space keeps the previous file and is
+written again at the next interval. None of this raises into the periodic jobs or the
+shutdown.
+
 Not thread-safe: one thread (the broker's event loop) calls it.
 """
 
@@ -38,6 +45,7 @@ from pathlib import Path
 from odradek.config import BrokerConfig, LogConfig
 from odradek.protocol.types import TopicPartition
 from odradek.storage import checkpoints, log_files
+from odradek.storage.errors import KafkaStorageError, LogDirFullError
 from odradek.storage.file_records import HandleCache
 from odradek.storage.log import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -46,6 +54,7 @@ from odradek.storage.log import (
     Log,
     system_clock,
 )
+from odradek.storage.log_dir_failure import LogDirFailureChannel
 from odradek.storage.segment import Clock
 
 log = logging.getLogger(__name__)
@@ -80,6 +89,9 @@ class LogManager:
         self._logs: dict[TopicPartition, Log] = {}
         self._counts: dict[str, int] = {}
         """Partitions per log dir, for placing new ones."""
+        self.log_dir_failure_channel = LogDirFailureChannel()
+        """Given to every log; this manager is its first listener."""
+        self.log_dir_failure_channel.add_listener(self.handle_log_dir_failure)
         for directory in self.log_dirs:
             os.makedirs(directory, exist_ok=True)
 
@@ -145,6 +157,7 @@ class LogManager:
                         producer_id_expiration_ms=self.producer_id_expiration_ms,
                         handle_cache=self.handle_cache,
                         flush_scheduler=self.flush_scheduler,
+                        log_dir_failure_channel=self.log_dir_failure_channel,
                     )
                     self._add(tp, loaded)
                 except Exception:
@@ -165,42 +178,91 @@ class LogManager:
     def get_log(self, tp: TopicPartition) -> Log | None:
         return self._logs.get(tp)
 
+    @property
+    def live_log_dirs(self) -> list[str]:
+        """The log dirs that have not failed."""
+        channel = self.log_dir_failure_channel
+        return [d for d in self.log_dirs if not channel.is_offline(d)]
+
     def _next_log_dir(self) -> str:
-        """The log dir holding the fewest partitions (Kafka's ``nextLogDirs``)."""
-        return min(self.log_dirs, key=lambda d: self._counts.get(d, 0))
+        """The live log dir holding the fewest partitions (Kafka's ``nextLogDirs``)."""
+        live = self.live_log_dirs
+        if not live:
+            raise KafkaStorageError(f"no log dir is online (all of {self.log_dirs} failed)")
+        return min(live, key=lambda d: self._counts.get(d, 0))
 
     def get_or_create_log(
         self, tp: TopicPartition, config: LogConfig, topic_id: uuid.UUID | None = None
     ) -> Log:
+        """The log of ``tp``, created in the live log dir with the fewest partitions if
+        there is none. KafkaStorageError if it cannot be created; the dir is then
+        reported failed, unless the disk was only full."""
         existing = self._logs.get(tp)
         if existing is not None:
             if topic_id is not None:
                 existing.assign_topic_id(topic_id)
             return existing
-        directory = os.path.join(self._next_log_dir(), log_files.log_dir_name(tp))
-        created = Log.open(
-            directory,
-            config,
-            topic_id=topic_id,
-            clock=self.clock,
-            producer_id_expiration_ms=self.producer_id_expiration_ms,
-            handle_cache=self.handle_cache,
-            flush_scheduler=self.flush_scheduler,
-        )
+        parent = self._next_log_dir()
+        directory = os.path.join(parent, log_files.log_dir_name(tp))
+        try:
+            created = Log.open(
+                directory,
+                config,
+                topic_id=topic_id,
+                clock=self.clock,
+                producer_id_expiration_ms=self.producer_id_expiration_ms,
+                handle_cache=self.handle_cache,
+                flush_scheduler=self.flush_scheduler,
+                log_dir_failure_channel=self.log_dir_failure_channel,
+            )
+        except LogDirFullError:
+            raise
+        except (OSError, KafkaStorageError) as exc:
+            error = KafkaStorageError(f"cannot create the log of {tp} in {parent}: {exc}")
+            self.log_dir_failure_channel.maybe_add_offline_log_dir(
+                parent, f"error while creating the log of {tp}", exc
+            )
+            raise error from exc
         self._add(tp, created)
         return created
+
+    def handle_log_dir_failure(self, log_dir: str) -> list[TopicPartition]:
+        """Stop using a failed log dir (Kafka's ``LogManager.handleLogDirFailure``): its
+        logs are closed without writing anything and forgotten. Returns their partitions.
+        Called by the failure channel."""
+        offline = [tp for tp, item in self._logs.items() if item.parent_dir == log_dir]
+        for tp in offline:
+            self._logs.pop(tp).close_handlers()
+        self._counts.pop(log_dir, None)
+        if offline:
+            log.warning(
+                "logs of %s are offline because log dir %s failed",
+                ", ".join(str(tp) for tp in offline),
+                log_dir,
+            )
+        return offline
 
     def delete_log(self, tp: TopicPartition) -> bool:
         """Rename the partition directory ``<topic>-<p>.<uuid>-delete``, then remove it."""
         removed = self._logs.pop(tp, None)
         if removed is None:
             return False
-        parent = os.path.dirname(removed.dir)
+        parent = removed.parent_dir
         self._counts[parent] -= 1
-        removed.close()
-        target = os.path.join(parent, log_files.log_delete_dir_name(tp))
-        os.rename(removed.dir, target)
-        checkpoints.fsync_dir(parent)
+        try:
+            removed.close()
+            target = os.path.join(parent, log_files.log_delete_dir_name(tp))
+            os.rename(removed.dir, target)
+            checkpoints.fsync_dir(parent)
+        except (OSError, KafkaStorageError) as exc:
+            # Forgotten all the same: a restart finds the directory and, the topic
+            # being gone, leaves it alone.
+            removed.close_handlers()
+            if not isinstance(exc, LogDirFullError):
+                self.log_dir_failure_channel.maybe_add_offline_log_dir(
+                    parent, f"error while deleting the log of {tp}", exc
+                )
+            return True
         shutil.rmtree(target, ignore_errors=True)
         self.checkpoint_all()
         return True
@@ -213,38 +275,54 @@ class LogManager:
             grouped.setdefault(os.path.dirname(item.dir), []).append((tp, item))
         return grouped
 
-    def _write_checkpoint(self, name: str, value: Callable[[Log], int | None]) -> None:
+    def _write_checkpoint(self, name: str, value: Callable[[Log], int | None]) -> bool:
+        """Write checkpoint ``name`` in every live log dir; False if any failed (a full
+        disk keeps the previous file, anything else takes the dir offline)."""
+        written = True
+        channel = self.log_dir_failure_channel
         for log_dir, items in self._by_dir().items():
+            if channel.is_offline(log_dir):
+                continue
             offsets = {}
             for tp, item in items:
                 offset = value(item)
                 if offset is not None:
                     offsets[tp] = offset
-            checkpoints.write_offset_checkpoint(os.path.join(log_dir, name), offsets)
+            try:
+                checkpoints.write_offset_checkpoint(os.path.join(log_dir, name), offsets)
+            except LogDirFullError as exc:
+                written = False
+                log.warning("%s; the previous %s stays until the next try", exc, name)
+            except KafkaStorageError as exc:
+                written = False
+                channel.maybe_add_offline_log_dir(log_dir, f"error while writing {name}", exc)
+        return written
 
-    def checkpoint_recovery_points(self) -> None:
-        self._write_checkpoint(
+    def checkpoint_recovery_points(self) -> bool:
+        return self._write_checkpoint(
             checkpoints.RECOVERY_POINT_CHECKPOINT, lambda item: item.recovery_point
         )
 
-    def checkpoint_log_start_offsets(self) -> None:
+    def checkpoint_log_start_offsets(self) -> bool:
         """Only logs whose start offset is above their first segment's base, as Kafka."""
 
         def start(item: Log) -> int | None:
             first = item.segments[0].base_offset if item.number_of_segments else 0
             return item.log_start_offset if item.log_start_offset > first else None
 
-        self._write_checkpoint(checkpoints.LOG_START_OFFSET_CHECKPOINT, start)
+        return self._write_checkpoint(checkpoints.LOG_START_OFFSET_CHECKPOINT, start)
 
-    def checkpoint_high_watermarks(self) -> None:
-        self._write_checkpoint(
+    def checkpoint_high_watermarks(self) -> bool:
+        return self._write_checkpoint(
             checkpoints.HIGH_WATERMARK_CHECKPOINT, lambda item: item.high_watermark
         )
 
-    def checkpoint_all(self) -> None:
-        self.checkpoint_recovery_points()
-        self.checkpoint_log_start_offsets()
-        self.checkpoint_high_watermarks()
+    def checkpoint_all(self) -> bool:
+        """All three checkpoints in every live log dir; False if any was not written."""
+        recovery_points = self.checkpoint_recovery_points()
+        start_offsets = self.checkpoint_log_start_offsets()
+        high_watermarks = self.checkpoint_high_watermarks()
+        return recovery_points and start_offsets and high_watermarks
 
     def write_meta_properties(self, *, node_id: int, cluster_id: str) -> None:
         """Write ``meta.properties`` in every log dir, keeping an existing directory id."""
@@ -270,6 +348,8 @@ class LogManager:
                 deleted += item.delete_old_segments(now)
                 item.remove_expired_producers(now)
                 item.delete_pending_files(now)
+            except KafkaStorageError as exc:  # a failed dir is reported by the log
+                log.warning("retention failed for %s: %s", tp, exc)
             except Exception:
                 log.exception("retention failed for %s", tp)
         return deleted
@@ -278,9 +358,13 @@ class LogManager:
         """Flush logs whose last flush is ``flush.ms`` old; returns how many were flushed."""
         now = self.clock() if now is None else now
         flushed = 0
-        for item in self._logs.values():
+        for tp, item in list(self._logs.items()):
             if item.unflushed_messages > 0 and now - item.last_flush_time >= item.config.flush_ms:
-                item.flush()
+                try:
+                    item.flush()
+                except KafkaStorageError as exc:  # the log took its dir offline
+                    log.warning("flush failed for %s: %s", tp, exc)
+                    continue
                 flushed += 1
         return flushed
 
@@ -297,29 +381,39 @@ class LogManager:
         """
         failed = False
         jobs: list[FlushJob] = []
-        for tp, item in self._logs.items():
+        for tp, item in list(self._logs.items()):
             try:
                 jobs.append(item.flush_job())
+            except KafkaStorageError as exc:
+                failed = True
+                log.warning("error while flushing the log of %s: %s", tp, exc)
             except Exception:
                 failed = True
                 log.exception("error while flushing the log of %s", tp)
         for job in jobs:
+            job.run()
             try:
-                job.run()
-            except Exception:
-                failed = True
-                log.exception("error while flushing the log in %s", job.directory)
-            else:
                 job.complete()
-        for tp, item in self._logs.items():
+            except KafkaStorageError as exc:
+                failed = True
+                log.warning("%s", exc)
+        for tp, item in list(self._logs.items()):
             try:
                 item.close()
+            except KafkaStorageError as exc:
+                failed = True
+                log.warning("error while closing the log of %s: %s", tp, exc)
             except Exception:
                 failed = True
                 log.exception("error while closing the log of %s", tp)
-        self.checkpoint_all()
+        if not self.checkpoint_all():
+            failed = True
         if not failed:
-            for log_dir in self.log_dirs:
-                checkpoints.write_clean_shutdown_marker(log_dir)
+            # A failed dir gets no marker: its logs are recovered at the next start.
+            for log_dir in self.live_log_dirs:
+                try:
+                    checkpoints.write_clean_shutdown_marker(log_dir)
+                except KafkaStorageError as exc:
+                    log.warning("no clean shutdown marker in %s: %s", log_dir, exc)
         self._logs.clear()
         self._counts.clear()

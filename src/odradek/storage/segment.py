@@ -14,7 +14,6 @@ Not thread-safe: the owning ``Log`` serialises all calls.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
@@ -24,7 +23,13 @@ from odradek.protocol import records as batch
 from odradek.protocol.record_codec import Record, RecordDecodeError, decode_records
 from odradek.protocol.records import BatchHeader
 from odradek.storage import log_files
-from odradek.storage.errors import CorruptIndexError, CorruptRecordError, KafkaStorageError
+from odradek.storage.errors import (
+    CorruptIndexError,
+    CorruptRecordError,
+    KafkaStorageError,
+    LogDirFullError,
+    storage_error,
+)
 from odradek.storage.file_records import (
     FileHandle,
     FileRegion,
@@ -104,8 +109,13 @@ class LogSegment:
                 pass
             segment.offset_index.reset()
             segment.time_index.reset()
+        except KafkaStorageError:
+            raise
         except OSError as exc:
-            raise KafkaStorageError(f"cannot create segment {segment.log_path}: {exc}") from exc
+            # Empty files left behind are harmless: the next roll reuses them.
+            raise storage_error(
+                f"cannot create segment {segment.log_path}", exc, undone=True
+            ) from exc
         segment._size = 0
         segment._indexes_checked = True
         return segment
@@ -128,11 +138,27 @@ class LogSegment:
         return handle
 
     def close_handles(self) -> None:
-        """Give up the descriptor and index memory; both come back on next use."""
-        self._persist_indexes(fsync=False)
+        """Give up the descriptor and index memory; both come back on next use.
+
+        Called for whichever segment the handle cache evicts, so a failure to write the
+        index entries is logged, not raised into an unrelated partition's request: the
+        entries not written stay in memory, and the next operation on this segment's
+        log dir meets the failure itself.
+        """
+        try:
+            self._persist_indexes(fsync=False)
+        except KafkaStorageError as exc:
+            log.warning("%s", exc)
         self._handle = None
         self.offset_index.unload()
         self.time_index.unload()
+        if self._handle_cache is not None:
+            self._handle_cache.forget(self)
+
+    def close_handlers(self) -> None:
+        """Drop the descriptor without writing anything (Kafka's ``closeHandlers``): the
+        log dir has failed, and the disk must not be touched again."""
+        self._handle = None
         if self._handle_cache is not None:
             self._handle_cache.forget(self)
 
@@ -188,11 +214,14 @@ class LogSegment:
         self._persist_indexes(fsync=False)
 
     def _persist_indexes(self, *, fsync: bool) -> None:
+        """Write (and fsync) the index entries only in memory. On a full disk they stay
+        in memory and a warning is logged: the files hold a prefix of the entries, which
+        is a valid sparse index, and recovery rebuilds what it needs from the log."""
         try:
             self.offset_index.persist(fsync=fsync)
             self.time_index.persist(fsync=fsync)
-        except OSError as exc:
-            raise KafkaStorageError(f"cannot write the indexes of {self.log_path}: {exc}") from exc
+        except LogDirFullError as exc:
+            log.warning("%s; index entries stay in memory until there is room", exc)
 
     def rebuild_indexes(self) -> None:
         """Rebuild both indexes from batch headers (no CRC check, no truncation)."""
@@ -248,9 +277,11 @@ class LogSegment:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, position)
-            raise KafkaStorageError(f"cannot append to {self.log_path}: {exc}") from exc
+            # A write that stopped part way (a full disk) is cut back: no partial batch
+            # is left behind, and the segment is as it was before the append.
+            raise storage_error(
+                f"cannot append to {self.log_path}", exc, undone=_truncate_back(fd, position)
+            ) from exc
         self._size = position + size
         if largest_timestamp > self.max_timestamp_so_far:
             self._max_timestamp = (largest_timestamp, offset_of_max_timestamp)
@@ -551,6 +582,15 @@ class LogSegment:
                 raise KafkaStorageError(f"cannot delete {path}: {exc}") from exc
         self.offset_index.mark_empty()
         self.time_index.mark_empty()
+
+
+def _truncate_back(fd: int, size: int) -> bool:
+    """Cut the file back to ``size``; False if even that failed."""
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        return False
+    return True
 
 
 def _epoch(epoch: int) -> int | None:

@@ -1,21 +1,26 @@
 """Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
 
 Unknown topics are created on the spot when the request allows it (v4+ flag; always
-before v4) and ``auto.create.topics.enable`` is on, with the broker's defaults.
+before v4) and ``auto.create.topics.enable`` is on, with the broker's defaults. A
+partition in a failed log dir of this broker is listed as Kafka lists it: no leader
+(LEADER_NOT_AVAILABLE), this broker among its offline replicas.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from odradek.broker.api import Handler, RequestContext
 from odradek.broker.handlers.common import ZERO_DURATION
 from odradek.cluster.metadata import TopicMetadata
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode, KafkaError
-from odradek.protocol.types import is_internal_topic
+from odradek.protocol.types import TopicPartition, is_internal_topic
+
+if TYPE_CHECKING:
+    from odradek.broker.server import Broker
 
 API_KEY = 3
 
@@ -32,7 +37,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     live = store.brokers()
     topics: list[Any] = []
     if requested is None or (version == 0 and not requested):
-        topics = [_topic(module, t, live) for t in store.topics().values()]
+        topics = [_topic(module, t, live, broker) for t in store.topics().values()]
     else:
         for wanted in requested:
             topics.append(_requested_topic(ctx, module, wanted, auto_create, live))
@@ -69,10 +74,10 @@ def _requested_topic(
         known = store.topic_by_id(topic_id) if topic_id is not None else None
         if known is None:
             return _error(module, ErrorCode.unknown_topic_id, None, topic_id)
-        return _topic(module, known, live)
+        return _topic(module, known, live, ctx.broker)
     known = store.topic(name)
     if known is not None:
-        return _topic(module, known, live)
+        return _topic(module, known, live, ctx.broker)
     if not auto_create or is_internal_topic(name):
         try:
             ctx.broker.controller.check_topic_name(name)
@@ -84,7 +89,7 @@ def _requested_topic(
     except KafkaError as exc:
         return _error(module, exc.error_code, name, None)
     assert created is not None
-    return _topic(module, created, live)
+    return _topic(module, created, live, ctx.broker)
 
 
 def _error(module: Any, error: ErrorCode, name: str | None, topic_id: uuid.UUID | None) -> Any:
@@ -98,32 +103,41 @@ def _error(module: Any, error: ErrorCode, name: str | None, topic_id: uuid.UUID 
     )
 
 
-def _topic(module: Any, topic: TopicMetadata, live: Collection[int]) -> Any:
-    partitions = tuple(
-        codec.build(
-            module.MetadataResponsePartition,
-            # Kafka: LEADER_NOT_AVAILABLE while no replica leads the partition.
-            error_code=(
-                ErrorCode.none
-                if state.leader >= 0 and state.leader in live
-                else ErrorCode.leader_not_available
-            ),
-            partition_index=index,
-            leader_id=state.leader,
-            leader_epoch=state.leader_epoch,
-            replica_nodes=state.replicas,
-            isr_nodes=state.isr,
-            offline_replicas=tuple(r for r in state.replicas if r not in live),
+def _topic(module: Any, topic: TopicMetadata, live: Collection[int], broker: Broker) -> Any:
+    local_id = broker.broker_id
+    offline_here = broker.replica_manager.offline_partitions
+    partitions = []
+    for index, state in enumerate(topic.partitions):
+        # A replica in a failed log dir is offline (Kafka's isReplicaInOfflineDir); led
+        # from there, the partition has no leader until a restart.
+        down = bool(offline_here) and TopicPartition(topic.name, index) in offline_here
+        leader = -1 if down and state.leader == local_id else state.leader
+        partitions.append(
+            codec.build(
+                module.MetadataResponsePartition,
+                # Kafka: LEADER_NOT_AVAILABLE while no replica leads the partition.
+                error_code=(
+                    ErrorCode.none
+                    if leader >= 0 and leader in live
+                    else ErrorCode.leader_not_available
+                ),
+                partition_index=index,
+                leader_id=leader,
+                leader_epoch=state.leader_epoch,
+                replica_nodes=state.replicas,
+                isr_nodes=state.isr,
+                offline_replicas=tuple(
+                    r for r in state.replicas if r not in live or (down and r == local_id)
+                ),
+            )
         )
-        for index, state in enumerate(topic.partitions)
-    )
     return codec.build(
         module.MetadataResponseTopic,
         error_code=ErrorCode.none,
         name=topic.name,
         topic_id=topic.topic_id,
         is_internal=is_internal_topic(topic.name),
-        partitions=partitions,
+        partitions=tuple(partitions),
     )
 
 

@@ -134,8 +134,11 @@ class GroupCoordinator:
         topic = self.metadata.topic(OFFSETS_TOPIC)
         if topic is None:
             topic = self._create_offsets_topic()
-        state = topic.partitions[self.partition_of(group_id)]
-        if state.leader < 0:
+        index = self.partition_of(group_id)
+        state = topic.partitions[index]
+        # Led from a failed log dir, the partition has no leader (as Metadata says).
+        offline = self.replica_manager.is_offline(TopicPartition(OFFSETS_TOPIC, index))
+        if state.leader < 0 or offline:
             raise KafkaError(
                 "no leader for the group's partition", ErrorCode.coordinator_not_available
             )
