@@ -40,20 +40,17 @@ class WireClient:
     def send_frame(self, body: bytes) -> None:
         self.sock.sendall(struct.pack(">i", len(body)) + body)
 
+    @classmethod
+    def wrap(cls, sock: socket.socket) -> WireClient:
+        """A client over a socket the caller connected (e.g. from a chosen source address)."""
+        client = cls.__new__(cls)
+        client.sock = sock
+        client.correlation_id = 0
+        return client
+
     def header(self, api_key: int, version: int, flexible: bool, client_id: str = "wire") -> bytes:
         self.correlation_id += 1
-        cls = HeaderV2 if flexible else HeaderV1
-        buffer = io.BytesIO()
-        entity_writer(cls)(
-            buffer,
-            cls(
-                request_api_key=i16(api_key),
-                request_api_version=i16(version),
-                correlation_id=i32(self.correlation_id),
-                client_id=client_id,
-            ),
-        )
-        return buffer.getvalue()
+        return encode_header(api_key, version, self.correlation_id, flexible, client_id)
 
     def request_bytes(self, request: Any) -> bytes:
         api_key, version = int(request.__api_key__), int(request.__version__)
@@ -94,3 +91,30 @@ class WireClient:
             return True
         except TimeoutError:
             return False
+
+
+def encode_header(
+    api_key: int, version: int, correlation_id: int, flexible: bool, client_id: str = "wire"
+) -> bytes:
+    """A request header, v2 (tagged fields) for flexible versions, else v1."""
+    cls = HeaderV2 if flexible else HeaderV1
+    buffer = io.BytesIO()
+    entity_writer(cls)(
+        buffer,
+        cls(
+            request_api_key=i16(api_key),
+            request_api_version=i16(version),
+            correlation_id=i32(correlation_id),
+            client_id=client_id,
+        ),
+    )
+    return buffer.getvalue()
+
+
+def request_frame(request: Any, correlation_id: int = 1, client_id: str = "wire") -> bytes:
+    """A whole request frame, size prefix included, for a kio request entity."""
+    api_key, version = int(request.__api_key__), int(request.__version__)
+    flexible = codec.is_flexible_request(api_key, version)
+    body = encode_header(api_key, version, correlation_id, flexible, client_id)
+    body += codec.encode(request)
+    return struct.pack(">i", len(body)) + body

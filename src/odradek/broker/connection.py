@@ -104,7 +104,17 @@ class KafkaConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         refusal = self._broker.connections.admit(self, self._client_host)
         if refusal is not None:
-            log.warning("refusing connection from %s: %s", self._client_host, refusal)
+            # Kafka logs a per-address refusal at INFO (one client's problem, and a client
+            # retrying in a loop would flood the log); the broker-wide limit affects
+            # every client, so it is a warning.
+            level = logging.INFO if refusal.limit == "max.connections.per.ip" else logging.WARNING
+            log.log(
+                level,
+                "Rejected connection from %s:%d, %s",
+                self._client_host,
+                self._client_port,
+                refusal.reason,
+            )
             self._abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -343,8 +353,13 @@ class KafkaConnection(asyncio.Protocol):
                         transport.write(_read(part))
                     else:
                         # asyncio only calls fileno() and seek() on the file it is given.
+                        # No fallback: asyncio reports a peer that reset the connection
+                        # before this call sent a byte as "sendfile not available"
+                        # (a RuntimeError) and would fall back to reading the file.
                         source = cast("IO[bytes]", _SendfileSource(part.handle))
-                        sent = await loop.sendfile(transport, source, part.position, part.size)
+                        sent = await loop.sendfile(
+                            transport, source, part.position, part.size, fallback=False
+                        )
                         if sent != part.size:
                             raise _TruncatedRegionError(
                                 f"segment shrank during send ({sent} bytes)"
@@ -353,6 +368,11 @@ class KafkaConnection(asyncio.Protocol):
             log.warning("closing connection from %s: %s", self._client_host, exc)
             self._abort()
         except (ConnectionError, RuntimeError, OSError):
+            self._abort()
+        except Exception:
+            # Closed rather than left waiting: with reading paused, nothing else would
+            # notice that the peer went away, and the queued responses would stay.
+            log.exception("error sending a response to %s", self._client_host)
             self._abort()
         finally:
             self._sending = False
