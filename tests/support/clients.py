@@ -21,11 +21,16 @@ def admin(bootstrap: str) -> AdminClient:
 
 
 def create_topic(
-    bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None
+    bootstrap: str,
+    name: str,
+    partitions: int = 1,
+    config: dict[str, str] | None = None,
+    replication_factor: int = 1,
 ) -> None:
     client = admin(bootstrap)  # must outlive the future
     futures = client.create_topics(
-        [NewTopic(name, partitions, 1, config=config or {})], operation_timeout=10
+        [NewTopic(name, partitions, replication_factor, config=config or {})],
+        operation_timeout=10,
     )
     futures[name].result(timeout=30)
 

@@ -27,7 +27,9 @@ from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
 from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
 from odradek.cluster.controller import Controller
-from odradek.cluster.metadata import LocalStore
+from odradek.cluster.leadership import LeadershipController
+from odradek.cluster.metadata import LocalStore, MetadataStore
+from odradek.cluster.zookeeper.store import ZooKeeperStore
 from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
 from odradek.coordinator.group.service import GroupCoordinator
 from odradek.protocol.errors import ErrorCode
@@ -87,13 +89,26 @@ class Broker:
         for directory in log_dirs:
             directory.mkdir(parents=True, exist_ok=True)
         self._locks = lock_log_dirs(log_dirs)
-        self.cluster_id = self._cluster_identity(log_dirs)
-        self.metadata = LocalStore(log_dirs[0], self.cluster_id)
+        self.cluster_id, self._cluster_id_stored = self._cluster_identity(log_dirs)
+        self.metadata: MetadataStore
+        self.zookeeper: ZooKeeperStore | None = None
+        connect = config.get("zookeeper.connect")
+        if connect:
+            self.zookeeper = ZooKeeperStore(
+                connect,
+                self.cluster_id,
+                self.broker_id,
+                session_timeout_ms=config.get("zookeeper.session.timeout.ms"),
+                connection_timeout_ms=config.get("zookeeper.connection.timeout.ms"),
+            )
+            self.metadata = self.zookeeper
+        else:
+            self.metadata = LocalStore(log_dirs[0], self.cluster_id)
         self.controller = Controller(self.metadata, config)
+        self.leadership = LeadershipController(self.metadata, config)
         self.log_manager = LogManager.from_config(
             config, clock=self.clock, flush_scheduler=self._flush_in_background
         )
-        self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.replica_manager = ReplicaManager(
             broker_id=self.broker_id,
             config=config,
@@ -102,6 +117,7 @@ class Broker:
             clock=self.clock,
         )
         self.metadata.add_listener(self.replica_manager)
+        self.metadata.add_listener(self.leadership)
         self.producer_ids = ProducerIdManager(self.metadata)
         self.group_coordinator = GroupCoordinator(
             config,
@@ -112,8 +128,9 @@ class Broker:
             live_brokers=self.controller.live_brokers,
         )
 
-    def _cluster_identity(self, log_dirs: list[Path]) -> str:
-        """The cluster id from meta.properties (new if none), checking the node id too.
+    def _cluster_identity(self, log_dirs: list[Path]) -> tuple[str, bool]:
+        """The cluster id from meta.properties (new if none; the flag says whether it was
+        stored), checking the node id too.
 
         As Kafka, a log dir that belonged to another node or cluster is refused rather
         than silently mixed into this one.
@@ -136,10 +153,10 @@ class Broker:
             ids = ", ".join(f"{cid} in {path}" for cid, path in found.items())
             raise BrokerStartError(f"log dirs belong to different clusters: {ids}")
         if found:
-            return next(iter(found))
+            return next(iter(found)), True
         if configured:
-            return str(configured)
-        return _new_cluster_id()
+            return str(configured), False
+        return _new_cluster_id(), False
 
     @staticmethod
     def clock() -> int:
@@ -155,6 +172,17 @@ class Broker:
 
     async def start(self) -> None:
         started = time.monotonic()
+        if self.zookeeper is not None:
+            await self.zookeeper.connect()
+            if self.zookeeper.cluster_id != self.cluster_id and self._cluster_id_stored:
+                raise BrokerStartError(
+                    f"the log dirs belong to cluster {self.cluster_id} but ZooKeeper at "
+                    f"{self.config.get('zookeeper.connect')} holds cluster "
+                    f"{self.zookeeper.cluster_id} (wrong --zookeeper chroot, or wrong "
+                    "--data-dir?)"
+                )
+            self.cluster_id = self.zookeeper.cluster_id
+        self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.log_manager.load_logs(self.log_config)
         self.replica_manager.startup()
         loop = asyncio.get_running_loop()
@@ -169,13 +197,15 @@ class Broker:
             self._servers.append(server)
             bound_port = server.sockets[0].getsockname()[1]
             self.advertised.append(self._advertise(endpoint, bound_port))
-        self.metadata.register_broker(
-            BrokerRegistration(
-                broker_id=self.broker_id,
-                endpoints=tuple(self.advertised),
-                rack=self.config.get("broker.rack"),
-            )
+        registration = BrokerRegistration(
+            broker_id=self.broker_id,
+            endpoints=tuple(self.advertised),
+            rack=self.config.get("broker.rack"),
         )
+        if self.zookeeper is not None:
+            await self.zookeeper.wait_until_registered(registration)
+        else:
+            self.metadata.register_broker(registration)
         self._schedule_jobs()
         log.info(
             "broker %d (cluster %s) listening on %s, advertised as %s, %d partitions, "
@@ -219,10 +249,13 @@ class Broker:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
             connection.close()
+        await self.replica_manager.fetchers.shutdown()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1)
+        if self.zookeeper is not None:
+            self.zookeeper.close()
         self.log_manager.shutdown()
         for fd in self._locks:
             os.close(fd)
@@ -277,6 +310,13 @@ class Broker:
                 config.get("replica.high.watermark.checkpoint.interval.ms"),
                 lambda _now: self.log_manager.checkpoint_high_watermarks(),
                 "high watermark checkpoint",
+            )
+        )
+        self.spawn(
+            self._every(
+                max(config.get("replica.lag.time.max.ms") // 2, 1),
+                self.replica_manager.maybe_shrink_isr,
+                "ISR shrink",
             )
         )
         self.spawn(

@@ -40,6 +40,13 @@ def server(  # noqa: PLR0917 - one parameter per command-line option, as typer n
         typer.Option(help="Listeners given to clients, when they differ from --listeners."),
     ] = None,
     broker_id: Annotated[int | None, typer.Option(help="This broker's id. [default: 1]")] = None,
+    zookeeper: Annotated[
+        str | None,
+        typer.Option(
+            help="ZooKeeper host:port[/chroot] (zookeeper.connect): join a cluster. "
+            "[default: none, a single node]"
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="server.properties-style config file.")
     ] = None,
@@ -49,7 +56,7 @@ def server(  # noqa: PLR0917 - one parameter per command-line option, as typer n
     ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
-    """Run a single-node broker."""
+    """Run a broker: a single node, or a member of a cluster with --zookeeper."""
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         _fail(f"--log-level {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR", code=2)
@@ -68,6 +75,8 @@ def server(  # noqa: PLR0917 - one parameter per command-line option, as typer n
             props["advertised.listeners"] = advertised_listeners
         if broker_id is not None:
             props["broker.id"] = str(broker_id)
+        if zookeeper is not None:
+            props["zookeeper.connect"] = zookeeper
         for item in override or []:
             key, value = parse_override(item)
             props[key] = value
@@ -85,19 +94,29 @@ async def _run(config: BrokerConfig) -> int:
     from odradek.broker.server import Broker, BrokerStartError  # noqa: PLC0415
     from odradek.storage.errors import KafkaStorageError  # noqa: PLC0415
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
         broker = Broker(config)
-        await broker.start()
+        # Starting may wait (for ZooKeeper to answer); a signal meanwhile stops it.
+        starting = asyncio.ensure_future(broker.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            log.info("stopped before the broker was ready")
+            await broker.stop()
+            return 0
+        stopping.cancel()
+        starting.result()
     except (ConfigError, BrokerStartError) as exc:
         _fail(str(exc))
     except OSError as exc:
         _fail(_describe_os_error(exc, config))
     except KafkaStorageError as exc:  # e.g. a full disk while writing meta.properties
         _fail(f"cannot start the broker: {exc}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     try:
         await asyncio.wait_for(broker.stop(), SHUTDOWN_DEADLINE_SECONDS)

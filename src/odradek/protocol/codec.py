@@ -19,7 +19,11 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
 from odradek.protocol.declared_lengths import LengthError, check_request
-from odradek.protocol.headers import API_VERSIONS_KEY
+from odradek.protocol.headers import (
+    API_VERSIONS_KEY,
+    encode_request_header,
+    skip_tagged_fields,
+)
 
 
 class DecodeError(ValueError):
@@ -147,3 +151,30 @@ def build(cls: Any, **values: Any) -> Any:
     """
     names = field_names(cls)
     return cls(**{name: value for name, value in values.items() if name in names})
+
+
+# -- the client side (one broker asking another) ----------------------------------------------
+
+
+def request_bytes(request: Any, correlation_id: int, client_id: str) -> bytes:
+    """A request's header and body (without the size prefix), for a kio request entity:
+    header v2 (tagged fields) for flexible versions, v1 otherwise."""
+    api_key, version = int(request.__api_key__), int(request.__version__)
+    head = encode_request_header(
+        api_key, version, correlation_id, client_id, is_flexible_request(api_key, version)
+    )
+    return head + encode(request)
+
+
+def decode_response(api_key: int, version: int, body: bytes) -> tuple[int, Any]:
+    """(correlation id, response entity) of a response frame's body."""
+    correlation_id = int.from_bytes(body[:4], "big", signed=True)
+    offset = 4
+    if is_flexible_response(api_key, version):
+        offset = skip_tagged_fields(body, offset)
+    cls = response_class(api_key, version)
+    try:
+        entity, _size = _reader(cls)(body, offset)
+    except Exception as exc:
+        raise DecodeError(f"cannot decode {cls.__name__} v{version}: {exc}") from exc
+    return correlation_id, entity

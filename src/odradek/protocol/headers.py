@@ -100,3 +100,17 @@ def response_header(correlation_id: int, flexible: bool) -> bytes:
     """Response header bytes: v1 (with empty tagged fields) when ``flexible``, else v0."""
     head = _CORRELATION.pack(correlation_id)
     return head + b"\x00" if flexible else head
+
+
+def encode_request_header(
+    api_key: int, api_version: int, correlation_id: int, client_id: str | None, flexible: bool
+) -> bytes:
+    """Request header bytes: v2 (client id, then empty tagged fields) when ``flexible``,
+    else v1."""
+    head = struct.pack(">hhi", api_key, api_version, correlation_id)
+    if client_id is None:
+        head += b"\xff\xff"
+    else:
+        raw = client_id.encode()
+        head += struct.pack(">h", len(raw)) + raw
+    return head + b"\x00" if flexible else head

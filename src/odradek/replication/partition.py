@@ -1,9 +1,13 @@
 """One partition this broker hosts: its log, leadership, ISR and high watermark.
 
-On a single node the leader is the only replica, so the ISR is this broker and the high
-watermark follows the log end offset after every append. The shape (leader epoch
-checks, ``min.insync.replicas``, high watermark as the ISR's minimum log end offset) is
-Kafka's, so followers slot in without changing callers.
+As Kafka's ``Partition``. The leader tracks each follower's log end offset from the
+offsets its fetches ask for, and when it last caught up with the leader's log end; the
+high watermark is the smallest log end offset in the ISR (it only moves forward). A
+follower that asks for an offset at or beyond the high watermark and within the leader's
+epoch may join the ISR; one not caught up for ``replica.lag.time.max.ms`` leaves it. The
+ISR changes themselves are written by the replica manager (through the metadata store),
+never by this class. A follower's partition appends what its fetcher copies from the
+leader and takes the leader's high watermark, capped at its own log end.
 """
 
 from __future__ import annotations
@@ -35,6 +39,25 @@ class NotEnoughReplicasError(KafkaError):
     error_code = ErrorCode.not_enough_replicas
 
 
+@dataclass(slots=True)
+class FollowerState:
+    """What the leader knows of one follower (Kafka's ``Replica`` state)."""
+
+    log_end_offset: int = -1
+    """-1 until its first fetch since this broker became leader."""
+    last_caught_up_ms: int = 0
+    last_fetch_ms: int = 0
+    last_fetch_leader_log_end_offset: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class AcksOutcome:
+    """Whether an acks=all produce can be answered, and with which error."""
+
+    done: bool
+    error: ErrorCode = ErrorCode.none
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionRead:
     """What a fetch of one partition found, with the offsets the response reports."""
@@ -60,11 +83,12 @@ class Partition:
         self.log = log
         self.broker_id = broker_id
         self.state = state
+        self._followers: dict[int, FollowerState] = {}
+        self._leader_epoch_start_offset = -1
+        """The log end offset when this broker last became leader (KIP-207)."""
         self._record_leader_epoch()
         if self.is_leader:
-            # The checkpointed high watermark may lag (it is written every few seconds);
-            # as leader with the ISR caught up, it is the log end offset again.
-            self._maybe_increment_high_watermark()
+            self._start_leading(now=0)
 
     @property
     def leader_epoch(self) -> int:
@@ -74,9 +98,32 @@ class Partition:
     def is_leader(self) -> bool:
         return self.state.leader == self.broker_id
 
-    def update_state(self, state: PartitionState) -> None:
+    def update_state(self, state: PartitionState, now: int = 0) -> None:
+        """Take a new state from the metadata (leader, epoch, replicas, ISR)."""
+        was_leader = self.is_leader
+        old_epoch = self.state.leader_epoch
         self.state = state
         self._record_leader_epoch()
+        if not self.is_leader:
+            self._followers = {}
+        elif not was_leader or state.leader_epoch != old_epoch:
+            self._start_leading(now)
+        else:
+            for replica in state.replicas:
+                if replica != self.broker_id and replica not in self._followers:
+                    self._followers[replica] = FollowerState()
+            self._maybe_increment_high_watermark()
+
+    def _start_leading(self, now: int) -> None:
+        self._leader_epoch_start_offset = self.log.log_end_offset
+        # As Kafka: followers in the ISR count as caught up when leadership starts, so
+        # they are not thrown out of the ISR before their first fetch.
+        self._followers = {
+            replica: FollowerState(last_caught_up_ms=now if replica in self.state.isr else 0)
+            for replica in self.state.replicas
+            if replica != self.broker_id
+        }
+        self._maybe_increment_high_watermark()
 
     def _record_leader_epoch(self) -> None:
         cache = self.log.leader_epoch_cache
@@ -125,9 +172,106 @@ class Partition:
         self._maybe_increment_high_watermark()
         return info
 
-    def _maybe_increment_high_watermark(self) -> None:
-        # The ISR is this broker alone until replication arrives.
-        self.log.update_high_watermark(self.log.log_end_offset)
+    def _maybe_increment_high_watermark(self) -> bool:
+        """Move the high watermark up to the ISR's smallest log end offset; True if it
+        moved. A follower of the ISR not heard from yet holds it where it is."""
+        log = self.log
+        new = log.log_end_offset
+        for replica in self.state.isr:
+            if replica == self.broker_id:
+                continue
+            follower = self._followers.get(replica)
+            if follower is None or follower.log_end_offset < 0:
+                return False
+            new = min(new, follower.log_end_offset)
+        if new > log.high_watermark:
+            log.update_high_watermark(new)
+            return True
+        return False
+
+    # -- leader: followers -----------------------------------------------------------------
+
+    def update_follower_fetch_state(self, replica_id: int, fetch_offset: int, now: int) -> bool:
+        """Record a follower's fetch (its log end offset is the offset it asks for);
+        True when the high watermark moved."""
+        follower = self._followers.get(replica_id)
+        if follower is None:
+            raise KafkaError(
+                f"broker {replica_id} is not a replica of {self.tp}",
+                ErrorCode.not_leader_or_follower,
+            )
+        leader_end = self.log.log_end_offset
+        if fetch_offset >= leader_end:
+            follower.last_caught_up_ms = now
+        elif fetch_offset >= follower.last_fetch_leader_log_end_offset:
+            # It has everything the leader had at its previous fetch.
+            follower.last_caught_up_ms = max(follower.last_caught_up_ms, follower.last_fetch_ms)
+        follower.last_fetch_leader_log_end_offset = leader_end
+        follower.last_fetch_ms = now
+        follower.log_end_offset = fetch_offset
+        return self._maybe_increment_high_watermark()
+
+    def isr_to_expand(self, replica_id: int) -> tuple[int, ...] | None:
+        """The ISR with ``replica_id`` added, if it has caught up enough to join: at the
+        high watermark or beyond, and within the current leader epoch."""
+        if not self.is_leader or replica_id in self.state.isr:
+            return None
+        follower = self._followers.get(replica_id)
+        if follower is None:
+            return None
+        latest = self.log.leader_epoch_cache.latest_entry()
+        epoch_start = latest.start_offset if latest is not None else 0
+        if follower.log_end_offset >= max(self.log.high_watermark, epoch_start):
+            return (*self.state.isr, replica_id)
+        return None
+
+    def isr_to_shrink(self, now: int, max_lag_ms: int) -> tuple[int, ...] | None:
+        """The ISR without followers not caught up for ``max_lag_ms``; None if all are."""
+        if not self.is_leader:
+            return None
+        log_end = self.log.log_end_offset
+        lagging = {
+            replica
+            for replica in self.state.isr
+            if replica != self.broker_id
+            and (follower := self._followers.get(replica)) is not None
+            and follower.log_end_offset != log_end
+            and now - follower.last_caught_up_ms > max_lag_ms
+        }
+        if not lagging:
+            return None
+        return tuple(r for r in self.state.isr if r not in lagging)
+
+    def acks_outcome(self, required_offset: int) -> AcksOutcome:
+        """Kafka's ``checkEnoughReplicasReachOffset`` for an acks=all produce."""
+        if not self.is_leader:
+            return AcksOutcome(True, ErrorCode.not_leader_or_follower)
+        if self.log.high_watermark < required_offset:
+            return AcksOutcome(False)
+        if len(self.state.isr) < self.log.config.min_insync_replicas:
+            return AcksOutcome(True, ErrorCode.not_enough_replicas_after_append)
+        return AcksOutcome(True)
+
+    # -- follower --------------------------------------------------------------------------
+
+    def append_as_follower(
+        self,
+        records: bytes | bytearray | memoryview | None,
+        leader_high_watermark: int,
+        leader_log_start_offset: int,
+    ) -> LogAppendInfo | None:
+        """Append what the fetcher copied from the leader; take its high watermark (capped
+        at this log's end) and log start offset."""
+        log = self.log
+        info = log.append_as_follower(records) if records else None
+        log.update_high_watermark(min(leader_high_watermark, log.log_end_offset))
+        if leader_log_start_offset > log.log_start_offset:
+            log.maybe_increment_log_start_offset(min(leader_log_start_offset, log.high_watermark))
+        return info
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop what the new leader does not have (KIP-101)."""
+        self.log.truncate_to(offset)
 
     def read(
         self,
@@ -136,11 +280,21 @@ class Partition:
         isolation_level: int,
         min_one_message: bool,
         current_leader_epoch: int = NO_EPOCH,
+        *,
+        follower: bool = False,
     ) -> PartitionRead:
+        """Records for a consumer (below the high watermark, or the LSO for
+        read_committed) or, with ``follower``, for a follower (up to the log end)."""
         self._require_leader()
         self.check_leader_epoch(current_leader_epoch)
         log = self.log
-        limit = log.last_stable_offset if isolation_level == READ_COMMITTED else log.high_watermark
+        limit: int | None
+        if follower:
+            limit = None
+        elif isolation_level == READ_COMMITTED:
+            limit = log.last_stable_offset
+        else:
+            limit = log.high_watermark
         info = log.read(fetch_offset, max_bytes, max_offset=limit, min_one_message=min_one_message)
         return PartitionRead(
             info=info,
@@ -151,14 +305,28 @@ class Partition:
         )
 
     def fetch_offset_for_timestamp(
-        self, timestamp: int, isolation_level: int, current_leader_epoch: int = NO_EPOCH
+        self,
+        timestamp: int,
+        isolation_level: int,
+        current_leader_epoch: int = NO_EPOCH,
+        *,
+        from_client: bool = True,
     ) -> tuple[int, int, int] | None:
         """ListOffsets: (offset, timestamp, leader epoch), or None when no record qualifies.
 
         Only offsets below the high watermark (or LSO for read_committed) are visible.
+        A new leader whose high watermark has not yet reached the start of its epoch
+        answers clients OFFSET_NOT_AVAILABLE (KIP-207): its high watermark may still be
+        below the one the previous leader reported, and "latest" must not go backwards.
         """
         self._require_leader()
         self.check_leader_epoch(current_leader_epoch)
+        if from_client and self._leader_epoch_start_offset > self.log.high_watermark:
+            raise KafkaError(
+                f"the high watermark of {self.tp} has not caught up with the start of "
+                f"leader epoch {self.leader_epoch} yet",
+                ErrorCode.offset_not_available,
+            )
         log = self.log
         limit = log.last_stable_offset if isolation_level == READ_COMMITTED else log.high_watermark
         if timestamp == LATEST_TIMESTAMP:

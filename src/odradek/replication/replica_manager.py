@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from odradek.cluster.brokers import BrokerRegistration
 from odradek.cluster.metadata import MetadataListener, MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
-from odradek.replication.partition import Partition, PartitionRead
+from odradek.replication.delayed_produce import DelayedProduce
+from odradek.replication.fetcher import ReplicaFetcherManager
+from odradek.replication.partition import AcksOutcome, Partition, PartitionRead
 from odradek.storage.errors import KafkaStorageError
 from odradek.storage.log_manager import LogManager
 
@@ -42,6 +45,8 @@ class ProduceResult:
     log_append_time: int = -1
     log_start_offset: int = -1
     message: str | None = None
+    required_offset: int = -1
+    """acks=all: the high watermark this append waits for (-1: nothing to wait for)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,15 @@ class ParkedFetch:
     (the client went away). No task and no coroutine: one timer and one callback.
     """
 
-    __slots__ = ("_manager", "_on_complete", "_timer", "done", "needed", "partitions")
+    __slots__ = (
+        "_manager",
+        "_on_complete",
+        "_timer",
+        "done",
+        "follower",
+        "needed",
+        "partitions",
+    )
 
     def __init__(
         self,
@@ -84,8 +97,12 @@ class ParkedFetch:
         needed: int,
         partitions: list[TopicPartition],
         on_complete: Callable[[], None],
+        follower: bool = False,
     ) -> None:
         self._manager = manager
+        self.follower = follower
+        """A follower's fetch sees appends at once; a consumer's only as the high
+        watermark passes them."""
         self._on_complete = on_complete
         self._timer: asyncio.TimerHandle | None = None
         self.needed = needed
@@ -135,7 +152,10 @@ class ReplicaManager(MetadataListener):
         self.offline_partitions: set[TopicPartition] = set()
         """Hosted here, but in a failed log dir (or their log could not be created)."""
         self._waiters: dict[TopicPartition, set[ParkedFetch]] = {}
+        self._produce_waiters: dict[TopicPartition, set[DelayedProduce]] = {}
+        self.fetchers = ReplicaFetcherManager(self, config)
         self._leadership_listeners: dict[str, list[LeadershipListener]] = {}
+        self._suspended = False
         log_manager.log_dir_failure_channel.add_listener(self.handle_log_dir_failure)
 
     def add_leadership_listener(self, topic: str, listener: LeadershipListener) -> None:
@@ -173,6 +193,8 @@ class ReplicaManager(MetadataListener):
             if partition.is_leader:
                 for listener in self._leadership_listeners.get(topic.name, ()):
                     listener.became_leader(partition)
+            else:
+                self.fetchers.follow(partition)
 
     def topic_created(self, topic: TopicMetadata) -> None:
         self._host(topic, 0)
@@ -185,10 +207,58 @@ class ReplicaManager(MetadataListener):
             tp = TopicPartition(topic.name, index)
             self.offline_partitions.discard(tp)
             if self.partitions.pop(tp, None) is not None:
+                self.fetchers.unfollow(tp)
                 for listener in self._leadership_listeners.get(topic.name, ()):
                     listener.resigned(tp)
                 self.log_manager.delete_log(tp)
             self._wake(tp)
+            self._check_acks(tp)
+
+    def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
+        """Leadership moved (Kafka's LeaderAndIsr): become leader or follower."""
+        for index in indices:
+            tp = TopicPartition(topic.name, index)
+            state = topic.partitions[index]
+            partition = self.partitions.get(tp)
+            if partition is None:
+                continue
+            was_leader = partition.is_leader
+            hw = partition.log.high_watermark
+            partition.update_state(state, self.clock())
+            if partition.is_leader:
+                self.fetchers.unfollow(tp)
+            else:
+                self.fetchers.follow(partition)
+            if was_leader and not partition.is_leader:
+                for listener in self._leadership_listeners.get(topic.name, ()):
+                    listener.resigned(tp)
+                self._wake(tp)
+            elif partition.is_leader and not was_leader:
+                for listener in self._leadership_listeners.get(topic.name, ()):
+                    listener.became_leader(partition)
+            if partition.log.high_watermark != hw:
+                self._wake(tp)
+            self._check_acks(tp)
+
+    def session_lost(self) -> None:
+        """The metadata can no longer be trusted: lead nothing until it arrives again
+        (another broker may be leading these partitions by now)."""
+        self._suspended = True
+        for tp, partition in self.partitions.items():
+            self.fetchers.unfollow(tp)
+            if partition.is_leader:
+                partition.update_state(replace(partition.state, leader=-1))
+                for listener in self._leadership_listeners.get(tp.topic, ()):
+                    listener.resigned(tp)
+                self._wake(tp)
+                self._check_acks(tp)
+
+    def brokers_changed(self, brokers: Mapping[int, BrokerRegistration]) -> None:
+        if self._suspended and self.broker_id in brokers:
+            # Registered again after a lost session: take the stored states afresh.
+            self._suspended = False
+            for topic in self.metadata.topics().values():
+                self.partition_states_changed(topic, range(len(topic.partitions)))
 
     def topic_configs_changed(self, topic: TopicMetadata) -> None:
         config = self.log_config(topic)
@@ -216,6 +286,8 @@ class ReplicaManager(MetadataListener):
         failed = [tp for tp, p in self.partitions.items() if p.log.parent_dir == log_dir]
         for tp in failed:
             del self.partitions[tp]
+            self.fetchers.unfollow(tp)
+            self._check_acks(tp)
             self.offline_partitions.add(tp)
             for listener in self._leadership_listeners.get(tp.topic, ()):
                 listener.resigned(tp)
@@ -246,16 +318,96 @@ class ReplicaManager(MetadataListener):
             partition = self.get_partition(tp)
             if not records:
                 raise KafkaError("Produce request with no records", ErrorCode.invalid_record)
+            high_watermark = partition.log.high_watermark
             info = partition.append_records_to_leader(records, acks)
         except KafkaError as exc:
             return ProduceResult(error=exc.error_code, message=exc.message or None)
         if not info.duplicate:
-            self._notify(tp, len(records))
+            self._notify(tp, len(records), partition.log.high_watermark != high_watermark)
         return ProduceResult(
             base_offset=info.first_offset,
             log_append_time=info.log_append_time,
             log_start_offset=info.log_start_offset,
+            required_offset=info.last_offset + 1 if acks == -1 else -1,
         )
+
+    def await_acks(
+        self, results: dict[TopicPartition, ProduceResult], timeout_ms: int
+    ) -> asyncio.Future[dict[TopicPartition, ProduceResult]] | None:
+        """For acks=all: a future of the results once every appended partition is
+        replicated to its ISR (or failed, or timed out); None when nothing must wait."""
+        pending: dict[TopicPartition, int] = {}
+        for tp, result in results.items():
+            if result.error is not ErrorCode.none or result.required_offset < 0:
+                continue
+            outcome = self._acks_outcome(tp, result.required_offset)
+            if outcome.done:
+                if outcome.error is not ErrorCode.none:
+                    results[tp] = replace(result, error=outcome.error)
+            else:
+                pending[tp] = result.required_offset
+        if not pending:
+            return None
+        delayed = DelayedProduce(
+            results, pending, timeout_ms, self._acks_outcome, self._forget_produce
+        )
+        for tp in pending:
+            self._produce_waiters.setdefault(tp, set()).add(delayed)
+        return delayed.future
+
+    def _acks_outcome(self, tp: TopicPartition, required_offset: int) -> AcksOutcome:
+        partition = self.partitions.get(tp)
+        if partition is None:
+            return AcksOutcome(True, ErrorCode.not_leader_or_follower)
+        return partition.acks_outcome(required_offset)
+
+    def _check_acks(self, tp: TopicPartition) -> None:
+        for delayed in list(self._produce_waiters.get(tp, ())):
+            delayed.check(tp)
+
+    def _forget_produce(self, delayed: DelayedProduce) -> None:
+        for tp in list(delayed.pending) + list(delayed.results):
+            waiters = self._produce_waiters.get(tp)
+            if waiters is not None:
+                waiters.discard(delayed)
+                if not waiters:
+                    del self._produce_waiters[tp]
+
+    # -- replication: the leader's side ----------------------------------------------------
+
+    def _follower_fetched(self, partition: Partition, replica_id: int, fetch_offset: int) -> None:
+        """A follower asked for ``fetch_offset``: it has everything before it."""
+        if partition.update_follower_fetch_state(replica_id, fetch_offset, self.clock()):
+            self._high_watermark_moved(partition.tp)
+        expanded = partition.isr_to_expand(replica_id)
+        if expanded is not None:
+            self._alter_isr(partition, expanded, f"broker {replica_id} caught up")
+
+    def _high_watermark_moved(self, tp: TopicPartition) -> None:
+        self._wake(tp, consumers_only=True)
+        self._check_acks(tp)
+
+    def _alter_isr(self, partition: Partition, isr: tuple[int, ...], why: str) -> None:
+        """Write a new ISR (Kafka's AlterPartition), conditional on the partition epoch;
+        the store's change notice then updates the partition."""
+        tp = partition.tp
+        try:
+            self.metadata.alter_partition_states(
+                tp.topic, {tp.partition: replace(partition.state, isr=isr)}
+            )
+        except KafkaError as exc:
+            log.info("ISR change of %s to %s not made: %s", tp, list(isr), exc)
+            return
+        log.info("partition %s: ISR %s (%s)", tp, list(isr), why)
+
+    def maybe_shrink_isr(self, now: int) -> None:
+        """Drop followers that have not caught up for ``replica.lag.time.max.ms``."""
+        max_lag = int(self.config.get("replica.lag.time.max.ms"))
+        for partition in list(self.partitions.values()):
+            shrunk = partition.isr_to_shrink(now, max_lag)
+            if shrunk is not None:
+                dropped = sorted(set(partition.state.isr) - set(shrunk))
+                self._alter_isr(partition, shrunk, f"{dropped} fell behind")
 
     # -- fetch -----------------------------------------------------------------------------
 
@@ -275,6 +427,8 @@ class ReplicaManager(MetadataListener):
         needed: int,
         max_wait_ms: int,
         on_complete: Callable[[], None],
+        *,
+        follower: bool = False,
     ) -> ParkedFetch:
         """Park a fetch until ``needed`` bytes are appended to the partitions of
         ``first_read`` or ``max_wait_ms`` passes, then call ``on_complete`` (once).
@@ -284,13 +438,24 @@ class ReplicaManager(MetadataListener):
         log end offsets seen by the first read are compared after parking. In that case
         ``on_complete`` runs before this returns.
         """
-        parked = ParkedFetch(self, needed, [result.tp for result in first_read], on_complete)
+        parked = ParkedFetch(
+            self, needed, [result.tp for result in first_read], on_complete, follower
+        )
         for tp in parked.partitions:
             self._waiters.setdefault(tp, set()).add(parked)
         for result in first_read:
             partition = self.partitions.get(result.tp)
-            seen = result.read.log_end_offset if result.read is not None else None
-            if partition is None or partition.log.log_end_offset != seen:
+            read = result.read
+            moved = (
+                read is None
+                or partition is None
+                or partition.log.log_end_offset != read.log_end_offset
+                if follower
+                else read is None
+                or partition is None
+                or partition.log.high_watermark != read.high_watermark
+            )
+            if moved:
                 parked.wake()
                 return parked
         loop = asyncio.get_running_loop()
@@ -298,9 +463,15 @@ class ReplicaManager(MetadataListener):
         return parked
 
     def read(
-        self, partitions: Sequence[FetchPartition], *, max_bytes: int, isolation_level: int
+        self,
+        partitions: Sequence[FetchPartition],
+        *,
+        max_bytes: int,
+        isolation_level: int,
+        replica_id: int = -1,
     ) -> list[FetchResult]:
-        """Read each partition in order within the response budget (KIP-74)."""
+        """Read each partition in order within the response budget (KIP-74). A
+        follower's read (``replica_id`` >= 0) first records how far it has come."""
         results = []
         remaining = max_bytes
         min_one_message = True
@@ -312,12 +483,21 @@ class ReplicaManager(MetadataListener):
                 continue
             try:
                 partition = self.get_partition(item.tp)
+                follower = replica_id >= 0
+                if follower:
+                    partition.check_leader_epoch(item.current_leader_epoch)
+                    if not partition.is_leader:
+                        raise KafkaError(
+                            f"not the leader of {item.tp}", ErrorCode.not_leader_or_follower
+                        )
+                    self._follower_fetched(partition, replica_id, item.fetch_offset)
                 read = partition.read(
                     item.fetch_offset,
                     limit,
                     isolation_level,
                     min_one_message,
                     item.current_leader_epoch,
+                    follower=follower,
                 )
             except KafkaError as exc:
                 results.append(FetchResult(item.tp, exc.error_code))
@@ -329,18 +509,21 @@ class ReplicaManager(MetadataListener):
             results.append(result)
         return results
 
-    def _notify(self, tp: TopicPartition, appended: int) -> None:
+    def _notify(self, tp: TopicPartition, appended: int, high_watermark_moved: bool) -> None:
         waiters = self._waiters.get(tp)
-        if not waiters:
-            return
-        for waiter in list(waiters):
-            waiter.needed -= appended
-            if waiter.needed <= 0:
-                waiter.wake()
+        if waiters:
+            for waiter in list(waiters):
+                if waiter.follower or high_watermark_moved:
+                    waiter.needed -= appended
+                    if waiter.needed <= 0:
+                        waiter.wake()
+        if high_watermark_moved:
+            self._check_acks(tp)
 
-    def _wake(self, tp: TopicPartition) -> None:
+    def _wake(self, tp: TopicPartition, *, consumers_only: bool = False) -> None:
         for waiter in list(self._waiters.get(tp, ())):
-            waiter.wake()
+            if not (consumers_only and waiter.follower):
+                waiter.wake()
 
     def _forget(self, waiter: ParkedFetch) -> None:
         for tp in waiter.partitions:
@@ -351,7 +534,10 @@ class ReplicaManager(MetadataListener):
                     del self._waiters[tp]
 
     def complete_waiting(self) -> None:
-        """Answer every parked fetch now (shutdown)."""
+        """Answer every parked fetch and waiting produce now (shutdown)."""
         for waiters in list(self._waiters.values()):
             for waiter in list(waiters):
                 waiter.wake()
+        for produce_waiters in list(self._produce_waiters.values()):
+            for delayed in list(produce_waiters):
+                delayed.cancel()

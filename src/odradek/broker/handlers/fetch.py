@@ -1,5 +1,8 @@
 """Fetch (key 1): read partitions up to the high watermark (or LSO), long-polling.
 
+A fetch with a replica id is a follower's: it reads up to the log end, and the offsets it
+asks for tell the leader how far the follower has come (ISR, high watermark).
+
 Fetch sessions (KIP-227) are declined: every answer carries session id 0, which tells
 the client to keep sending full requests; a request naming a session gets
 FETCH_SESSION_ID_NOT_FOUND so the client starts over.
@@ -67,25 +70,14 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
         layout.append((name, topic_id, entries))
     isolation = request.isolation_level
     replica_id = _replica_id(request, version)
-    if replica_id >= 0:
-        # Follower fetches arrive with replication; no broker replicates from us yet.
-        return encode_fetch_response(
-            version,
-            [
-                TopicData(
-                    name,
-                    topic_id,
-                    [PartitionData(i, ErrorCode.not_leader_or_follower) for i, _ in entries],
-                )
-                for name, topic_id, entries in layout
-            ],
-        )
-
+    follower = replica_id >= 0
     replica_manager = broker.replica_manager
     max_bytes = request.max_bytes
     min_bytes = request.min_bytes
     max_wait_ms = duration_ms(request.max_wait)
-    results = replica_manager.read(wanted, max_bytes=max_bytes, isolation_level=isolation)
+    results = replica_manager.read(
+        wanted, max_bytes=max_bytes, isolation_level=isolation, replica_id=replica_id
+    )
     if replica_manager.fetch_satisfied(results, min_bytes, max_wait_ms):
         return _response(version, layout, results, isolation)
 
@@ -97,13 +89,17 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
         if reply.done():
             return
         try:
-            again = replica_manager.read(wanted, max_bytes=max_bytes, isolation_level=isolation)
+            again = replica_manager.read(
+                wanted, max_bytes=max_bytes, isolation_level=isolation, replica_id=replica_id
+            )
             reply.set_result(_response(version, layout, again, isolation))
         except Exception as exc:  # the connection logs it and closes
             reply.set_exception(exc)
 
     found = sum(result.size for result in results)
-    parked = replica_manager.park_fetch(results, min_bytes - found, max_wait_ms, complete)
+    parked = replica_manager.park_fetch(
+        results, min_bytes - found, max_wait_ms, complete, follower=follower
+    )
     reply.add_done_callback(lambda _: parked.cancel())
     return reply
 

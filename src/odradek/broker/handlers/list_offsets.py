@@ -33,7 +33,10 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 if counts[tp] > 1:
                     raise KafkaError("duplicate partition", ErrorCode.invalid_request)
                 found = replica_manager.get_partition(tp).fetch_offset_for_timestamp(
-                    wanted.timestamp, isolation, getattr(wanted, "current_leader_epoch", -1)
+                    wanted.timestamp,
+                    isolation,
+                    getattr(wanted, "current_leader_epoch", -1),
+                    from_client=request.replica_id < 0,
                 )
                 if found is not None:
                     offset, timestamp, epoch = found

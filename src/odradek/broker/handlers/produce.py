@@ -1,4 +1,5 @@
-"""Produce (key 0): append each partition's records blob; acks=0 gets no response.
+"""Produce (key 0): append each partition's records blob; acks=0 gets no response, acks=all
+an answer once every in-sync replica has the records.
 
 The records blob reaches the log as bytes; only batch headers are read (storage's
 validator). Versions 0-2 are advertised as Kafka 4 does (older librdkafka turns off
@@ -7,6 +8,7 @@ compression when the advertised minimum is above 0) and answered UNSUPPORTED_VER
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 from odradek.broker.api import NO_RESPONSE, Handler, Reply, RequestContext, ResponseChunks
@@ -43,7 +45,20 @@ def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
         results = ctx.broker.replica_manager.append_records(acks, entries)
     if acks == 0:
         return NO_RESPONSE
+    if acks == -1:
+        waiting = ctx.broker.replica_manager.await_acks(results, request.timeout_ms)
+        if waiting is not None:
+            return _when_replicated(ctx.api_version, request, waiting)
     return _response(ctx.api_version, request, results)
+
+
+async def _when_replicated(
+    version: int,
+    request: ProduceRequestView,
+    waiting: asyncio.Future[dict[TopicPartition, ProduceResult]],
+) -> Reply:
+    """acks=all: answer once the ISR has the records (or the request's timeout passed)."""
+    return _response(version, request, await waiting)
 
 
 def _response(

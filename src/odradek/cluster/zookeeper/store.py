@@ -514,6 +514,7 @@ class ZooKeeperStore:
             self._broker_id,
         )
         self._controller_id = -1
+        self._brokers = {}  # so that registering again is announced as a change
         for listener in self._listeners:
             listener.session_lost()
 

@@ -1,0 +1,132 @@
+"""The elected controller's duty: every partition has a live leader from its ISR.
+
+Kafka's controller reacts to brokers going and coming (``onBrokerFailure``,
+``onBrokerStartup``): a partition whose leader died gets a new leader from the live
+members of its ISR, in replica order (``offlinePartitionLeaderElection``), with the
+leader epoch bumped; dead brokers leave the ISRs; with no live ISR member the partition
+stays offline (leader -1, the ISR keeps its last member) unless
+``unclean.leader.election.enable`` allows any live replica. A partition offline for want
+of a leader gets one as soon as an ISR member comes back.
+
+Only the broker that won the controller election acts; every write is conditional on the
+partition epoch it read, so it never overwrites a change it has not seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+
+from odradek.cluster.brokers import BrokerRegistration
+from odradek.cluster.metadata import (
+    MetadataListener,
+    MetadataStore,
+    PartitionState,
+    TopicMetadata,
+)
+from odradek.config import BrokerConfig
+from odradek.protocol.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+NO_LEADER = -1
+
+
+def elect_offline_leader(
+    state: PartitionState, live: Collection[int], unclean: bool
+) -> PartitionState | None:
+    """The state after dead brokers are taken out of a partition's leadership and ISR;
+    None when nothing changes."""
+    leader_alive = state.leader in live
+    isr = tuple(r for r in state.isr if r in live)
+    if leader_alive:
+        if isr == state.isr:
+            return None
+        # A follower died: it leaves the ISR. As in KRaft, the leader epoch moves only
+        # with the leader; the new ISR is a new partition epoch.
+        return replace(state, isr=isr)
+    candidates = [r for r in state.replicas if r in isr]
+    if not candidates and unclean:
+        candidates = [r for r in state.replicas if r in live]
+        isr = tuple(candidates[:1])
+    if not candidates:
+        if state.leader == NO_LEADER:
+            return None
+        # Offline: keep the last ISR member so it can take over when it returns.
+        last = state.isr[:1] if state.leader not in state.isr else (state.leader,)
+        return replace(state, leader=NO_LEADER, leader_epoch=state.leader_epoch + 1, isr=last)
+    return replace(state, leader=candidates[0], leader_epoch=state.leader_epoch + 1, isr=isr)
+
+
+class LeadershipController(MetadataListener):
+    def __init__(self, store: MetadataStore, config: BrokerConfig) -> None:
+        self._store = store
+        self._config = config
+        self._active = False
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def controller_changed(self, controller_id: int, is_self: bool) -> None:
+        self._active = is_self
+        if is_self:
+            self.elect_leaders()
+
+    def session_lost(self) -> None:
+        self._active = False
+
+    def brokers_changed(self, brokers: Mapping[int, BrokerRegistration]) -> None:
+        if self._active:
+            self.elect_leaders()
+
+    def topic_created(self, topic: TopicMetadata) -> None:
+        if self._active:
+            self._elect(topic)
+
+    def elect_leaders(self) -> None:
+        """Bring every partition's leadership and ISR in line with the live brokers."""
+        for topic in list(self._store.topics().values()):
+            self._elect(topic)
+
+    def _elect(self, topic: TopicMetadata) -> None:
+        live = set(self._store.brokers())
+        if not live:
+            return
+        unclean = self._unclean(topic)
+        changes: dict[int, PartitionState] = {}
+        for index, state in enumerate(topic.partitions):
+            changed = elect_offline_leader(state, live, unclean)
+            if changed is not None:
+                changes[index] = changed
+        if not changes:
+            return
+        try:
+            self._store.alter_partition_states(topic.name, changes)
+        except KafkaError as exc:
+            # A newer state (or a newer controller) won; the change that follows it
+            # brings this controller back here with fresh states.
+            log.info("leader election for %s deferred: %s", topic.name, exc)
+            return
+        for index, state in sorted(changes.items()):
+            log.info(
+                "partition %s-%d: leader %d (epoch %d), isr %s",
+                topic.name,
+                index,
+                state.leader,
+                state.leader_epoch,
+                list(state.isr),
+            )
+
+    def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
+        if self._active and any(
+            topic.partitions[i].leader not in self._store.brokers() for i in indices
+        ):
+            self._elect(topic)
+
+    def _unclean(self, topic: TopicMetadata) -> bool:
+        raw = topic.configs.get("unclean.leader.election.enable")
+        if raw is not None:
+            return raw.strip().lower() == "true"
+        return bool(self._config.get("unclean.leader.election.enable"))
