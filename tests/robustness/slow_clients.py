@@ -341,8 +341,8 @@ def _churn_round(
         for n, sock in enumerate(socks):
             if n % 3 == 0:
                 try:
-                    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-                    _recv_exact(sock, size)
+                    (size,) = struct.unpack(">i", recv_exact(sock, 4))
+                    recv_exact(sock, size)
                     run.answered += 1
                 except (OSError, ConnectionError):
                     run.unanswered += 1
@@ -353,7 +353,8 @@ def _churn_round(
             sock.close()
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes from ``sock``; ConnectionError if it closes first."""
     chunks = []
     while size:
         chunk = sock.recv(size)
