@@ -1,4 +1,5 @@
-"""Regenerate ROBUSTNESS.md: ``python -m tests.fuzz.report [--seed N] [--quick]``.
+"""Regenerate ROBUSTNESS.md: ``python -m tests.fuzz.report [--seed N] [--quick]
+[--soak-seconds S]``.
 
 Runs, with one seed, the three protocol fuzz campaigns the CI tests run in small:
 
@@ -9,9 +10,12 @@ Runs, with one seed, the three protocol fuzz campaigns the CI tests run in small
 3. a real broker on loopback (``live.run_live``), then the oversized-frame and HTTP
    checks, then a fresh confluent-kafka client that creates, produces and consumes;
 
-and writes the figures, the broker's ERROR records, the open findings pinned by strict
-xfail tests in ``tests/fuzz``, and placeholders for the parts of issue #5 that nothing
-measures yet. Takes about a minute; ``--quick`` about fifteen seconds.
+then the crash-safety and slow-client campaigns of ``tests/robustness`` (``figures.py``:
+garbage tails, torn last batches, kill -9 loops during produce, stalled consumers,
+connection churn, connection limits) and, with ``--soak-seconds``, the mixed soak; and
+writes the figures, the broker's ERROR records, the open findings pinned by strict xfail
+tests in ``tests/fuzz``, and rows for the parts of issue #5 not measured here. Takes
+about a minute and a half; ``--quick`` about forty seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from tests.fuzz.live import (
     summary,
     unexpected_incidents,
 )
+from tests.robustness.figures import Figures, not_measured_rows, run_all, sections, summary_rows
 from tests.support.broker import BrokerProcess
 from tests.support.clients import consume_all, create_topic, produce_acked
 
@@ -63,6 +68,7 @@ class Results:
     live: LiveRun
     prefixes: dict[str, tuple[str, float]]
     fresh_client: str
+    robustness: Figures
     seconds: float
 
 
@@ -203,7 +209,7 @@ def render(results: Results, command: str) -> str:
         f"{kib(live_summary['vm_peak_growth_kib'] * 1024)} / "
         f"{kib(live_summary['rss_peak_growth_kib'] * 1024)} |",
         f"| Fresh client after the live run | {results.fresh_client} |",
-        "| Records lost (crash safety) | not yet measured |",
+        *summary_rows(results.robustness),
         "",
         "## Protocol fuzzing",
         "",
@@ -277,24 +283,14 @@ def render(results: Results, command: str) -> str:
         "",
         *([f"- `{test}`: {reason}" for test, reason in open_findings()] or ["None."]),
         "",
+        *sections(results.robustness),
         "## Not yet measured",
         "",
-        "The other parts of issue #5 have no test yet; these rows stay empty until they do.",
+        "Parts of issue #5 that this command does not measure:",
         "",
         "| Part | Proof required (issue #5) | Status |",
         "|---|---|---|",
-        "| Crash safety | 10 rounds of 50-99 records + 1-1024 random bytes appended to `.log`/"
-        "`.index`, reopen: LEO = record count, records identical; last batch truncated at "
-        "1,000 positions recovers to the last whole batch; kill -9 loops with "
-        "`flush.messages=1` lose no acknowledged record | not yet measured |",
-        "| Disk faults | full log dir -> KAFKA_STORAGE_ERROR, nothing written is damaged, "
-        "serves again once space is freed; unwritable log dir goes offline without a crash "
-        "| not yet measured |",
-        "| Slow clients | a consumer that stops reading does not make the broker buffer "
-        "without bound; 1,000 connections opened and dropped leak nothing; "
-        "`max.connections(.per.ip)` refusals | not yet measured |",
-        "| Soak | 30-minute mixed load: RSS and file handles flat, no acknowledged record lost "
-        "| not yet measured |",
+        *not_measured_rows(results.robustness),
         "",
     ]
     return "\n".join(lines)
@@ -318,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="a tenth of the frames")
     parser.add_argument("--output", type=Path, default=ROOT / "ROBUSTNESS.md")
+    parser.add_argument(
+        "--soak-seconds", type=float, default=0, help="also run the mixed soak this long"
+    )
     args = parser.parse_args(argv)
     scale = 10 if args.quick else 1
     started = time.monotonic()
@@ -328,10 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"native: {native}", file=sys.stderr)
     live, prefixes, fresh = run_live_campaign(args.seed, 6_000 // scale)
     print(f"live: {summary(live)}", file=sys.stderr)
-    results = Results(args.seed, decoder, native, live, prefixes, fresh, time.monotonic() - started)
+    robustness = run_all(args.seed, quick=args.quick, soak_seconds=args.soak_seconds)
+    results = Results(
+        args.seed, decoder, native, live, prefixes, fresh, robustness, time.monotonic() - started
+    )
     command = "python -m tests.fuzz.report" + (" --quick" if args.quick else "")
     if args.seed != 1:
         command += f" --seed {args.seed}"
+    if args.soak_seconds:
+        command += f" --soak-seconds {args.soak_seconds:g}"
     args.output.write_text(render(results, command))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

@@ -92,7 +92,10 @@ def corrupt_log_rounds(
     segment's ``.log`` and ``.index``, reopen (after a crash: recovery from offset 50; or
     after a clean shutdown, where only the active segment's tail is checked), compare;
     then append one record and reopen with full recovery, which must keep it."""
-    run = CrashRun("garbage appended to .log and .index")
+    run = CrashRun(
+        "garbage appended to .log and .index, after "
+        + ("a clean shutdown" if clean_shutdown else "a crash")
+    )
     rng = random.Random(seed)
     started = time.monotonic()
     for round_number in range(rounds):
