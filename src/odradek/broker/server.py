@@ -32,7 +32,7 @@ from odradek.cluster.metadata import LocalStore, MetadataStore
 from odradek.cluster.zookeeper.store import ZooKeeperStore
 from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
 from odradek.coordinator.group.service import GroupCoordinator
-from odradek.protocol.errors import ErrorCode
+from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
 from odradek.storage import checkpoints
@@ -43,6 +43,7 @@ from odradek.storage.log_manager import LogManager
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 5.0
+CONTROLLED_SHUTDOWN_SECONDS = 5.0
 LOCK_FILE = ".lock"
 
 
@@ -237,6 +238,8 @@ class Broker:
             return
         self._stopping = True
         log.info("shutting down")
+        if self.zookeeper is not None and self.config.get("controlled.shutdown.enable"):
+            await self._controlled_shutdown(self.zookeeper)
         for server in self._servers:
             server.close()
         # Take no new requests; answer the ones in flight, waiting ones at once.
@@ -260,6 +263,43 @@ class Broker:
         for fd in self._locks:
             os.close(fd)
         log.info("shut down cleanly")
+
+    async def _controlled_shutdown(self, store: ZooKeeperStore) -> None:
+        """Move leadership away before stopping (Kafka's controlled shutdown).
+
+        The broker leaves the live set first (its registration is deleted), so the
+        controller elects new leaders from the rest of each ISR and takes this broker out
+        of the ISRs, while this broker goes on serving: followers keep fetching, clients
+        are told NOT_LEADER_OR_FOLLOWER and move. It waits until no partition with another
+        live ISR member is led here, at most CONTROLLED_SHUTDOWN_SECONDS.
+        """
+        try:
+            store.deregister_broker()
+        except KafkaError as exc:
+            log.warning("controlled shutdown skipped: %s", exc)
+            return
+        deadline = time.monotonic() + CONTROLLED_SHUTDOWN_SECONDS
+        while time.monotonic() < deadline:
+            led = self._leaderships_to_move(store)
+            if not led:
+                log.info("controlled shutdown: leadership moved away")
+                return
+            await asyncio.sleep(0.05)
+        log.warning(
+            "controlled shutdown: %d partitions still led here after %.0fs; stopping anyway",
+            len(self._leaderships_to_move(store)),
+            CONTROLLED_SHUTDOWN_SECONDS,
+        )
+
+    def _leaderships_to_move(self, store: ZooKeeperStore) -> list[tuple[str, int]]:
+        live = store.brokers()
+        return [
+            (topic.name, index)
+            for topic in store.topics().values()
+            for index, state in enumerate(topic.partitions)
+            if state.leader == self.broker_id
+            and any(r != self.broker_id and r in live for r in state.isr)
+        ]
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task owned by the broker (cancelled at shutdown)."""

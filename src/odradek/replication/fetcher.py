@@ -70,6 +70,7 @@ class ReplicaFetcher:
         self._changed = asyncio.Event()
         self._client: BrokerClient | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
         self._last_warning = 0.0
 
     def start(self) -> None:
@@ -85,9 +86,12 @@ class ReplicaFetcher:
         self.partitions.pop(tp, None)
 
     async def stop(self) -> None:
+        # The flag as well as the cancellation: on Python 3.11 asyncio.wait_for may
+        # swallow a cancellation that arrives as its inner wait completes.
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=2)
         if self._client is not None:
             self._client.close()
 
@@ -96,7 +100,7 @@ class ReplicaFetcher:
     async def _run(self) -> None:
         config = self.manager.config
         backoff = config.get("replica.fetch.backoff.ms") / 1000
-        while True:
+        while not self._stopped:
             ready = self._ready()
             if not ready:
                 await self._wait_for_work()

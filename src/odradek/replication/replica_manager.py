@@ -156,6 +156,9 @@ class ReplicaManager(MetadataListener):
         self.fetchers = ReplicaFetcherManager(self, config)
         self._leadership_listeners: dict[str, list[LeadershipListener]] = {}
         self._suspended = False
+        self._started = False
+        """Metadata arrives (ZooKeeper) before the logs are loaded; hosting waits for
+        ``startup``, which takes the whole metadata as it is then."""
         log_manager.log_dir_failure_channel.add_listener(self.handle_log_dir_failure)
 
     def add_leadership_listener(self, topic: str, listener: LeadershipListener) -> None:
@@ -164,6 +167,7 @@ class ReplicaManager(MetadataListener):
     # -- hosting partitions ----------------------------------------------------------------
 
     def startup(self) -> None:
+        self._started = True
         for topic in self.metadata.topics().values():
             self._host(topic, 0)
         hosted = set(self.partitions)
@@ -175,6 +179,8 @@ class ReplicaManager(MetadataListener):
         return LogConfig.build(self.config, validate_topic_configs(topic.configs))
 
     def _host(self, topic: TopicMetadata, first: int) -> None:
+        if not self._started:
+            return
         config = self.log_config(topic)
         for index, state in enumerate(topic.partitions[first:], start=first):
             if self.broker_id not in state.replicas:
@@ -216,6 +222,8 @@ class ReplicaManager(MetadataListener):
 
     def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
         """Leadership moved (Kafka's LeaderAndIsr): become leader or follower."""
+        if not self._started:
+            return
         for index in indices:
             tp = TopicPartition(topic.name, index)
             state = topic.partitions[index]
@@ -379,7 +387,11 @@ class ReplicaManager(MetadataListener):
         """A follower asked for ``fetch_offset``: it has everything before it."""
         if partition.update_follower_fetch_state(replica_id, fetch_offset, self.clock()):
             self._high_watermark_moved(partition.tp)
-        expanded = partition.isr_to_expand(replica_id)
+        # A broker that left the live set (controlled shutdown) may still fetch for a
+        # moment; it must not rejoin an ISR it is about to leave for good.
+        expanded = (
+            partition.isr_to_expand(replica_id) if replica_id in self.metadata.brokers() else None
+        )
         if expanded is not None:
             self._alter_isr(partition, expanded, f"broker {replica_id} caught up")
 

@@ -583,6 +583,19 @@ class ZooKeeperStore:
         await self._on_reader(self._read_brokers)
         await self._on_reader(self._elect)
 
+    def deregister_broker(self) -> None:
+        """Leave the live brokers (controlled shutdown): the controller moves this
+        broker's leaderships away as if it had died, while it still serves."""
+        client = self._require_connected()
+        try:
+            client.delete(self._path(znodes.broker_path(self._broker_id)))
+        except NoNodeError:
+            pass
+        except KazooException as exc:
+            raise MetadataUnavailableError(f"cannot deregister: {exc!r}") from exc
+        self._registration = None
+        self._submit(self._read_brokers)
+
     def register_broker(self, registration: BrokerRegistration) -> None:
         """Done by ``wait_until_registered`` (ZooKeeper registration must be awaited)."""
         if self._registration != registration:

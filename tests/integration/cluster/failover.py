@@ -1,0 +1,74 @@
+"""What the failover tests share: who leads and controls, waiting for the cluster to
+settle, and the check that every acknowledged record is there exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from tests.integration.cluster.conftest import Cluster
+from tests.robustness.load import Producing, check_acked, read_log
+
+REPLICATED = {"min.insync.replicas": "2"}
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except KafkaException:
+            pass
+        assert time.monotonic() < deadline, f"{what} not met within {timeout:.0f}s"
+        time.sleep(0.1)
+
+
+def live_bootstrap(cluster: Cluster) -> str:
+    return ",".join(
+        b.bootstrap for b in cluster.brokers.values() if b.process and b.process.poll() is None
+    )
+
+
+def partition_states(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int]]]:
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return {p.id: (p.leader, sorted(p.isrs)) for p in metadata.topics[topic].partitions.values()}
+
+
+def controller_id(bootstrap: str) -> int:
+    return int(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).controller_id)
+
+
+def fully_replicated(bootstrap: str, topic: str, brokers: list[int]) -> bool:
+    states = partition_states(bootstrap, topic)
+    return all(leader in brokers and isr == sorted(brokers) for leader, isr in states.values())
+
+
+def watermarks_ready(bootstrap: str, topic: str, partitions: int) -> bool:
+    """Every partition answers ListOffsets (a new leader answers OFFSET_NOT_AVAILABLE
+    until its high watermark reaches the start of its epoch, KIP-207)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    try:
+        for p in range(partitions):
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+    except KafkaException:
+        return False
+    finally:
+        consumer.close()
+    return True
+
+
+def check_no_loss(cluster: Cluster, producer: Producing, topic: str, partitions: int) -> None:
+    """Stop the producer; every acknowledged record is in the log once, none twice."""
+    producer.stop()
+    assert not producer.unflushed, f"{producer.unflushed} records never answered"
+    assert not producer.duplicate_acks, producer.duplicate_acks[:3]
+    bootstrap = live_bootstrap(cluster)
+    wait_for(lambda: watermarks_ready(bootstrap, topic, partitions), what="watermarks")
+    log = read_log(bootstrap, topic, partitions)
+    check = check_acked(dict(producer.acked), log)
+    assert check.lost == 0 and check.duplicated == 0, check.failures
+    assert check.acknowledged > 0
