@@ -27,8 +27,10 @@ from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
 from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
 from odradek.cluster.controller import Controller
+from odradek.cluster.leader_rebalance import LeaderRebalancer
 from odradek.cluster.leadership import LeadershipController
 from odradek.cluster.metadata import LocalStore, MetadataStore
+from odradek.cluster.reassignment import ReassignmentController
 from odradek.cluster.zookeeper.store import ZooKeeperStore
 from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
 from odradek.coordinator.group.service import GroupCoordinator
@@ -120,6 +122,10 @@ class Broker:
         self.metadata.add_listener(self.replica_manager)
         self.metadata.add_listener(self.leadership)
         self.producer_ids = ProducerIdManager(self.metadata)
+        self.reassignments = ReassignmentController(self.metadata)
+        self.metadata.add_listener(self.reassignments)
+        self.leader_rebalancer = LeaderRebalancer(self.metadata, config)
+        self.metadata.add_listener(self.leader_rebalancer)
         self.group_coordinator = GroupCoordinator(
             config,
             metadata=self.metadata,
@@ -248,6 +254,7 @@ class Broker:
         self.replica_manager.complete_waiting()
         self.group_coordinator.shutdown()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        self.leader_rebalancer.close()
         while any(c.busy for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):

@@ -25,9 +25,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `odradek --help` stays fast and each module registers itself.
-    from odradek.cli import consume, groups, produce, server, topics  # noqa: PLC0415
+    from odradek.cli import cluster, consume, groups, produce, server, topics  # noqa: PLC0415
 
-    for module in (server, topics, produce, consume, groups):
+    for module in (server, topics, produce, consume, groups, cluster):
         module.register(app)
 
 

@@ -126,7 +126,12 @@ class LeadershipController(MetadataListener):
             self._elect(topic)
 
     def _unclean(self, topic: TopicMetadata) -> bool:
-        raw = topic.configs.get("unclean.leader.election.enable")
-        if raw is not None:
-            return raw.strip().lower() == "true"
-        return bool(self._config.get("unclean.leader.election.enable"))
+        return unclean_allowed(topic, self._config)
+
+
+def unclean_allowed(topic: TopicMetadata, config: BrokerConfig) -> bool:
+    """``unclean.leader.election.enable`` for this topic (its override, else the broker's)."""
+    raw = topic.configs.get("unclean.leader.election.enable")
+    if raw is not None:
+        return raw.strip().lower() == "true"
+    return bool(config.get("unclean.leader.election.enable"))

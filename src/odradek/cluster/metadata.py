@@ -63,6 +63,27 @@ class PartitionState:
     isr: tuple[int, ...]
     partition_epoch: int = 0
     """Bumped by every change of this state (the state znode's version in ZooKeeper)."""
+    adding_replicas: tuple[int, ...] = ()
+    """Replicas a reassignment is adding (KIP-455); they are in ``replicas`` already."""
+    removing_replicas: tuple[int, ...] = ()
+    """Replicas a reassignment will remove once every adding replica is in the ISR."""
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.adding_replicas or self.removing_replicas)
+
+    @property
+    def target_replicas(self) -> tuple[int, ...]:
+        """The replicas once any reassignment completes (``replicas`` without the ones
+        being removed)."""
+        if not self.removing_replicas:
+            return self.replicas
+        return tuple(r for r in self.replicas if r not in self.removing_replicas)
+
+    @property
+    def preferred_leader(self) -> int:
+        """The first replica: the leader that spreads leadership as assigned."""
+        return self.replicas[0] if self.replicas else -1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +96,7 @@ class TopicMetadata:
 
     @property
     def replication_factor(self) -> int:
-        return len(self.partitions[0].replicas) if self.partitions else 0
+        return len(self.partitions[0].target_replicas) if self.partitions else 0
 
 
 def topic_id_to_base64(topic_id: uuid.UUID) -> str:
@@ -154,7 +175,9 @@ class MetadataStore(Protocol):
 
         Each new state carries the ``partition_epoch`` of the state it replaces; if any
         stored state moved on since, nothing is written and StaleStateError is raised.
-        Stored states get ``partition_epoch + 1``.
+        Stored states get ``partition_epoch + 1``. A state may change the replica set
+        too (``replicas``, ``adding_replicas``, ``removing_replicas``: a reassignment),
+        under the same condition, as Kafka's PartitionChangeRecord carries all of them.
         """
         ...
 
@@ -375,9 +398,20 @@ def _topic_to_json(topic: TopicMetadata) -> dict[str, Any]:
                 "replicas": list(p.replicas),
                 "isr": list(p.isr),
                 "partition_epoch": p.partition_epoch,
+                **_reassignment_to_json(p),
             }
             for p in topic.partitions
         ],
+    }
+
+
+def _reassignment_to_json(state: PartitionState) -> dict[str, list[int]]:
+    """Only while a reassignment is under way, so the usual line stays short."""
+    if not state.reassigning:
+        return {}
+    return {
+        "adding_replicas": list(state.adding_replicas),
+        "removing_replicas": list(state.removing_replicas),
     }
 
 
@@ -393,6 +427,8 @@ def _topic_from_json(raw: Mapping[str, Any]) -> TopicMetadata:
                 replicas=tuple(p["replicas"]),
                 isr=tuple(p["isr"]),
                 partition_epoch=p.get("partition_epoch", 0),
+                adding_replicas=tuple(p.get("adding_replicas", ())),
+                removing_replicas=tuple(p.get("removing_replicas", ())),
             )
             for p in raw["partitions"]
         ),

@@ -109,9 +109,12 @@ class Partition:
         elif not was_leader or state.leader_epoch != old_epoch:
             self._start_leading(now)
         else:
+            # A reassignment added or removed replicas.
             for replica in state.replicas:
                 if replica != self.broker_id and replica not in self._followers:
                     self._followers[replica] = FollowerState()
+            for replica in [r for r in self._followers if r not in state.replicas]:
+                del self._followers[replica]
             self._maybe_increment_high_watermark()
 
     def _start_leading(self, now: int) -> None:

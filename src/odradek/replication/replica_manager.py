@@ -171,18 +171,34 @@ class ReplicaManager(MetadataListener):
         for topic in self.metadata.topics().values():
             self._host(topic, 0)
         hosted = set(self.partitions)
-        for tp in self.log_manager.logs:
-            if tp not in hosted:
+        for tp, stray in list(self.log_manager.logs.items()):
+            if tp in hosted:
+                continue
+            known = self.metadata.topic(tp.topic)
+            if (
+                known is not None
+                and known.topic_id == stray.topic_id
+                and tp.partition < len(known.partitions)
+                and self.broker_id not in known.partitions[tp.partition].replicas
+            ):
+                # Kafka's stray replica: a reassignment moved it off this broker while
+                # the broker was away.
+                log.info("deleting %s: this broker is no longer one of its replicas", tp)
+                self.log_manager.delete_log(tp)
+            else:
                 log.warning("log %s belongs to no known topic; left on disk untouched", tp)
 
     def log_config(self, topic: TopicMetadata) -> LogConfig:
         return LogConfig.build(self.config, validate_topic_configs(topic.configs))
 
-    def _host(self, topic: TopicMetadata, first: int) -> None:
+    def _host(self, topic: TopicMetadata, first: int, last: int | None = None) -> None:
+        """Host the partitions ``first``..``last`` (inclusive; all after ``first`` if
+        None) of ``topic`` that have this broker among their replicas."""
         if not self._started:
             return
         config = self.log_config(topic)
-        for index, state in enumerate(topic.partitions[first:], start=first):
+        end = len(topic.partitions) if last is None else last + 1
+        for index, state in enumerate(topic.partitions[first:end], start=first):
             if self.broker_id not in state.replicas:
                 continue
             tp = TopicPartition(topic.name, index)
@@ -210,20 +226,37 @@ class ReplicaManager(MetadataListener):
 
     def topic_deleted(self, topic: TopicMetadata) -> None:
         for index in range(len(topic.partitions)):
+            self._stop_replica(TopicPartition(topic.name, index))
+
+    def _stop_replica(self, tp: TopicPartition) -> None:
+        """Stop hosting ``tp`` and delete its log (Kafka's StopReplica with delete)."""
+        self.offline_partitions.discard(tp)
+        if self.partitions.pop(tp, None) is not None:
+            self.fetchers.unfollow(tp)
+            for listener in self._leadership_listeners.get(tp.topic, ()):
+                listener.resigned(tp)
+            self.log_manager.delete_log(tp)
+        self._wake(tp)
+        self._check_acks(tp)
+
+    def _apply_replica_sets(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
+        """A reassignment changed replica sets: host the partitions this broker was added
+        to (it then fetches them as a follower), stop hosting and delete the ones it was
+        removed from."""
+        for index in indices:
             tp = TopicPartition(topic.name, index)
-            self.offline_partitions.discard(tp)
-            if self.partitions.pop(tp, None) is not None:
-                self.fetchers.unfollow(tp)
-                for listener in self._leadership_listeners.get(topic.name, ()):
-                    listener.resigned(tp)
-                self.log_manager.delete_log(tp)
-            self._wake(tp)
-            self._check_acks(tp)
+            if self.broker_id in topic.partitions[index].replicas:
+                if not self._suspended and tp not in self.partitions:
+                    self._host(topic, index, index)
+            elif tp in self.partitions or tp in self.offline_partitions:
+                log.info("partition %s: no longer a replica here; deleting its log", tp)
+                self._stop_replica(tp)
 
     def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
         """Leadership moved (Kafka's LeaderAndIsr): become leader or follower."""
         if not self._started:
             return
+        self._apply_replica_sets(topic, indices)
         for index in indices:
             tp = TopicPartition(topic.name, index)
             state = topic.partitions[index]

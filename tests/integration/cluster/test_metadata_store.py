@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,38 @@ def test_partition_state_updates_are_conditional(stores: Stores) -> None:
             store.alter_partition_states("t", {1: state})
         assert store.topic("t") == moved
         assert recorder.events == [("states", ("t", (1,)))]
+
+    run(body)
+
+
+def test_replica_set_changes_are_conditional_and_persist(stores: Stores) -> None:
+    """A reassignment's replica set (replicas, adding, removing) is written with the
+    state, under the same partition-epoch condition, and read back by a new store (a
+    new controller finishes what the old one started)."""
+
+    async def body() -> None:
+        store = await stores.open()
+        topic = store.create_topic("moving", [[1], [1]], {})
+        state = topic.partitions[0]
+        grown = replace(state, replicas=(2, 1), adding_replicas=(2,), removing_replicas=(1,))
+        written = store.alter_partition_states("moving", {0: grown})
+        expected = replace(grown, partition_epoch=state.partition_epoch + 1)
+        assert written.partitions[0] == expected
+        assert written.partitions[1] == topic.partitions[1]
+        with pytest.raises(StaleStateError):
+            store.alter_partition_states("moving", {0: replace(state, replicas=(3, 1))})
+        # Adding partitions keeps the reassignment under way.
+        store.add_partitions("moving", [[1]])
+        again = await stores.open(2)
+        await eventually(lambda: again.topic("moving") is not None)
+        await eventually(lambda: len(again.topic("moving").partitions) == 3)  # type: ignore[union-attr]
+        assert again.topic("moving").partitions[0] == expected  # type: ignore[union-attr]
+        done = replace(expected, replicas=(2,), isr=(2,), leader=2, adding_replicas=())
+        done = replace(done, removing_replicas=())
+        final = store.alter_partition_states("moving", {0: done}).partitions[0]
+        assert (final.replicas, final.reassigning) == ((2,), False)
+        third = await stores.open(3)
+        await eventually(lambda: third.topic("moving").partitions[0] == final)  # type: ignore[union-attr]
 
     run(body)
 

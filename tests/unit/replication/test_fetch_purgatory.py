@@ -28,6 +28,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[ReplicaManager, Controller]]:
     store = LocalStore(tmp_path, "cluster")
     logs = LogManager([tmp_path], clock=lambda: START_MS)
     manager = ReplicaManager(1, config, logs, store, clock=lambda: START_MS)
+    manager.startup()  # logs loaded: partitions may be hosted
     store.add_listener(manager)
     store.register_broker(single_broker(1))
     controller = Controller(store, config)

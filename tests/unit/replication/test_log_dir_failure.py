@@ -47,6 +47,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[ReplicaManager, Controller, Listener
         store = LocalStore(healthy, "cluster")
         logs = LogManager([healthy, disk], clock=lambda: START_MS)
         manager = ReplicaManager(1, config, logs, store, clock=lambda: START_MS)
+        manager.startup()  # logs loaded: partitions may be hosted
         listener = Listener()
         manager.add_leadership_listener("t", listener)
         store.add_listener(manager)

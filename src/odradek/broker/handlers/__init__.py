@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from odradek.broker.api import Handler
 from odradek.broker.handlers import (
+    alter_partition_reassignments,
     api_versions,
     create_partitions,
     create_topics,
@@ -13,6 +14,7 @@ from odradek.broker.handlers import (
     describe_cluster,
     describe_configs,
     describe_groups,
+    elect_leaders,
     fetch,
     find_coordinator,
     heartbeat,
@@ -21,6 +23,7 @@ from odradek.broker.handlers import (
     leave_group,
     list_groups,
     list_offsets,
+    list_partition_reassignments,
     metadata,
     offset_commit,
     offset_delete,
@@ -46,6 +49,9 @@ def all_handlers() -> list[Handler]:
         init_producer_id.HANDLER,
         offset_for_leader_epoch.HANDLER,
         describe_cluster.HANDLER,
+        elect_leaders.HANDLER,
+        alter_partition_reassignments.HANDLER,
+        list_partition_reassignments.HANDLER,
         describe_configs.HANDLER,
         ALTER_CONFIGS,
         INCREMENTAL_ALTER_CONFIGS,

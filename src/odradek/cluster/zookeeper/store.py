@@ -65,6 +65,9 @@ CHANGE_RETENTION_MS = 15 * 60_000
 """Change notifications older than this are deleted by the controller (as Kafka's config
 change notifications): a broker away for longer re-reads everything when it returns."""
 WRITE_TIMEOUT_SECONDS = 10.0
+REPLICA_SET_RETRIES = 5
+"""A replica-set change that lost the topic znode to another partition's change is tried
+again this many times (the partition epochs still decide whether it may be written)."""
 
 
 def split_connect(connect: str) -> tuple[str, str]:
@@ -284,7 +287,8 @@ class ZooKeeperStore:
                 raw, stat = result.get()
             except NoNodeError:
                 return None
-            states.append(znodes.decode_state(raw, assignment.replicas[index], stat.version))
+            replicas, adding, removing = assignment.of(index)
+            states.append(znodes.decode_state(raw, replicas, stat.version, adding, removing))
         try:
             raw_config, _ = config_read.get()
             configs = znodes.decode_topic_config(raw_config)
@@ -342,7 +346,10 @@ class ZooKeeperStore:
                 raw, stat = result.get()
             except NoNodeError:
                 return self._read_topic(topic.name)
-            partitions[index] = znodes.decode_state(raw, partitions[index].replicas, stat.version)
+            old = partitions[index]
+            partitions[index] = znodes.decode_state(
+                raw, old.replicas, stat.version, old.adding_replicas, old.removing_replicas
+            )
         return replace(topic, partitions=tuple(partitions))
 
     def _expire_changes(self, children: Sequence[str]) -> None:
@@ -736,7 +743,7 @@ class ZooKeeperStore:
         def publish(transaction: Any) -> None:
             transaction.set_data(
                 path(znodes.topic_path(name)),
-                znodes.encode_assignment(current.topic_id, whole),
+                znodes.encode_assignment(current.topic_id, whole, current.adding, current.removing),
                 stat.version,
             )
             self._notify(transaction, [Change(name, None)])
@@ -764,33 +771,69 @@ class ZooKeeperStore:
     def alter_partition_states(
         self, name: str, states: Mapping[int, PartitionState]
     ) -> TopicMetadata:
-        topic = self._topics.get(name)
-        if topic is None:
-            raise UnknownTopicError(f"Topic '{name}' does not exist.")
-        for index, state in states.items():
-            check_partition_update(topic, index, state)
+        """Partition states are written to their state znodes, each conditional on its
+        version. A change of replica set (a reassignment) also rewrites the topic znode,
+        in the same transaction, conditional on the version just read; losing that race
+        to a change of another partition of the topic is retried, since only the
+        partition epochs say whether this change is still valid."""
+        for _attempt in range(REPLICA_SET_RETRIES):
+            topic = self._topics.get(name)
+            if topic is None:
+                raise UnknownTopicError(f"Topic '{name}' does not exist.")
+            for index, state in states.items():
+                check_partition_update(topic, index, state)
+            try:
+                self._write_states(topic, states)
+            except BadVersionError:
+                self._refresh_now([name])
+                if not any(
+                    _replica_set(s) != _replica_set(topic.partitions[i]) for i, s in states.items()
+                ):
+                    break
+                continue
+            self._refresh_now([name])
+            return self._topics[name]
+        raise StaleStateError(
+            f"partition states of {name} changed meanwhile (or this broker is no longer "
+            "the controller)"
+        )
+
+    def _write_states(self, topic: TopicMetadata, states: Mapping[int, PartitionState]) -> None:
+        name = topic.name
         epoch = self._controller_epoch
+        assignment: tuple[bytes, int] | None = None
+        if any(_replica_set(s) != _replica_set(topic.partitions[i]) for i, s in states.items()):
+            try:
+                data, stat = self._require_connected().get(self._path(znodes.topic_path(name)))
+            except NoNodeError:
+                raise UnknownTopicError(f"Topic '{name}' does not exist.") from None
+            except KazooException as exc:
+                raise MetadataUnavailableError(f"ZooKeeper read failed: {exc!r}") from exc
+            current = znodes.decode_assignment(data)
+            replicas = list(current.replicas)
+            adding, removing = dict(current.adding), dict(current.removing)
+            for index, state in states.items():
+                replicas[index] = state.replicas
+                adding[index] = state.adding_replicas
+                removing[index] = state.removing_replicas
+            updated = znodes.Assignment(current.topic_id, tuple(replicas), adding, removing)
+            assignment = (updated.encode(), stat.version)
 
         def build(transaction: Any) -> None:
             self._fence(transaction)
+            if assignment is not None:
+                transaction.set_data(self._path(znodes.topic_path(name)), *assignment)
             for index, state in states.items():
                 transaction.set_data(
                     self._path(znodes.state_path(name, index)),
                     znodes.encode_state(state, epoch),
                     state.partition_epoch,
                 )
-            self._notify(transaction, [Change(name, tuple(sorted(states)))])
+            # A new replica set is in the topic znode: every broker re-reads the topic.
+            changed = None if assignment is not None else tuple(sorted(states))
+            self._notify(transaction, [Change(name, changed)])
 
-        try:
-            self._commit(build)
-        except BadVersionError:
-            self._refresh_now([name])
-            raise StaleStateError(
-                f"partition states of {name} changed meanwhile (or this broker is no longer "
-                "the controller)"
-            ) from None
-        self._refresh_now([name])
-        return self._topics[name]
+        self._commit(build)
 
     def allocate_producer_id(self) -> int:
         """Next producer id, from blocks reserved in ``/latest_producer_id_block`` by
@@ -830,3 +873,8 @@ class ZooKeeperStore:
         producer_id = self._next_producer_id
         self._next_producer_id += 1
         return producer_id
+
+
+def _replica_set(state: PartitionState) -> tuple[tuple[int, ...], ...]:
+    """What of a partition state lives in the topic znode rather than the state znode."""
+    return state.replicas, state.adding_replicas, state.removing_replicas

@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
@@ -121,14 +121,23 @@ def decode_cluster_id(data: bytes) -> str:
 # -- topics ----------------------------------------------------------------------------------
 
 
-def encode_assignment(topic_id: uuid.UUID, replicas: Sequence[Sequence[int]]) -> bytes:
+def encode_assignment(
+    topic_id: uuid.UUID,
+    replicas: Sequence[Sequence[int]],
+    adding: Mapping[int, Sequence[int]] | None = None,
+    removing: Mapping[int, Sequence[int]] | None = None,
+) -> bytes:
+    """The topic znode: each partition's replicas and, while a reassignment is under way,
+    the replicas it is adding and removing (Kafka's version 3 format, KIP-455)."""
     return _dump(
         {
             "version": 3,
             "topic_id": topic_id_to_base64(topic_id),
             "partitions": {str(index): list(r) for index, r in enumerate(replicas)},
-            "adding_replicas": {},
-            "removing_replicas": {},
+            "adding_replicas": {str(i): list(r) for i, r in sorted((adding or {}).items()) if r},
+            "removing_replicas": {
+                str(i): list(r) for i, r in sorted((removing or {}).items()) if r
+            },
         }
     )
 
@@ -137,13 +146,31 @@ def encode_assignment(topic_id: uuid.UUID, replicas: Sequence[Sequence[int]]) ->
 class Assignment:
     topic_id: uuid.UUID
     replicas: tuple[tuple[int, ...], ...]
+    adding: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    removing: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return encode_assignment(self.topic_id, self.replicas, self.adding, self.removing)
+
+    def of(self, index: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """Replicas, adding and removing replicas of one partition."""
+        return self.replicas[index], self.adding.get(index, ()), self.removing.get(index, ())
 
 
 def decode_assignment(data: bytes) -> Assignment:
     raw = _load(data)
     partitions = raw["partitions"]
     replicas = tuple(tuple(partitions[str(i)]) for i in range(len(partitions)))
-    return Assignment(topic_id_from_base64(raw["topic_id"]), replicas)
+
+    def by_index(key: str) -> dict[int, tuple[int, ...]]:
+        return {int(i): tuple(r) for i, r in (raw.get(key) or {}).items() if r}
+
+    return Assignment(
+        topic_id_from_base64(raw["topic_id"]),
+        replicas,
+        by_index("adding_replicas"),
+        by_index("removing_replicas"),
+    )
 
 
 def encode_state(state: PartitionState, controller_epoch: int) -> bytes:
@@ -158,8 +185,15 @@ def encode_state(state: PartitionState, controller_epoch: int) -> bytes:
     )
 
 
-def decode_state(data: bytes, replicas: Sequence[int], version: int) -> PartitionState:
-    """A partition state; the znode's version is the partition epoch."""
+def decode_state(
+    data: bytes,
+    replicas: Sequence[int],
+    version: int,
+    adding: Sequence[int] = (),
+    removing: Sequence[int] = (),
+) -> PartitionState:
+    """A partition state; the znode's version is the partition epoch. The replica set
+    comes from the topic znode."""
     raw = _load(data)
     return PartitionState(
         leader=int(raw["leader"]),
@@ -167,6 +201,8 @@ def decode_state(data: bytes, replicas: Sequence[int], version: int) -> Partitio
         replicas=tuple(replicas),
         isr=tuple(raw["isr"]),
         partition_epoch=version,
+        adding_replicas=tuple(adding),
+        removing_replicas=tuple(removing),
     )
 
 
