@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from odradek.protocol import records
 from tests.integration.cluster.conftest import Cluster
 from tests.robustness.load import Producing, check_acked, read_log
 
@@ -72,3 +74,14 @@ def check_no_loss(cluster: Cluster, producer: Producing, topic: str, partitions:
     check = check_acked(dict(producer.acked), log)
     assert check.lost == 0 and check.duplicated == 0, check.failures
     assert check.acknowledged > 0
+
+
+def replica_batches(data_dir: Path, topic: str, partition: int) -> list[tuple[int, int, int, int]]:
+    """(base offset, last offset, leader epoch, CRC) of every batch of one replica, read
+    from its segment files (a stopped broker's, so the files are complete)."""
+    directory = data_dir / f"{topic}-{partition}"
+    content = b"".join(path.read_bytes() for path in sorted(directory.glob("*.log")))
+    return [
+        (h.base_offset, h.base_offset + h.last_offset_delta, h.partition_leader_epoch, h.crc)
+        for h in records.iter_headers(content)
+    ]
