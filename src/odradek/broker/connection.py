@@ -93,6 +93,10 @@ class KafkaConnection(asyncio.Protocol):
         self._read_paused = False
         self._draining = False
         self._closed = False
+        self.active = True
+        """Bytes arrived or a response went out since the last idle sweep
+        (``ConnectionRegistry.expire_idle`` lowers it and keeps ``quiet_since``)."""
+        self.quiet_since = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -126,6 +130,7 @@ class KafkaConnection(asyncio.Protocol):
         self._slots.clear()
 
     def data_received(self, data: bytes) -> None:
+        self.active = True
         try:
             frames = self._decoder.feed(data)
         except FrameError as exc:
@@ -274,6 +279,7 @@ class KafkaConnection(asyncio.Protocol):
         """
         if self._sending or self._closed:
             return
+        self.active = True
         transport = self._transport
         assert transport is not None
         slots = self._slots
@@ -398,6 +404,25 @@ class KafkaConnection(asyncio.Protocol):
     def busy(self) -> bool:
         """Whether requests are still unanswered or responses unsent."""
         return bool(self._slots) or self._sending
+
+    @property
+    def handling(self) -> bool:
+        """Whether a request is still being handled (its response not ready yet) or a
+        response is being sent with sendfile: then the connection is not idle."""
+        return self._sending or any(not slot.ready for slot in self._slots)
+
+    @property
+    def peer(self) -> str:
+        return f"{self._client_host}:{self._client_port}"
+
+    def expire(self) -> None:
+        """Close an idle connection: with a FIN, unless responses are stuck in the write
+        buffer of a client that stopped reading (a FIN would wait for them forever)."""
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size():
+            self._abort()
+        else:
+            self.close()
 
     def close(self) -> None:
         if self._transport is not None and not self._closed:

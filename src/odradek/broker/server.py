@@ -84,6 +84,7 @@ class Broker:
         self.connections = ConnectionRegistry(
             max_connections=config.get("max.connections"),
             max_per_ip=config.get("max.connections.per.ip"),
+            max_idle_ms=config.get("connections.max.idle.ms"),
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
@@ -324,6 +325,10 @@ class Broker:
 
     def _schedule_jobs(self) -> None:
         config = self.config
+        sweep_ms = self.connections.sweep_interval_ms
+        if sweep_ms is not None:
+            expire = self.connections.expire_idle
+            self.spawn(self._every(sweep_ms, lambda _now: expire(time.monotonic()), "idle sweep"))
         self.spawn(
             self._every(
                 config.get("log.retention.check.interval.ms"),

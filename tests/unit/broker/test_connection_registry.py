@@ -42,3 +42,49 @@ def test_broker_wide_limit_and_refused_connections_are_not_counted() -> None:
     assert len(registry) == 2
     registry.remove(kept[0], "10.0.0.0")
     assert registry.admit(_connection(), "10.0.0.9") is None
+
+
+class _Quiet:
+    """What ``expire_idle`` reads and calls on a connection."""
+
+    def __init__(self, handling: bool = False) -> None:
+        self.active = True
+        self.quiet_since = 0.0
+        self.handling = handling
+        self.peer = "10.0.0.1:5000"
+        self.expired = 0
+
+    def expire(self) -> None:
+        self.expired += 1
+
+
+def test_idle_connections_close_after_the_limit_never_before() -> None:
+    registry = ConnectionRegistry(max_connections=10, max_per_ip=10, max_idle_ms=1000)
+    assert registry.sweep_interval_ms == 100
+    quiet, chatty, waiting = _Quiet(), _Quiet(), _Quiet(handling=True)
+    for connection in (quiet, chatty, waiting):
+        assert registry.admit(cast("KafkaConnection", connection), "10.0.0.1") is None
+    assert registry.expire_idle(100.0) == 0  # the first sweep sees every new one active
+    for now in (100.25, 100.5, 101.0):  # quiet for exactly the limit: not yet
+        chatty.active = True
+        assert registry.expire_idle(now) == 0
+    chatty.active = True
+    assert registry.expire_idle(101.25) == 1
+    assert (quiet.expired, chatty.expired, waiting.expired) == (1, 0, 0)
+    assert (chatty.quiet_since, waiting.quiet_since) == (101.25, 101.25)
+    registry.remove(cast("KafkaConnection", quiet), "10.0.0.1")  # its connection_lost
+    waiting.handling = False  # its answer went out: quiet from the sweep that saw it busy
+    assert registry.expire_idle(102.25) == 0
+    assert registry.expire_idle(102.5) == 2  # waiting, and chatty (silent since 101.25)
+    assert (quiet.expired, chatty.expired, waiting.expired) == (1, 1, 1)
+
+
+def test_a_negative_idle_limit_disables_expiry() -> None:
+    registry = ConnectionRegistry(max_connections=10, max_per_ip=10, max_idle_ms=-1)
+    assert registry.sweep_interval_ms is None
+    connection = _Quiet()
+    connection.active = False
+    assert registry.admit(cast("KafkaConnection", connection), "10.0.0.1") is None
+    assert registry.expire_idle(1e9) == 0 and connection.expired == 0
+    default = ConnectionRegistry(max_connections=10, max_per_ip=10, max_idle_ms=600_000)
+    assert default.sweep_interval_ms == 10_000
