@@ -1,6 +1,6 @@
-"""The crash-safety, slow-client and soak campaigns for ``python -m tests.fuzz.report``:
-run them with the report's seed (the tests run the same functions, smaller), and render
-their figures as Markdown."""
+"""The crash-safety, disk-fault, slow-client and soak campaigns for ``python -m
+tests.fuzz.report``: run them with the report's seed (the tests run the same functions,
+smaller), and render their figures as Markdown."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from odradek.protocol.errors import ErrorCode
 from tests.robustness.crash import (
     KILL9_BROKER_CONFIG,
     CrashRun,
@@ -19,6 +20,7 @@ from tests.robustness.crash import (
     kill9_produce_rounds,
     torn_tail_cuts,
 )
+from tests.robustness.disk_faults import LEAVE_KIB, TMPFS_KIB, DiskFaultRuns, run_disk_faults
 from tests.robustness.slow_clients import (
     LIMITS_CONFIG,
     STALL_RSS_BOUND_KIB,
@@ -52,6 +54,7 @@ class Figures:
     soak: SoakRun | None
     kill9_rounds: int
     churn_rounds: int
+    disk: DiskFaultRuns
 
 
 def _broker(scratch: str, name: str, overrides: dict[str, str] | None = None) -> BrokerProcess:
@@ -75,6 +78,8 @@ def run_all(seed: int, *, quick: bool, soak_seconds: float) -> Figures:
         finally:
             broker.stop()
         _progress(crash)
+        disk = run_disk_faults(Path(scratch))
+        print(f"disk faults: {_disk_progress(disk)}", file=sys.stderr)
         broker = _broker(scratch, "stalled")
         try:
             stalled = stalled_consumers(broker, seconds=8 if quick else 20, seed=seed)
@@ -101,7 +106,7 @@ def run_all(seed: int, *, quick: bool, soak_seconds: float) -> Figures:
             finally:
                 broker.stop()
             print(f"soak: {soak.summary()}", file=sys.stderr)
-    return Figures(crash, stalled, churn, limits, soak, kill9_rounds, churn_rounds)
+    return Figures(crash, stalled, churn, limits, soak, kill9_rounds, churn_rounds, disk)
 
 
 def _tmpfs() -> str | None:
@@ -116,6 +121,14 @@ def _progress(crash: list[CrashRun]) -> None:
             f"lost, {len(run.failures)} failures",
             file=sys.stderr,
         )
+
+
+def _disk_progress(disk: DiskFaultRuns) -> str:
+    runs = {"full": disk.full, "offline": disk.offline, "only": disk.only}
+    return ", ".join(
+        f"{name}: {disk.not_run[name] if run is None else f'{len(run.failures)} failures'}"
+        for name, run in runs.items()
+    )
 
 
 def _mib(kib: float) -> str:
@@ -143,6 +156,7 @@ def summary_rows(figures: Figures) -> list[str]:
         f"(closed within {limits.slowest_refusal * 1000:.0f} ms), "
         f"{len(limits.not_refused)} let through, {len(limits.not_admitted)} wrongly refused |",
     ]
+    rows += _disk_summary_rows(figures.disk)
     soak = figures.soak
     if soak is not None:
         second, last = soak.rss_medians_kib
@@ -154,6 +168,50 @@ def summary_rows(figures: Figures) -> list[str]:
     return rows
 
 
+def _disk_summary_rows(disk: DiskFaultRuns) -> list[str]:
+    rows = []
+    full = disk.full
+    if full is None:
+        rows.append(f"| Full log dir (tmpfs) | {disk.not_run['full']} |")
+    else:
+        rows.append(
+            f"| Full log dir (tmpfs) | {full.acknowledged_before_full:,} records acknowledged "
+            f"before ENOSPC, then {_codes(full.errors_while_full)}; acknowledged records "
+            f"damaged: {sum(full.damaged.values())} (read back while full, after freeing "
+            "space, after a restart); produce served again after freeing space: "
+            f"{_yes(full.served_after_freeing)}; {len(full.failures)} broken promises |"
+        )
+    offline = disk.offline
+    if offline is None:
+        rows.append(f"| Failed log dir (ext4 turned read-only) | {disk.not_run['offline']} |")
+    else:
+        answered = sum(code == 56 for _, code in offline.offline_answers)
+        rows.append(
+            f"| Failed log dir (ext4 turned read-only) | offline partition: {answered} of "
+            f"{len(offline.offline_answers)} requests answered KAFKA_STORAGE_ERROR (56); "
+            f"healthy partition still serving: {_yes(offline.healthy_intact)}; clean exit: "
+            f"{_yes(offline.alive and offline.exit_code == 0)}; {len(offline.failures)} "
+            "broken promises |"
+        )
+    return rows
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "**no**"
+
+
+def _codes(codes: list[int]) -> str:
+    return ", ".join(_code(code) for code in codes) or "no answer"
+
+
+def _code(code: int) -> str:
+    """An error code with Kafka's name for it: ``56 (KAFKA_STORAGE_ERROR)``."""
+    try:
+        return f"{code} ({ErrorCode(code).name.upper()})"
+    except ValueError:
+        return str(code)
+
+
 def _churn_fds(churn: ChurnRun) -> str:
     after = sorted(set(churn.fds_after))
     if after == [churn.fds_baseline]:
@@ -162,7 +220,12 @@ def _churn_fds(churn: ChurnRun) -> str:
 
 
 def sections(figures: Figures) -> list[str]:
-    return [*_crash_section(figures), *_slow_section(figures), *_soak_section(figures.soak)]
+    return [
+        *_crash_section(figures),
+        *_disk_section(figures.disk),
+        *_slow_section(figures),
+        *_soak_section(figures.soak),
+    ]
 
 
 def _crash_section(figures: Figures) -> list[str]:
@@ -206,6 +269,112 @@ def _crash_section(figures: Figures) -> list[str]:
             lines += ["", f"{run.name}, broken promises:", ""]
             lines += [f"- {failure}" for failure in run.failures[:20]]
     return [*lines, ""]
+
+
+def _disk_section(disk: DiskFaultRuns) -> list[str]:
+    lines = [
+        "## Disk faults",
+        "",
+        "`tests/robustness/disk_faults.py` (the same functions run by",
+        "`tests/integration/test_disk_faults.py`), against a broker process on real file",
+        "systems (`tests/support/mounts.py`, which needs root to mount).",
+        "",
+        "### Full log dir",
+        "",
+        f"The log dir is a {TMPFS_KIB // 1024} MiB tmpfs; a topic with 64 KiB segments is "
+        f"created, another file fills the disk but {LEAVE_KIB} KiB, and one-record batches of "
+        "4 KB are produced (acks=1) until one is refused. Then the filler is deleted, produce "
+        "goes on (raw, then 100 records from confluent-kafka), a consumer reads everything, "
+        "and the broker is stopped and restarted.",
+        "",
+    ]
+    full = disk.full
+    if full is None:
+        lines += [disk.not_run["full"], ""]
+    else:
+        lines += [
+            "| Measure | Value |",
+            "|---|---|",
+            f"| Records acknowledged before ENOSPC | {full.acknowledged_before_full:,} |",
+            f"| The refused produce, and one more while still full | "
+            f"{_codes(full.errors_while_full)} |",
+            f"| Partition online (leader, no error in Metadata) while full | "
+            f"{_yes(full.online_while_full)} |",
+            *(
+                f"| Acknowledged records damaged {when} | {count} |"
+                for when, count in full.damaged.items()
+            ),
+            f"| Produce served again after freeing space, no restart | "
+            f"{_yes(full.served_after_freeing)} ({full.acknowledged_after_freeing} records "
+            "acknowledged) |",
+            f"| Exit code / tracebacks in the broker log | {full.exit_code} / {full.log_errors} |",
+            f"| Time | {full.seconds:.1f} s |",
+            "",
+            *_failures(full.failures),
+        ]
+    lines += [
+        "### Failed log dir",
+        "",
+        "A broker with two log dirs, the second an ext4 image on a loop device mounted with",
+        "`errors=remount-ro`; a topic of two partitions (one per dir) gets 20 records each,",
+        "then the kernel's `trigger_fs_error` makes the ext4 fail, as after an I/O error:",
+        "it turns read-only under the running broker.",
+        "",
+    ]
+    offline = disk.offline
+    if offline is None:
+        lines += [disk.not_run["offline"], ""]
+    else:
+        lines += [
+            "| Measure | Value |",
+            "|---|---|",
+            *(
+                f"| Offline partition: {what} | {_code(code)} |"
+                for what, code in offline.offline_answers
+            ),
+            *(
+                f"| Metadata after the failure, partition {n} | error {_code(error)}, leader "
+                f"{leader}, offline replicas {offline_replicas} |"
+                for n, (error, leader, offline_replicas) in enumerate(offline.metadata)
+            ),
+            f"| Healthy partition: records acknowledged, all read back (and after a restart "
+            f"without the failed dir) | {offline.healthy_acknowledged} / "
+            f"{_yes(offline.healthy_intact)} |",
+            f"| Topic created after the failure: records acknowledged | "
+            f"{offline.new_topic_acknowledged} |",
+            f"| Broker still running / exit code / tracebacks | {_yes(offline.alive)} / "
+            f"{offline.exit_code} / {offline.log_errors} |",
+            f"| Time | {offline.seconds:.1f} s |",
+            "",
+            *_failures(offline.failures),
+        ]
+    lines += [
+        "### The only log dir failing",
+        "",
+        "Kafka halts when its last log dir fails; this broker keeps answering. Answers",
+        "after its single (ext4) log dir turned read-only:",
+        "",
+    ]
+    only = disk.only
+    if only is None:
+        lines += [disk.not_run["only"], ""]
+    else:
+        lines += [
+            "| Request | Error code |",
+            "|---|---|",
+            *(f"| {what} | {_code(code)} |" for what, code in only.answers),
+            "",
+            f"Exit code {only.exit_code}, tracebacks in the log {only.log_errors}.",
+            "",
+            *_failures(only.failures),
+        ]
+    return lines
+
+
+def _failures(failures: list[str]) -> list[str]:
+    if not failures:
+        return []
+    return ["Broken promises:", "", *(f"- {failure}" for failure in failures), ""]
 
 
 def _slow_section(figures: Figures) -> list[str]:
@@ -308,11 +477,14 @@ def _soak_section(soak: SoakRun | None) -> list[str]:
 
 
 def not_measured_rows(figures: Figures) -> list[str]:
-    rows = [
-        "| Disk faults | full log dir -> KAFKA_STORAGE_ERROR, nothing written is damaged, "
-        "serves again once space is freed; unwritable log dir goes offline without a crash "
-        "| not yet measured |",
-    ]
+    rows = []
+    if figures.disk.not_run:
+        reasons = "; ".join(f"{name}: {why}" for name, why in figures.disk.not_run.items())
+        rows.append(
+            "| Disk faults | full log dir -> KAFKA_STORAGE_ERROR, nothing written is damaged, "
+            "serves again once space is freed; unwritable log dir goes offline without a "
+            f"crash | {reasons} |"
+        )
     if figures.soak is None:
         rows.append(
             "| Soak | 30-minute mixed load: RSS and file handles flat, no acknowledged record "
