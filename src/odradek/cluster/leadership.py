@@ -14,6 +14,7 @@ partition epoch it read, so it never overwrites a change it has not seen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
@@ -64,6 +65,8 @@ class LeadershipController(MetadataListener):
         self._store = store
         self._config = config
         self._active = False
+        self._pending: set[str] | None = None
+        """Topics to look at on the next loop turn (empty set: all of them)."""
 
     @property
     def active(self) -> bool:
@@ -72,18 +75,51 @@ class LeadershipController(MetadataListener):
     def controller_changed(self, controller_id: int, is_self: bool) -> None:
         self._active = is_self
         if is_self:
-            self.elect_leaders()
+            self._schedule(None)
 
     def session_lost(self) -> None:
         self._active = False
 
     def brokers_changed(self, brokers: Mapping[int, BrokerRegistration]) -> None:
         if self._active:
-            self.elect_leaders()
+            self._schedule(None)
 
     def topic_created(self, topic: TopicMetadata) -> None:
         if self._active:
-            self._elect(topic)
+            self._schedule(topic.name)
+
+    def _schedule(self, topic: str | None) -> None:
+        """Elect on the next loop turn, not inside the store's notification: a write made
+        while the store is still telling its listeners of one change would reach the
+        listeners after this one before the change itself does."""
+        first = self._pending is None
+        if first:
+            self._pending = set()
+        assert self._pending is not None
+        if topic is None:
+            self._pending.add("")
+        else:
+            self._pending.add(topic)
+        if not first:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._run_pending()  # no loop (tests of the single node): at once
+            return
+        loop.call_soon(self._run_pending)
+
+    def _run_pending(self) -> None:
+        pending, self._pending = self._pending or set(), None
+        if not self._active:
+            return
+        if "" in pending:
+            self.elect_leaders()
+            return
+        for name in sorted(pending):
+            topic = self._store.topic(name)
+            if topic is not None:
+                self._elect(topic)
 
     def elect_leaders(self) -> None:
         """Bring every partition's leadership and ISR in line with the live brokers."""
@@ -120,10 +156,15 @@ class LeadershipController(MetadataListener):
             )
 
     def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
-        if self._active and any(
-            topic.partitions[i].leader not in self._store.brokers() for i in indices
+        if not self._active:
+            return
+        live = self._store.brokers()
+        if any(
+            topic.partitions[i].leader not in live
+            or any(r not in live for r in topic.partitions[i].isr)
+            for i in indices
         ):
-            self._elect(topic)
+            self._schedule(topic.name)
 
     def _unclean(self, topic: TopicMetadata) -> bool:
         return unclean_allowed(topic, self._config)

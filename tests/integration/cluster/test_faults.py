@@ -108,6 +108,7 @@ def test_follower_restart_then_leader_death_keeps_replicas_identical(
                     partition_states(cluster.brokers[follower].bootstrap, "kip101")[0][0]
                     == follower
                 ),
+                timeout=60,
                 what="the restarted follower leads",
             )
             cluster.brokers[leader].start()
