@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
+from kio.schema.errors import ErrorCode
+from kio.schema.list_offsets.v7 import request as list_offsets_v7
+from kio.static.primitive import i8, i32, i64
 
 from tests.integration.cluster.conftest import Cluster
 from tests.integration.cluster.failover import (
@@ -30,6 +33,7 @@ from tests.integration.cluster.failover import (
 from tests.robustness.load import Producing
 from tests.support.broker import BrokerProcess
 from tests.support.clients import create_topic, produce_acked
+from tests.support.wire import WireClient
 from tests.support.zookeeper import ZooKeeperServer
 
 Factory = Callable[..., Cluster]
@@ -259,3 +263,62 @@ def _tp(topic: str, partition: int) -> Any:
 
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def test_lagging_follower_leaves_the_isr_and_returns(cluster_factory: Factory) -> None:
+    """A follower that stops fetching (frozen, its session still alive) is dropped from
+    the ISR by the leader once it falls behind for replica.lag.time.max.ms; produce with
+    acks=all goes on without it; woken, it catches up and the leader takes it back."""
+    cluster = cluster_factory(
+        3, **{"zookeeper.session.timeout.ms": "30000", "replica.lag.time.max.ms": "2000"}
+    )
+    create_topic(cluster.bootstrap, "lag", partitions=1, replication_factor=3, config=REPLICATED)
+    wait_for(lambda: fully_replicated(cluster.bootstrap, "lag", [1, 2, 3]))
+    leader = partition_states(cluster.bootstrap, "lag")[0][0]
+    follower = next(b for b in cluster.brokers if b != leader)
+    process = cluster.brokers[follower].process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        leader_bootstrap = cluster.brokers[leader].bootstrap
+        # As Kafka: a follower with nothing to fetch is caught up; once records arrive
+        # that it does not fetch, it is out of sync after replica.lag.time.max.ms, and
+        # the acks=all produce completes without it.
+        assert len(produce_acked(leader_bootstrap, "lag", 50, acks="all")) == 50
+        assert follower not in partition_states(leader_bootstrap, "lag")[0][1]
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    wait_for(
+        lambda: fully_replicated(cluster.bootstrap, "lag", [1, 2, 3]),
+        what=f"broker {follower} back in the ISR",
+    )
+
+
+def test_requests_to_a_follower_get_not_leader_or_follower(cluster_factory: Factory) -> None:
+    cluster = cluster_factory(2)
+    create_topic(cluster.bootstrap, "led", partitions=1, replication_factor=2)
+    wait_for(lambda: fully_replicated(cluster.bootstrap, "led", [1, 2]))
+    leader = partition_states(cluster.bootstrap, "led")[0][0]
+    follower = cluster.brokers[2 if leader == 1 else 1]
+    with WireClient(follower.bootstrap) as client:
+        response = client.call(
+            list_offsets_v7.ListOffsetsRequest(
+                replica_id=i32(-1),  # type: ignore[arg-type]
+                isolation_level=i8(0),
+                topics=(
+                    list_offsets_v7.ListOffsetsTopic(
+                        name="led",  # type: ignore[arg-type]
+                        partitions=(
+                            list_offsets_v7.ListOffsetsPartition(
+                                partition_index=i32(0),
+                                current_leader_epoch=i32(-1),
+                                timestamp=i64(-1),
+                            ),
+                        ),
+                    ),
+                ),
+            )
+        )
+    assert response.topics[0].partitions[0].error_code == ErrorCode.not_leader_or_follower
+    # Produce through a client that only knows the follower still lands on the leader.
+    assert len(produce_acked(follower.bootstrap, "led", 10, acks="all")) == 10

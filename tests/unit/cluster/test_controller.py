@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from odradek.cluster.controller import Controller
+from odradek.cluster.brokers import BrokerRegistration
+from odradek.cluster.controller import Controller, rack_alternated
 from odradek.cluster.metadata import LocalStore, MetadataListener, TopicMetadata
 from odradek.config import BrokerConfig
 from odradek.protocol.errors import ErrorCode, KafkaError
@@ -99,3 +101,32 @@ def test_producer_ids_never_repeat_across_restarts(tmp_path: Path) -> None:
     seen = {first.allocate_producer_id() for _ in range(5)}
     second = LocalStore(tmp_path, "c")
     assert second.allocate_producer_id() not in seen
+
+
+def test_assignment_spreads_leaders_and_replicas_rack_aware(tmp_path: Path) -> None:
+    store = LocalStoreWithBrokers(tmp_path, racks={1: "a", 2: "a", 3: "b", 4: "b"})
+    topic = Controller(store, BrokerConfig({})).create_topic("spread", 8, 2)
+    assert topic is not None
+    leaders = [p.leader for p in topic.partitions]
+    assert sorted(set(leaders)) == [1, 2, 3, 4]
+    assert all(leaders.count(b) == 2 for b in (1, 2, 3, 4))
+    racks = {1: "a", 2: "a", 3: "b", 4: "b"}
+    # Each partition's two replicas sit on different racks.
+    assert all(racks[p.replicas[0]] != racks[p.replicas[1]] for p in topic.partitions)
+
+
+def test_rack_alternated_order() -> None:
+    brokers = {i: single_broker(i, rack) for i, rack in {1: "a", 2: "a", 3: "b", 5: "c"}.items()}
+    assert rack_alternated(brokers) == [1, 3, 5, 2]
+    assert rack_alternated({i: single_broker(i) for i in (3, 1, 2)}) == [1, 2, 3]
+
+
+class LocalStoreWithBrokers(LocalStore):
+    """A LocalStore that reports several live brokers (as a cluster would)."""
+
+    def __init__(self, directory: Path, racks: dict[int, str]) -> None:
+        super().__init__(directory, "c")
+        self._many = {i: single_broker(i, rack) for i, rack in racks.items()}
+
+    def brokers(self) -> Mapping[int, BrokerRegistration]:
+        return self._many
