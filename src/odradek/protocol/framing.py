@@ -30,18 +30,27 @@ class FrameError(Exception):
         self.frames: list[bytearray] = frames or []
 
 
+SMALL_CHUNK = 4096
+"""Received chunks smaller than this are merged into one buffer..."""
+MERGED_CHUNK = 65536
+"""... of up to about this size."""
+
+
 class FrameDecoder:
     """Incremental frame splitter for one connection (not thread-safe; one per connection).
 
     Received chunks are kept as they came; a frame is assembled with one copy into a
     ``bytearray`` of its size once all of its bytes are here. Frames are writable, so the
-    produce path patches record batch headers inside the request frame itself.
+    produce path patches record batch headers inside the request frame itself. Small
+    chunks are copied together into one buffer rather than kept apart: each kept chunk
+    costs a few hundred bytes of bookkeeping, so a client trickling a frame a byte at a
+    time would otherwise make the broker hold hundreds of times what it sent.
     """
 
     __slots__ = ("_buffered", "_chunks", "_max_size", "_size")
 
     def __init__(self, max_size: int) -> None:
-        self._chunks: collections.deque[memoryview] = collections.deque()
+        self._chunks: collections.deque[memoryview | bytearray] = collections.deque()
         self._buffered = 0
         self._max_size = max_size
         self._size = -1
@@ -66,8 +75,15 @@ class FrameDecoder:
             # ``data`` (one copy each) and only a partial tail is kept.
             data = self._split(data, frames)
         if data:
-            self._chunks.append(memoryview(data))
-            self._buffered += len(data)
+            size = len(data)
+            chunks = self._chunks
+            if size >= SMALL_CHUNK:
+                chunks.append(memoryview(data))
+            elif chunks and isinstance(chunks[-1], bytearray) and len(chunks[-1]) < MERGED_CHUNK:
+                chunks[-1] += data
+            else:
+                chunks.append(bytearray(data))
+            self._buffered += size
         while True:
             if self._size < 0:
                 if self._buffered < SIZE_PREFIX:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -67,3 +68,21 @@ def test_frames_decode_with_kio() -> None:
     assert isinstance(frame, bytearray)
     decoded = codec.decode_request(18, 3, frame, 8)
     assert decoded.client_software_name == "librdkafka"
+
+
+def test_a_frame_trickled_byte_by_byte_costs_about_its_size() -> None:
+    """Each kept chunk has bookkeeping of its own; small ones are merged, so a client
+    sending one byte per segment does not make the broker hold many times what it sent."""
+    body = bytes(range(256)) * 200  # 51,200 bytes
+    stream = struct.pack(">i", len(body)) + body
+    decoder = FrameDecoder(1 << 20)
+    tracemalloc.start()
+    try:
+        frames = []
+        for i in range(len(stream)):
+            frames += decoder.feed(stream[i : i + 1])
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert frames == [bytearray(body)]
+    assert peak < 3 * len(body)
