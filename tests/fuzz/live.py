@@ -100,10 +100,16 @@ def expected_fate(case: Case) -> str:
 def send_and_watch(
     address: tuple[str, int], data: bytes, deadline: float = DEADLINE
 ) -> tuple[str, float, bytes]:
-    """Send ``data`` on a new connection: ("closed" | "answered" | "silent", seconds,
-    response frame)."""
+    """Send ``data`` on a new connection: ("closed" | "answered" | "silent" | "not
+    accepted", seconds, response frame). "not accepted": the connection itself failed or
+    timed out (a broker whose event loop is stuck stops accepting once its backlog is
+    full)."""
     started = time.monotonic()
-    with socket.create_connection(address, timeout=deadline) as sock:
+    try:
+        sock = socket.create_connection(address, timeout=deadline)
+    except OSError:
+        return "not accepted", time.monotonic() - started, b""
+    with sock:
         try:
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -134,6 +140,8 @@ def try_case(address: tuple[str, int], case: Case) -> tuple[str, float, str | No
     failure = None
     if fate == "crash":
         failure = "the decode path raised an undocumented exception"
+    elif outcome == "not accepted":
+        failure = f"connection not accepted within {DEADLINE} s"
     elif outcome == "silent" and fate != "may wait":
         failure = f"neither closed nor answered within {DEADLINE} s"
     elif outcome == "answered" and fate == "close":

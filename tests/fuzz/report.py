@@ -112,8 +112,19 @@ def run_live_campaign(seed: int, count: int) -> tuple[LiveRun, dict[str, tuple[s
                 prefixes[name] = (outcome, seconds)
             fresh = fresh_client(broker)
         finally:
-            broker.stop()
+            stopped = _stopped(broker)
+    if not stopped:
+        live.failures.append("the broker did not stop within 15 s of SIGTERM (killed)")
     return live, prefixes, fresh
+
+
+def _stopped(broker: BrokerProcess) -> bool:
+    """Stop the broker; False if it had to be killed (a stuck event loop)."""
+    try:
+        broker.stop()
+    except subprocess.TimeoutExpired:  # stop() has killed it
+        return False
+    return True
 
 
 def fresh_client(broker: BrokerProcess) -> str:
