@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsV0
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
 from kio.schema.errors import ErrorCode
@@ -331,3 +333,34 @@ def test_acks_zero_gets_no_response_but_is_written(
     client.send_frame(client.request_bytes(request))
     # The next response on this connection answers the next request, not the produce.
     assert fetch(client, "acks0", 0).high_watermark == 4
+
+
+def test_too_many_partitions_in_one_request_is_a_policy_violation(broker: BrokerProcess) -> None:
+    """Kafka's controller limit: at most 10,000 new partitions per request, all topics of
+    a request over it refused with POLICY_VIOLATION; nothing is created."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = admin.create_topics(
+        [NewTopic("huge-a", 6_000, 1), NewTopic("huge-b", 6_000, 1)], operation_timeout=10
+    )
+    for name in ("huge-a", "huge-b"):
+        with pytest.raises(KafkaException) as info:
+            futures[name].result(timeout=30)
+        assert info.value.args[0].code() == KafkaError.POLICY_VIOLATION
+    create_topic(broker.bootstrap, "grows", partitions=1)
+    grown = admin.create_partitions([NewPartitions("grows", 20_000)])
+    with pytest.raises(KafkaException) as info:
+        grown["grows"].result(timeout=30)
+    assert info.value.args[0].code() == KafkaError.POLICY_VIOLATION
+    names = admin.list_topics(timeout=10).topics
+    assert "huge-a" not in names and "huge-b" not in names
+    assert len(names["grows"].partitions) == 1
+
+
+def test_deleting_a_topic_of_many_partitions_removes_every_log(broker: BrokerProcess) -> None:
+    """Logs are deleted in one pass (one checkpoint for all, not one per partition, which
+    made deleting a wide topic quadratic)."""
+    create_topic(broker.bootstrap, "wide", partitions=1_000)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics(["wide"], operation_timeout=30)["wide"].result(timeout=60)
+    assert "wide" not in admin.list_topics(timeout=10).topics
+    assert not list(broker.data_dir.glob("wide-*"))

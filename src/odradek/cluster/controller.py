@@ -27,7 +27,20 @@ from odradek.protocol.types import is_internal_topic, topic_name_problem
 log = logging.getLogger(__name__)
 
 MAX_PARTITIONS = 100_000
-"""Partitions per request that we accept; a typo like 1e9 must not fill the disk."""
+"""Partitions of one topic that we accept; a typo like 1e9 must not fill the disk."""
+MAX_PARTITIONS_PER_BATCH = 10_000
+"""Partitions one CreateTopics or CreatePartitions request may add (Kafka's controller
+limit): each new partition is a log created while the request is handled."""
+
+
+class PolicyViolationError(KafkaError):
+    error_code = ErrorCode.policy_violation
+
+
+def check_batch_size(total: int) -> None:
+    """PolicyViolationError when one request would add more than the per-request limit."""
+    if total > MAX_PARTITIONS_PER_BATCH:
+        raise PolicyViolationError("Excessively large number of partitions per request.")
 
 
 class InvalidTopicError(KafkaError):

@@ -226,16 +226,21 @@ class ReplicaManager(MetadataListener):
 
     def topic_deleted(self, topic: TopicMetadata) -> None:
         for index in range(len(topic.partitions)):
-            self._stop_replica(TopicPartition(topic.name, index))
+            self._stop_replica(TopicPartition(topic.name, index), delete=False)
+        self.log_manager.delete_logs(
+            TopicPartition(topic.name, index) for index in range(len(topic.partitions))
+        )
 
-    def _stop_replica(self, tp: TopicPartition) -> None:
-        """Stop hosting ``tp`` and delete its log (Kafka's StopReplica with delete)."""
+    def _stop_replica(self, tp: TopicPartition, *, delete: bool = True) -> None:
+        """Stop hosting ``tp`` and (unless the caller deletes many at once) delete its log
+        (Kafka's StopReplica with delete)."""
         self.offline_partitions.discard(tp)
         if self.partitions.pop(tp, None) is not None:
             self.fetchers.unfollow(tp)
             for listener in self._leadership_listeners.get(tp.topic, ()):
                 listener.resigned(tp)
-            self.log_manager.delete_log(tp)
+            if delete:
+                self.log_manager.delete_log(tp)
         self._wake(tp)
         self._check_acks(tp)
 

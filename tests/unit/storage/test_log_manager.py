@@ -304,3 +304,23 @@ def test_failed_fsync_at_shutdown_means_no_clean_marker(
         str(tmp_path / checkpoints.RECOVERY_POINT_CHECKPOINT)
     )
     assert points.get(TopicPartition("t", 1), 0) == 0  # never claimed flushed
+
+
+def test_delete_logs_removes_many_at_once(tmp_path: Path) -> None:
+    logs = manager([tmp_path / "a", tmp_path / "b"], Clock())
+    gone = [TopicPartition("gone", p) for p in range(40)]
+    kept = TopicPartition("kept", 0)
+    for tp in [*gone, kept]:
+        fill(logs, tp, 2)
+    assert logs.delete_logs([*gone, TopicPartition("never", 0)]) == len(gone)
+    assert all(logs.get_log(tp) is None for tp in gone)
+    for log_dir in ("a", "b"):
+        assert not [n for n in os.listdir(tmp_path / log_dir) if n.startswith("gone")]
+    points = {}
+    for log_dir in ("a", "b"):
+        points.update(
+            checkpoints.read_offset_checkpoint(
+                str(tmp_path / log_dir / checkpoints.HIGH_WATERMARK_CHECKPOINT)
+            )
+        )
+    assert points == {kept: 2}

@@ -7,6 +7,7 @@ from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
 from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.cluster.controller import check_batch_size
 from odradek.config import LogConfig, describe_topic_configs, validate_topic_configs
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode, KafkaError
@@ -18,6 +19,14 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     module = codec.response_module(API_KEY, ctx.api_version)
     counts = Counter(topic.name for topic in request.topics)
     results = []
+    try:
+        check_batch_size(sum(_partitions_asked(ctx, topic) for topic in request.topics))
+    except KafkaError as exc:
+        # Kafka refuses the whole request, every topic with the same error.
+        failures = [_failure(module, t.name, exc.error_code, exc.message) for t in request.topics]
+        return codec.build(
+            module.CreateTopicsResponse, throttle_time=ZERO_DURATION, topics=tuple(failures)
+        )
     for topic in request.topics:
         if counts[topic.name] > 1:
             results.append(
@@ -45,6 +54,14 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     return codec.build(
         module.CreateTopicsResponse, throttle_time=ZERO_DURATION, topics=tuple(results)
     )
+
+
+def _partitions_asked(ctx: RequestContext, topic: Any) -> int:
+    if topic.assignments:
+        return len(topic.assignments)
+    if topic.num_partitions == -1:
+        return int(ctx.broker.config.get("num.partitions"))
+    return max(int(topic.num_partitions), 0)
 
 
 def _failure(module: Any, name: str, error: ErrorCode, message: str | None) -> Any:
