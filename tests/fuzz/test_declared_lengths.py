@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from kio.static.primitive import Records
 
@@ -50,7 +50,14 @@ def test_any_valid_request_passes_the_check(data: st.DataObject) -> None:
     cls = codec.request_class(target.api_key, target.version)
     body = codec.encode(data.draw(st.from_type(cls)))
     check_request(cls, body, 0)
-    _entity, size = codec._reader(cls)(body, 0)
+    try:
+        _entity, size = codec._reader(cls)(body, 0)
+    except ValueError as exc:
+        # kio reads int64 millisecond durations into datetime.timedelta, whose range
+        # ends near 2^56 ms; its own strategies draw up to 2^63. Not a walk question.
+        if "timedelta" not in str(exc):
+            raise
+        reject()
     assert _walk_to_end(cls, body) == size == len(body)
 
 
