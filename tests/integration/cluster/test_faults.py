@@ -163,7 +163,7 @@ def test_broker_whose_session_expires_stops_leading_and_rejoins(cluster_factory:
             what="the old leader back in the ISR as a follower",
         )
         assert partition_states(cluster.bootstrap, "zombie")[0][0] in others
-        assert "ZooKeeper session expired" in cluster.brokers[leader].log()
+        assert "ZooKeeper session expired" in cluster.brokers[leader].log_path.read_text()
         assert producer.wait_for_acks(len(producer.acked) + 200, timeout=30)
     except BaseException:
         producer.stop(timeout=5)
