@@ -201,9 +201,22 @@ def decode_uuid(text: str) -> uuid.UUID:
     return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=="))
 
 
-def write_partition_metadata(partition_dir: str, topic_id: uuid.UUID) -> None:
+def write_partition_metadata(
+    partition_dir: str, topic_id: uuid.UUID, *, fsync: bool = True
+) -> None:
     data = f"version: 0\ntopic_id: {encode_uuid(topic_id)}".encode()
-    write_atomically(os.path.join(partition_dir, PARTITION_METADATA_FILE), data)
+    write_atomically(os.path.join(partition_dir, PARTITION_METADATA_FILE), data, fsync=fsync)
+
+
+def fsync_partition_metadata(partition_dir: str) -> None:
+    """Make a ``partition.metadata`` written without fsync durable, with its directory."""
+    try:
+        _fsync_path(os.path.join(partition_dir, PARTITION_METADATA_FILE))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise KafkaStorageError(f"cannot fsync {partition_dir}/partition.metadata: {exc}") from exc
+    fsync_dir(partition_dir)
 
 
 def read_partition_metadata(partition_dir: str) -> uuid.UUID | None:

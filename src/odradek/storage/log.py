@@ -166,6 +166,7 @@ class Log:
         self._leader_epoch_cache = leader_epoch_cache
         self._producer_state = producer_state
         self._topic_id = topic_id
+        self._partition_metadata_unsynced = False
         self._validator = LogValidator(local_log.topic_partition, local_log.config)
         self._high_watermark = log_start_offset
         self._high_watermark_metadata: LogOffsetMetadata | None = None
@@ -357,8 +358,12 @@ class Log:
                     f"which already has topic id {self._topic_id}"
                 )
             return
-        checkpoints.write_partition_metadata(self.dir, topic_id)
+        # Written now, made durable by the next flush (as Kafka's PartitionMetadataFile):
+        # two fsyncs per new partition made creating wide topics fsync-bound. A file lost
+        # in a crash is written again when the broker next hosts the partition.
+        checkpoints.write_partition_metadata(self.dir, topic_id, fsync=False)
         self._topic_id = topic_id
+        self._partition_metadata_unsynced = True
 
     def update_high_watermark(self, offset: int) -> int:
         """Set the high watermark, clamped to [log start offset, log end offset]."""
@@ -560,6 +565,8 @@ class Log:
         paths = self._local.unflushed_files(end)
         if snapshot is not None:
             paths.append(snapshot)
+        if self._partition_metadata_unsynced:
+            paths.append(os.path.join(self.dir, checkpoints.PARTITION_METADATA_FILE))
         return FlushJob(self, end, paths, self._local.truncations)
 
     def complete_flush(self, job: FlushJob) -> None:
@@ -568,6 +575,8 @@ class Log:
         that no longer hold what they held when it was made)."""
         if job.truncations == self._local.truncations:
             self._local.mark_flushed(job.up_to)
+        if os.path.join(self.dir, checkpoints.PARTITION_METADATA_FILE) in job.paths:
+            self._partition_metadata_unsynced = False
 
     @_storage_guard("error while flushing")
     def flush(self, up_to: int | None = None) -> None:
@@ -575,6 +584,9 @@ class Log:
         point there."""
         offset = self.log_end_offset if up_to is None else min(up_to, self.log_end_offset)
         self._local.flush(offset)
+        if self._partition_metadata_unsynced:
+            checkpoints.fsync_partition_metadata(self.dir)
+            self._partition_metadata_unsynced = False
 
     # -- reads -----------------------------------------------------------------------------
 

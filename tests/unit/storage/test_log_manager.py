@@ -324,3 +324,18 @@ def test_delete_logs_removes_many_at_once(tmp_path: Path) -> None:
             )
         )
     assert points == {kept: 2}
+
+
+def test_topic_id_is_made_durable_by_the_shutdown_flush(tmp_path: Path) -> None:
+    """partition.metadata is written without fsync when a log is created (Kafka defers it
+    too) and synced with the rest of the log at the next flush, shutdown's included."""
+    topic_id = uuid.uuid4()
+    logs = manager([tmp_path], Clock())
+    log = logs.get_or_create_log(TopicPartition("ids", 0), config_for("ids"), topic_id)
+    job = log.flush_job()
+    assert str(tmp_path / "ids-0" / checkpoints.PARTITION_METADATA_FILE) in job.paths
+    job.run()
+    job.complete()
+    assert log.flush_job().paths == []
+    logs.shutdown()
+    assert checkpoints.read_partition_metadata(str(tmp_path / "ids-0")) == topic_id
