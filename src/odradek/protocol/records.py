@@ -218,6 +218,25 @@ def iter_headers(
         position += header.size
 
 
+def complete_batches_size(buffer: bytes | bytearray | memoryview) -> int:
+    """Bytes of ``buffer`` up to the end of its last complete batch, by length fields only.
+
+    A fetch response may end inside a batch (the leader cuts its read at the byte limit;
+    Kafka's readers drop the partial batch). A batch whose length is below the minimum is
+    not cut: the whole buffer is kept so that validation rejects it as corrupt.
+    """
+    end = len(buffer)
+    position = 0
+    while position + LOG_OVERHEAD <= end:
+        length = _INT32.unpack_from(buffer, position + LENGTH_OFFSET)[0]
+        if length < MIN_BATCH_LENGTH:
+            return end
+        if position + LOG_OVERHEAD + length > end:
+            return position
+        position += LOG_OVERHEAD + length
+    return position
+
+
 def set_base_offset(buffer: bytearray | memoryview, position: int, base_offset: int) -> None:
     _INT64.pack_into(buffer, position + BASE_OFFSET_OFFSET, base_offset)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from odradek.cluster.metadata import PartitionState
 from odradek.config import LogConfig
 from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.records import complete_batches_size
 from odradek.protocol.types import TopicPartition
 from odradek.storage.log import Log
 from odradek.storage.values import AppendOrigin, FetchDataInfo, LogAppendInfo
@@ -263,9 +264,14 @@ class Partition:
         leader_high_watermark: int,
         leader_log_start_offset: int,
     ) -> LogAppendInfo | None:
-        """Append what the fetcher copied from the leader; take its high watermark (capped
-        at this log's end) and log start offset."""
+        """Append what the fetcher copied from the leader, whole batches only (a response
+        cut at the byte limit ends inside a batch, which the next fetch brings whole); take
+        the leader's high watermark (capped at this log's end) and log start offset."""
         log = self.log
+        if records:
+            whole = complete_batches_size(records)
+            if whole < len(records):
+                records = memoryview(records)[:whole]
         info = log.append_as_follower(records) if records else None
         log.update_high_watermark(min(leader_high_watermark, log.log_end_offset))
         if leader_log_start_offset > log.log_start_offset:
