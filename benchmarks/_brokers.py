@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -28,6 +29,20 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 ODRADEK_READY = re.compile(r"listening on PLAINTEXT://127\.0\.0\.1:(\d+)")
 TANSU_READY = re.compile(r"ready in \d+")
+
+
+class Target(Protocol):
+    """What a workload runs against: one broker, or a cluster (``_cluster.Cluster``)."""
+
+    name: str
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def alive(self) -> bool: ...
+
+    @property
+    def pids(self) -> list[int]: ...
 
 
 class BrokerStartError(RuntimeError):
@@ -114,6 +129,11 @@ class BrokerProcess:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The processes whose CPU counts as the broker's (a cluster has several)."""
+        return [self.pid]
+
     def command(self) -> list[str]:
         if self.name == "odradek":
             data_dir = self.work_dir / "data"
@@ -193,13 +213,20 @@ class BrokerProcess:
 
     def stop(self) -> int | None:
         """SIGTERM and wait; the exit code, or None when it had to be killed."""
+        self.terminate()
+        return self.wait_stopped(STOP_TIMEOUT_S)
+
+    def terminate(self) -> None:
+        """SIGTERM, not waiting (to stop several brokers at once)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float) -> int | None:
+        """The exit code, or None when the broker had to be killed after ``timeout``."""
         if self.process is None:
             return None
-        if self.process.poll() is not None:
-            return self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(STOP_TIMEOUT_S)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             return None

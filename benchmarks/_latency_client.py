@@ -53,14 +53,18 @@ class Spec(TypedDict):
     count: int  # records in all (warm-up + measured)
     warmup: int  # the first ``warmup`` records are not measured
     acks: str
-    broker_pid: int
+    broker_pids: list[int]  # one broker, or every broker of a cluster
     client: dict[str, Any]  # extra librdkafka settings
 
 
-def broker_cpu(pid: int) -> float:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def brokers_cpu(pids: list[int]) -> list[float]:
+    """utime + stime of each process, in seconds, from /proc/<pid>/stat."""
+    out = []
+    for pid in pids:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
 
 
 def machine_cpu() -> float:
@@ -112,7 +116,7 @@ def produce(spec: Spec) -> dict[str, Any]:
     clock = time.monotonic_ns
     max_lag_ns = 0
     late = 0
-    cpu0, own0, all0 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_cpu()
+    cpu0, own0, all0 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_cpu()
     start = clock()
     for seq in range(count):
         due = start + seq * interval_ns
@@ -134,7 +138,7 @@ def produce(spec: Spec) -> dict[str, Any]:
         producer.poll(0)
     elapsed = (clock() - start) / 1e9
     remaining = producer.flush(30)
-    cpu1, own1, all1 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_cpu()
+    cpu1, own1, all1 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_cpu()
     error = None
     if remaining:
         error = f"{remaining} records unacknowledged after flush"
@@ -146,7 +150,8 @@ def produce(spec: Spec) -> dict[str, Any]:
         "achieved_rate": count / elapsed if elapsed > 0 else 0.0,
         "max_schedule_lag_ms": max_lag_ns / 1e6,
         "late_sends": late,
-        "broker_cpu_s": cpu1 - cpu0,
+        "broker_cpu_s": sum(cpu1) - sum(cpu0),
+        "broker_cpu_each_s": [b - a for a, b in zip(cpu0, cpu1, strict=True)],
         "producer_cpu_s": own1 - own0,
         "machine_cpu_s": all1 - all0,
         "error": error,

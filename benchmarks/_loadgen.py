@@ -4,9 +4,10 @@ Usage: ``python benchmarks/_loadgen.py '<json spec>'``; prints one JSON object (
 result) on stdout and exits 0, also when the workload failed (``error`` says why).
 
 Running librdkafka in a separate process keeps its CPU out of the broker's accounting.
-The worker itself samples the broker's utime+stime (``/proc/<broker_pid>/stat``) right
-before and right after the timed section, so connection set-up and Python start-up are
-not counted against the broker.
+The worker itself samples the brokers' utime+stime (``/proc/<pid>/stat`` of each of
+``broker_pids``: one broker, or every broker of a cluster) right before and right after
+the timed section, so connection set-up and Python start-up are not counted against
+them. ``broker_cpu_s`` is their sum, ``broker_cpu_each_s`` the figure of each.
 
 Produce: records of ``size`` bytes, round-robin over the partitions (explicit partition,
 no key), delivery reports for errors only (``delivery.report.only.error``): a message is
@@ -52,7 +53,7 @@ class Spec(TypedDict):
     size: int
     count: int  # produce: records to send; consume: ignored (expected gives it)
     acks: str
-    broker_pid: int
+    broker_pids: list[int]
     timeout_s: float
     expected: dict[str, int]  # consume: partition -> records acknowledged
 
@@ -62,10 +63,19 @@ def payload(size: int) -> bytes:
     return random.Random(size).randbytes(size)
 
 
-def broker_cpu(pid: int) -> float:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def brokers_cpu(pids: list[int]) -> list[float]:
+    """utime + stime of each process, in seconds, from /proc/<pid>/stat."""
+    out = []
+    for pid in pids:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
+def cpu_used(before: list[float], after: list[float]) -> dict[str, Any]:
+    each = [b - a for a, b in zip(before, after, strict=True)]
+    return {"broker_cpu_s": sum(each), "broker_cpu_each_s": each}
 
 
 def machine_busy_cpu() -> float:
@@ -110,7 +120,7 @@ def produce(spec: Spec) -> dict[str, Any]:
     value = payload(spec["size"])
     sent: Counter[int] = Counter()
     error: str | None = None
-    cpu0, own0, all0 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+    cpu0, own0, all0 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
     start = time.perf_counter()
     deadline = start + spec["timeout_s"]
     produce_one = producer.produce
@@ -130,7 +140,7 @@ def produce(spec: Spec) -> dict[str, Any]:
                 break
     remaining = producer.flush(max(deadline - time.perf_counter(), 0.1))
     elapsed = time.perf_counter() - start
-    cpu1, own1, all1 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+    cpu1, own1, all1 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
     if remaining:
         error = error or f"timeout: {remaining} records still unacknowledged after flush"
     if failed:
@@ -143,7 +153,7 @@ def produce(spec: Spec) -> dict[str, Any]:
         "records": records,
         "bytes": records * spec["size"],
         "elapsed_s": elapsed,
-        "broker_cpu_s": cpu1 - cpu0,
+        **cpu_used(cpu0, cpu1),
         "client_cpu_s": own1 - own0,
         "machine_cpu_s": all1 - all0,
         "delivered": {str(p): n for p, n in delivered.items()},
@@ -175,7 +185,7 @@ def consume(spec: Spec) -> dict[str, Any]:
     total = 0
     try:
         consumer.list_topics(topic, timeout=10)
-        cpu0, own0, all0 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+        cpu0, own0, all0 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
         start = time.perf_counter()
         last = start
         deadline = start + spec["timeout_s"]
@@ -206,7 +216,7 @@ def consume(spec: Spec) -> dict[str, Any]:
             if batch:
                 last = time.perf_counter()
         elapsed = last - start
-        cpu1, own1, all1 = broker_cpu(spec["broker_pid"]), own_cpu(), machine_busy_cpu()
+        cpu1, own1, all1 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
     finally:
         consumer.close()
     error: str | None = None
@@ -222,7 +232,7 @@ def consume(spec: Spec) -> dict[str, Any]:
         "records": total,
         "bytes": total * spec["size"],
         "elapsed_s": elapsed,
-        "broker_cpu_s": cpu1 - cpu0,
+        **cpu_used(cpu0, cpu1),
         "client_cpu_s": own1 - own0,
         "machine_cpu_s": all1 - all0,
         "anomalies": anomalies,

@@ -13,7 +13,7 @@ import platform
 import statistics
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -60,6 +60,8 @@ class Sample:
     client_cpu_s: float
     machine_cpu_s: float
     error: str | None
+    broker_cpu_each_s: list[float] = field(default_factory=list)
+    """Per broker process when the target is a cluster (their sum is ``broker_cpu_s``)."""
 
     @property
     def key(self) -> tuple[str, int, str, str]:

@@ -13,6 +13,7 @@ Layout::
     <!-- begin:latency -->  ...     benchmarks/latency.py
     <!-- begin:groups -->   ...     benchmarks/groups.py
     <!-- begin:scale -->    ...     benchmarks/scale.py
+    <!-- begin:replication -->  ... benchmarks/replication.py
 
 A script calls ``update_section(path, name, body, machine=...)``: the text between its
 own ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->`` lines is replaced and everything
@@ -43,7 +44,7 @@ INTRO = (
     "editing its section; it replaces only its own section and keeps the others."
 )
 MACHINE = "machine"
-ORDER = (MACHINE, "throughput", "latency", "groups", "scale")
+ORDER = (MACHINE, "throughput", "latency", "groups", "scale", "replication")
 LEGACY_GROUPS_HEADING = "## Consumer groups"
 
 _MARKER = re.compile(r"^<!-- (begin|end):([A-Za-z0-9_.-]+) -->$", re.MULTILINE)

@@ -35,7 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _brokers import BrokerProcess, peak_rss_bytes, reset_peak_rss, tansu_binary, tansu_version
+from _brokers import (
+    BrokerProcess,
+    Target,
+    peak_rss_bytes,
+    reset_peak_rss,
+    tansu_binary,
+    tansu_version,
+)
 from _report import COLOURS, NAMES, machine_description, odradek_revision
 from _sections import update_section
 from throughput import Quiet, create_topic, warm_up
@@ -125,16 +132,43 @@ def wait_ready(process: subprocess.Popen[str], timeout: float) -> bool:
 def measure(broker: BrokerProcess, args: argparse.Namespace, results_dir: Path) -> dict[str, Any]:
     topic = "latency"
     create_topic(broker.bootstrap, topic, 1)
-    count = int(args.rate * (args.warmup + args.seconds))
+    spy_dir = results_dir if args.py_spy and broker.name == "odradek" else None
+    return run_pair(
+        broker,
+        topic,
+        rate=args.rate,
+        size=args.size,
+        acks=args.acks,
+        warmup_s=args.warmup,
+        seconds=args.seconds,
+        spy_dir=spy_dir,
+    )
+
+
+def run_pair(
+    target: Target,
+    topic: str,
+    *,
+    rate: float,
+    size: int,
+    acks: str,
+    warmup_s: float,
+    seconds: float,
+    spy_dir: Path | None = None,
+) -> dict[str, Any]:
+    """A consumer at the end of partition 0 of ``topic`` and, once it fetches, a producer
+    sending ``rate`` records/s for ``warmup_s + seconds``: the two clients' results merged,
+    ``error`` set if either failed. ``spy_dir``: py-spy the (single) broker there."""
+    count = int(rate * (warmup_s + seconds))
     spec: dict[str, Any] = {
-        "bootstrap": broker.bootstrap,
+        "bootstrap": target.bootstrap,
         "topic": topic,
-        "size": args.size,
-        "rate": args.rate,
+        "size": size,
+        "rate": rate,
         "count": count,
-        "warmup": int(args.rate * args.warmup),
-        "acks": args.acks,
-        "broker_pid": broker.pid,
+        "warmup": int(rate * warmup_s),
+        "acks": acks,
+        "broker_pids": target.pids,
     }
     consumer = spawn_client(dict(spec, mode="consume", client=CONSUMER_SETTINGS))
     producer: subprocess.Popen[str] | None = None
@@ -143,18 +177,18 @@ def measure(broker: BrokerProcess, args: argparse.Namespace, results_dir: Path) 
         if not wait_ready(consumer, 30):
             return {"error": "consumer not ready: " + str(finish(consumer, 5).get("error"))}
         producer = spawn_client(dict(spec, mode="produce", client=PRODUCER_SETTINGS))
-        if args.py_spy and broker.name == "odradek":
-            time.sleep(args.warmup)
+        if spy_dir is not None:
+            time.sleep(warmup_s)
             spy = subprocess.Popen(
                 [
-                    "py-spy", "record", "--pid", str(broker.pid), "--rate", "500",
-                    "--format", "raw", "--duration", str(int(args.seconds)),
-                    "--output", str(results_dir / f"py-spy-{time.time_ns()}.txt"),
+                    "py-spy", "record", "--pid", str(target.pids[0]), "--rate", "500",
+                    "--format", "raw", "--duration", str(int(seconds)),
+                    "--output", str(spy_dir / f"py-spy-{time.time_ns()}.txt"),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        produced = finish(producer, args.warmup + args.seconds + 60)
+        produced = finish(producer, warmup_s + seconds + 60)
         consumed = finish(consumer, 60)
     finally:
         for process in (producer, consumer):

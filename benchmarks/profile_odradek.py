@@ -170,7 +170,7 @@ def profile_phases(
         "size": args.size,
         "count": args.count,
         "acks": args.acks,
-        "broker_pid": broker.pid,
+        "broker_pids": broker.pids,
         "timeout_s": WORKLOAD_TIMEOUT_S,
         "expected": {},
     }

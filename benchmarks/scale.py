@@ -253,7 +253,7 @@ def produce(broker: BrokerProcess, topic: str, total_bytes: int) -> dict[int, in
         "size": RECORD_SIZE,
         "count": count,
         "acks": "1",
-        "broker_pid": broker.pid,
+        "broker_pids": broker.pids,
         "timeout_s": 120.0 + total_bytes / 20e6,
         "expected": {},
     }

@@ -35,6 +35,7 @@ from typing import Any
 
 from _brokers import (
     BrokerProcess,
+    Target,
     peak_rss_bytes,
     reset_peak_rss,
     tansu_binary,
@@ -161,29 +162,41 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+def create_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    *,
+    replication_factor: int = 1,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Create a topic and wait until every partition has a leader and a full ISR."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=30)
+    new = NewTopic(topic, partitions, replication_factor, config=config or {})
+    futures = admin.create_topics([new], operation_timeout=30)
     futures[topic].result(timeout=30)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # until every partition has a leader
+    while time.monotonic() < deadline:
         meta = admin.list_topics(topic, timeout=10).topics.get(topic)
         if (
             meta is not None
             and meta.error is None
             and len(meta.partitions) == partitions
-            and all(p.leader >= 0 for p in meta.partitions.values())
+            and all(
+                p.leader >= 0 and len(p.isrs) == replication_factor
+                for p in meta.partitions.values()
+            )
         ):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"topic {topic} has no leaders after 30 s")
+    raise RuntimeError(f"topic {topic} has no leaders or no full ISR after 30 s")
 
 
-def warm_up(broker: BrokerProcess) -> str | None:
+def warm_up(broker: Target, *, replication_factor: int = 1) -> str | None:
     """A small untimed produce and read-back, so that lazy imports, first-request costs and
     connection set-up are paid before the first measured workload; an error, if any."""
     try:
-        create_topic(broker.bootstrap, "bench-warm-up", 1)
+        create_topic(broker.bootstrap, "bench-warm-up", 1, replication_factor=replication_factor)
     except Exception as exc:
         return f"warm-up: create topic: {type(exc).__name__}: {exc}"
     spec: dict[str, Any] = {
@@ -194,7 +207,7 @@ def warm_up(broker: BrokerProcess) -> str | None:
         "size": 1024,
         "count": 5000,
         "acks": "all",
-        "broker_pid": broker.pid,
+        "broker_pids": broker.pids,
         "timeout_s": 60.0,
         "expected": {},
     }
@@ -220,17 +233,35 @@ def sample(broker: str, round_no: int, phase: str, w: Workload, result: dict[str
         client_cpu_s=float(result.get("client_cpu_s", 0.0)),
         machine_cpu_s=float(result.get("machine_cpu_s", 0.0)),
         error=result.get("error"),
+        broker_cpu_each_s=[float(x) for x in result.get("broker_cpu_each_s", [])],
     )
 
 
-def run_workload(broker: BrokerProcess, round_no: int, w: Workload, quiet: Quiet) -> list[Sample]:
-    name = broker.name
+def run_workload(
+    broker: Target,
+    round_no: int,
+    w: Workload,
+    quiet: Quiet,
+    *,
+    label: str | None = None,
+    replication_factor: int = 1,
+    topic_config: dict[str, str] | None = None,
+) -> list[Sample]:
+    """Produce ``w`` into a new topic and read it back; samples named ``label`` (default:
+    the broker's name)."""
+    name = label or broker.name
     if not broker.alive():
-        error = f"broker exited ({broker.process.returncode if broker.process else '?'})"
+        error = "broker exited"
         return [sample(name, round_no, ph, w, {"error": error}) for ph in ("produce", "consume")]
     topic = f"bench-{w.key}"
     try:
-        create_topic(broker.bootstrap, topic, w.partitions)
+        create_topic(
+            broker.bootstrap,
+            topic,
+            w.partitions,
+            replication_factor=replication_factor,
+            config=topic_config,
+        )
     except Exception as exc:
         error = f"create topic: {type(exc).__name__}: {exc}"
         return [sample(name, round_no, ph, w, {"error": error}) for ph in ("produce", "consume")]
@@ -242,7 +273,7 @@ def run_workload(broker: BrokerProcess, round_no: int, w: Workload, quiet: Quiet
         "size": w.size,
         "count": w.count,
         "acks": w.acks,
-        "broker_pid": broker.pid,
+        "broker_pids": broker.pids,
         "timeout_s": WORKLOAD_TIMEOUT_S,
         "expected": {},
     }
