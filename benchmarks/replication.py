@@ -665,12 +665,16 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     latencies: list[LatencySample] = []
     rounds: list[RoundRecord] = []
-    for round_no in range(1, args.rounds + 1):
-        for config in CONFIGS:
-            record = run_round(
-                config, round_no, settings, results_dir, samples=samples, latencies=latencies
-            )
-            rounds.append(record)
+    try:
+        for round_no in range(1, args.rounds + 1):
+            for config in CONFIGS:
+                record = run_round(
+                    config, round_no, settings, results_dir, samples=samples, latencies=latencies
+                )
+                rounds.append(record)
+    except KeyboardInterrupt:  # run_round stopped its brokers and ZooKeeper on the way out
+        print("interrupted: every broker and ZooKeeper stopped, no report written", flush=True)
+        return 130
     print(f"done in {time.monotonic() - started:.0f}s", flush=True)
 
     raw: dict[str, Any] = {
