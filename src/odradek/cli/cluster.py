@@ -36,10 +36,9 @@ from odradek.cli.common import (
     CliError,
     CommandConfigOption,
     PropertyOption,
-    client_config,
+    admin_client,
     describe_kafka_error,
     fetch_metadata,
-    invalid_config,
     kafka_error_name,
     kafka_error_of,
     reported_errors,
@@ -55,13 +54,6 @@ cluster_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(cluster_app, name="cluster")
-
-
-def _admin(options: ClientOptions) -> AdminClient:
-    try:
-        return AdminClient(client_config(options))
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise invalid_config(exc) from None
 
 
 def _wait(future: Future[Any], action: str) -> Any:
@@ -115,7 +107,7 @@ def describe(
     offline, and not led by their preferred replica."""
     with reported_errors():
         options = ClientOptions.of(bootstrap, command_config, properties)
-        admin = _admin(options)
+        admin = admin_client(options)
         metadata = fetch_metadata(admin, options.bootstrap)
         cluster = _wait(
             admin.describe_cluster(request_timeout=REQUEST_TIMEOUT_S), "cannot describe cluster"
@@ -189,7 +181,7 @@ def elect_leaders(
         if partition is not None and topic is None:
             raise usage_error("--partition needs --topic")
         options = ClientOptions.of(bootstrap, command_config, properties)
-        admin = _admin(options)
+        admin = admin_client(options)
         metadata = fetch_metadata(admin, options.bootstrap)
         partitions: list[TopicPartition] | None = None
         if topic is not None:
@@ -308,7 +300,7 @@ def reassign(
             raise usage_error("--partition needs --topic")
         target = _parse_replicas(replicas) if replicas is not None else None
         options = ClientOptions.of(bootstrap, command_config, properties)
-        admin = _admin(options)
+        admin = admin_client(options)
         fetch_metadata(admin, options.bootstrap)
         host, port = _controller(admin)
         try:

@@ -28,7 +28,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from odradek.cli._kafka import ClusterMetadata, KafkaError, KafkaException
+from odradek.cli._kafka import AdminClient, ClusterMetadata, KafkaError, KafkaException
 from odradek.config import ConfigError, read_properties
 from odradek.protocol.errors import ErrorCode
 
@@ -187,6 +187,14 @@ def client_config(
     # The address comes from -b (or its env var) only, so that error messages name it.
     config["bootstrap.servers"] = options.bootstrap
     return config
+
+
+def admin_client(options: ClientOptions) -> AdminClient:
+    """An AdminClient for the command's options; a bad config is one clear line."""
+    try:
+        return AdminClient(client_config(options))
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise invalid_config(exc) from None
 
 
 def invalid_config(exc: Exception) -> CliError:

@@ -50,10 +50,9 @@ from odradek.cli.common import (
     CliError,
     CommandConfigOption,
     PropertyOption,
-    client_config,
+    admin_client,
     describe_kafka_error,
     fetch_metadata,
-    invalid_config,
     kafka_error_of,
     reported_errors,
     stdout_console,
@@ -86,18 +85,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(groups_app, name="groups")
 
 
-def _admin(options: ClientOptions) -> AdminClient:
-    try:
-        return AdminClient(client_config(options))
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise invalid_config(exc) from None
-
-
 def _connected_admin(
     bootstrap: str, command_config: Any, properties: list[str] | None
 ) -> AdminClient:
     options = ClientOptions.of(bootstrap, command_config, properties)
-    admin = _admin(options)
+    admin = admin_client(options)
     fetch_metadata(admin, options.bootstrap)
     return admin
 
@@ -517,7 +509,7 @@ def reset_offsets(
         timestamp = parse_datetime(to_datetime) if to_datetime is not None else None
 
         options = ClientOptions.of(bootstrap, command_config, properties)
-        admin = _admin(options)
+        admin = admin_client(options)
         partitions = _topic_partitions(admin, options.bootstrap, topic, list(partition or ()))
         _require_inactive(_describe_group(admin, group), group)
 

@@ -40,10 +40,9 @@ from odradek.cli.common import (
     CliError,
     CommandConfigOption,
     PropertyOption,
-    client_config,
+    admin_client,
     describe_kafka_error,
     fetch_metadata,
-    invalid_config,
     kafka_error_of,
     parse_pairs,
     reported_errors,
@@ -62,13 +61,6 @@ topics_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(topics_app, name="topics")
-
-
-def _admin(options: ClientOptions) -> AdminClient:
-    try:
-        return AdminClient(client_config(options))
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise invalid_config(exc) from None
 
 
 class _TopicError(CliError):
@@ -142,7 +134,7 @@ def create(
     with reported_errors():
         options = ClientOptions.of(bootstrap, command_config, properties)
         topic_config = parse_pairs(config or (), "--config")
-        admin = _admin(options)
+        admin = admin_client(options)
         fetch_metadata(admin, options.bootstrap)
         new_topic = NewTopic(
             name,
@@ -179,7 +171,7 @@ def list_(
     """List topics with their partition count and replication factor."""
     with reported_errors():
         options = ClientOptions.of(bootstrap, command_config, properties)
-        metadata = fetch_metadata(_admin(options), options.bootstrap)
+        metadata = fetch_metadata(admin_client(options), options.bootstrap)
         table = _table("topic", "partitions", "replication")
         for name in sorted(metadata.topics):
             if _is_internal(name) and not internal:
@@ -254,7 +246,7 @@ def describe(
     """Show a topic's partitions (leader, replicas, ISR, offsets) and non-default configs."""
     with reported_errors():
         options = ClientOptions.of(bootstrap, command_config, properties)
-        admin = _admin(options)
+        admin = admin_client(options)
         fetch_metadata(admin, options.bootstrap)
         action = f'cannot describe topic "{name}"'
         futures = admin.describe_topics(TopicCollection([name]), request_timeout=REQUEST_TIMEOUT_S)
@@ -297,7 +289,7 @@ def delete(
     """Delete a topic and all its records."""
     with reported_errors():
         options = ClientOptions.of(bootstrap, command_config, properties)
-        admin = _admin(options)
+        admin = admin_client(options)
         fetch_metadata(admin, options.bootstrap)
         futures = admin.delete_topics([name], request_timeout=REQUEST_TIMEOUT_S)
         try:
@@ -343,7 +335,7 @@ def alter_config(
         if both:
             raise usage_error(f"config {both[0]!r} is given to both --set and --delete")
         options = ClientOptions.of(bootstrap, command_config, properties)
-        admin = _admin(options)
+        admin = admin_client(options)
         fetch_metadata(admin, options.bootstrap)
         changes = [
             ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
 from odradek.cluster.brokers import BrokerRegistration
@@ -58,6 +58,31 @@ def elect_offline_leader(
         last = state.isr[:1] if state.leader not in state.isr else (state.leader,)
         return replace(state, leader=NO_LEADER, leader_epoch=state.leader_epoch + 1, isr=last)
     return replace(state, leader=candidates[0], leader_epoch=state.leader_epoch + 1, isr=isr)
+
+
+def write_transitions(
+    store: MetadataStore,
+    topic: TopicMetadata,
+    transition: Callable[[PartitionState], PartitionState | None],
+    what: str,
+) -> dict[int, PartitionState]:
+    """Apply ``transition`` to every partition of ``topic`` and write the states it
+    changes in one conditional update; the states written (none if it lost the race: a
+    newer state or a newer controller won, and the change notice that follows brings the
+    controller back with fresh states)."""
+    changes = {
+        index: changed
+        for index, state in enumerate(topic.partitions)
+        if (changed := transition(state)) is not None
+    }
+    if not changes:
+        return {}
+    try:
+        store.alter_partition_states(topic.name, changes)
+    except KafkaError as exc:
+        log.info("%s for %s deferred: %s", what, topic.name, exc)
+        return {}
+    return changes
 
 
 class LeadershipController(MetadataListener):
@@ -131,20 +156,12 @@ class LeadershipController(MetadataListener):
         if not live:
             return
         unclean = self._unclean(topic)
-        changes: dict[int, PartitionState] = {}
-        for index, state in enumerate(topic.partitions):
-            changed = elect_offline_leader(state, live, unclean)
-            if changed is not None:
-                changes[index] = changed
-        if not changes:
-            return
-        try:
-            self._store.alter_partition_states(topic.name, changes)
-        except KafkaError as exc:
-            # A newer state (or a newer controller) won; the change that follows it
-            # brings this controller back here with fresh states.
-            log.info("leader election for %s deferred: %s", topic.name, exc)
-            return
+        changes = write_transitions(
+            self._store,
+            topic,
+            lambda state: elect_offline_leader(state, live, unclean),
+            "leader election",
+        )
         for index, state in sorted(changes.items()):
             log.info(
                 "partition %s-%d: leader %d (epoch %d), isr %s",

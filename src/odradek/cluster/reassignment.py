@@ -37,7 +37,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from odradek.cluster.brokers import BrokerRegistration
-from odradek.cluster.leadership import NO_LEADER, unclean_allowed
+from odradek.cluster.leadership import NO_LEADER, unclean_allowed, write_transitions
 from odradek.cluster.metadata import (
     MetadataListener,
     MetadataStore,
@@ -290,19 +290,12 @@ class ReassignmentController(MetadataListener):
                 self.complete(topic, live)
 
     def complete(self, topic: TopicMetadata, live: Collection[int]) -> None:
-        changes = {}
-        for index, state in enumerate(topic.partitions):
-            done = complete_reassignment(state, live)
-            if done is not None:
-                changes[index] = done
-        if not changes:
-            return
-        try:
-            self._store.alter_partition_states(topic.name, changes)
-        except KafkaError as exc:
-            # The change that beat this one brings the controller back here.
-            log.info("completing reassignments of %s deferred: %s", topic.name, exc)
-            return
+        changes = write_transitions(
+            self._store,
+            topic,
+            lambda state: complete_reassignment(state, live),
+            "completing reassignments",
+        )
         for index, state in sorted(changes.items()):
             log.info(
                 "partition %s-%d: reassignment completed; replicas %s, leader %d (epoch %d)",

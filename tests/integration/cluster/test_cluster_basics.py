@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient
 
 from tests.integration.cluster.conftest import Cluster
+from tests.integration.cluster.failover import wait_for
 from tests.support.clients import consume_all, create_topic, produce_acked
 
 Factory = Callable[..., Cluster]
@@ -16,13 +16,6 @@ Factory = Callable[..., Cluster]
 def leaders(bootstrap: str, topic: str) -> dict[int, int]:
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
     return {p.id: p.leader for p in metadata.topics[topic].partitions.values()}
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
 
 
 def test_three_brokers_serve_one_cluster(cluster_factory: Factory) -> None:

@@ -5,7 +5,6 @@ back to preferred leaders after a broker restart."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.cli.runner import error_line, ok, run
 from tests.integration.cluster.conftest import Cluster
+from tests.integration.cluster.failover import wait_for
 from tests.support.broker import free_port
 from tests.support.clients import produce_acked
 from tests.support.zookeeper import ZooKeeperServer
@@ -53,13 +53,6 @@ def cluster(
 def leaders(cluster: Cluster, topic: str) -> dict[int, tuple[int, list[int]]]:
     metadata = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(topic, timeout=10)
     return {p.id: (p.leader, sorted(p.isrs)) for p in metadata.topics[topic].partitions.values()}
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def elect(

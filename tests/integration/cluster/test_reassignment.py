@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from kafka.errors import (
 
 from tests.integration.cli.runner import error_line, ok, run
 from tests.integration.cluster.conftest import Cluster
+from tests.integration.cluster.failover import wait_for
 from tests.support.broker import BrokerProcess, free_port
 from tests.support.clients import Acked, consume_all, produce_acked
 from tests.support.zookeeper import ZooKeeperServer
@@ -92,13 +92,6 @@ def roles(cluster: Cluster) -> tuple[int, int, int]:
     controller = controller_id(cluster)
     first, second = (b for b in sorted(cluster.brokers) if b != controller)
     return controller, first, second
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def ongoing(admin: KafkaAdminClient, topic: str | None = None) -> dict[Any, Any]:
