@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -108,7 +109,7 @@ class ZooKeeperStore:
         self._listeners: list[MetadataListener] = []
         # The loop's cache, with the sequence number of the read each entry came from.
         self._topics: dict[str, TopicMetadata] = {}
-        self._by_id: dict[Any, TopicMetadata] = {}
+        self._by_id: dict[uuid.UUID, TopicMetadata] = {}
         self._topic_read: dict[str, int] = {}
         self._brokers: dict[int, BrokerRegistration] = {}
         self._brokers_read = 0
@@ -213,7 +214,7 @@ class ZooKeeperStore:
         self._last_change = max((znodes.change_sequence(c) for c in changes), default=-1)
         self._read_brokers()
         names = self._client.get_children(self._path(znodes.TOPICS))
-        self._read_topics(names, names)
+        self._read_topics(names)
 
     # watches (kazoo threads)
 
@@ -257,11 +258,9 @@ class ZooKeeperStore:
     def _read_topic_list(self, children: Sequence[str]) -> None:
         known = set(self._reader_topics)
         present = set(children)
-        self._read_topics(present - known, children, gone=known - present)
+        self._read_topics(present - known, gone=known - present)
 
-    def _read_topics(
-        self, names: Iterable[str], _listing: Sequence[str], gone: Iterable[str] = ()
-    ) -> None:
+    def _read_topics(self, names: Iterable[str], gone: Iterable[str] = ()) -> None:
         seq = next(self._sequence)
         updates: dict[str, TopicMetadata | None] = dict.fromkeys(gone)
         for name in names:
@@ -555,7 +554,7 @@ class ZooKeeperStore:
     def topic(self, name: str) -> TopicMetadata | None:
         return self._topics.get(name)
 
-    def topic_by_id(self, topic_id: Any) -> TopicMetadata | None:
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicMetadata | None:
         return self._by_id.get(topic_id)
 
     # -- MetadataStore: registration -------------------------------------------------------
