@@ -28,7 +28,7 @@ from odradek.protocol.types import TopicPartition
 from odradek.replication.delayed_produce import DelayedProduce
 from odradek.replication.fetcher import ReplicaFetcherManager
 from odradek.replication.partition import AcksOutcome, Partition, PartitionRead
-from odradek.storage.errors import KafkaStorageError
+from odradek.storage.errors import InconsistentTopicIdError, KafkaStorageError
 from odradek.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ class ReplicaManager(MetadataListener):
 
     def startup(self) -> None:
         self._started = True
+        self._delete_older_incarnations()
         for topic in self.metadata.topics().values():
             self._host(topic, 0)
         hosted = set(self.partitions)
@@ -187,6 +188,24 @@ class ReplicaManager(MetadataListener):
                 self.log_manager.delete_log(tp)
             else:
                 log.warning("log %s belongs to no known topic; left on disk untouched", tp)
+
+    def _delete_older_incarnations(self) -> None:
+        """Logs of a topic that was deleted and created again (same name, new topic id)
+        while this broker was away: Kafka deletes such stray logs. Hosting them would
+        fail with INCONSISTENT_TOPIC_ID and keep the new topic's replica here offline."""
+        for tp, existing in list(self.log_manager.logs.items()):
+            known = self.metadata.topic(tp.topic)
+            if (
+                known is not None
+                and existing.topic_id is not None
+                and existing.topic_id != known.topic_id
+            ):
+                log.info(
+                    "deleting %s: its topic id %s belongs to a deleted topic of that name",
+                    tp,
+                    existing.topic_id,
+                )
+                self.log_manager.delete_log(tp)
 
     def log_config(self, topic: TopicMetadata) -> LogConfig:
         return LogConfig.build(self.config, validate_topic_configs(topic.configs))
@@ -210,6 +229,11 @@ class ReplicaManager(MetadataListener):
             except KafkaStorageError as exc:
                 log.error("partition %s is offline: %s", tp, exc)
                 self.offline_partitions.add(tp)
+                continue
+            except InconsistentTopicIdError as exc:
+                # Never expected after startup's clean-up; a listener must not raise
+                # into the metadata store, so say it and leave the partition unhosted.
+                log.error("partition %s not hosted: %s", tp, exc)
                 continue
             self.partitions[tp] = partition
             if partition.is_leader:
