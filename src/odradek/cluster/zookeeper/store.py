@@ -662,24 +662,34 @@ class ZooKeeperStore:
         topic_id = new_topic_id()
         path = self._path
 
+        partitions = self._new_partitions(name, 0, assignment)
+        config_data = znodes.encode_topic_config(configs)
+        # A topic small enough goes in one transaction, so a broker dying half-way never
+        # leaves it half-written; a wider one is written in chunks (readers ignore a
+        # topic until every partition state exists).
+        whole = len(partitions) + 4 <= OPS_PER_TRANSACTION
+
         def header(transaction: Any) -> None:
             transaction.create(
                 path(znodes.topic_path(name)), znodes.encode_assignment(topic_id, assignment)
             )
             transaction.create(path(znodes.partitions_path(name)))
-
-        try:
-            self._commit(header)
-        except NodeExistsError:
-            raise TopicExistsError(f"Topic '{name}' already exists.") from None
-        self._commit_in_chunks(self._new_partitions(name, 0, assignment))
-        config_data = znodes.encode_topic_config(configs)
+            if whole:
+                for znode, data in partitions:
+                    transaction.create(path(znode), data)
+                finish(transaction)
 
         def finish(transaction: Any) -> None:
             self._set_config(transaction, name, config_data)
             self._notify(transaction, [Change(name, None)])
 
-        self._commit(finish)
+        try:
+            self._commit(header)
+        except NodeExistsError:
+            raise TopicExistsError(f"Topic '{name}' already exists.") from None
+        if not whole:
+            self._commit_in_chunks(partitions)
+            self._commit(finish)
         self._refresh_now([name])
         created = self._topics.get(name)
         if created is None:
