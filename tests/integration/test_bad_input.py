@@ -14,7 +14,6 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsV0
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
 from kio.schema.errors import ErrorCode
-from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.serial import entity_reader
@@ -23,7 +22,7 @@ from kio.static.primitive import Records, i16, i32
 from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
 from tests.support.broker import BrokerProcess
 from tests.support.clients import create_topic
-from tests.support.wire import WireClient
+from tests.support.wire import WireClient, fetch_request
 
 Factory = Callable[..., BrokerProcess]
 
@@ -68,31 +67,7 @@ def produce(
 
 
 def fetch(client: WireClient, topic: str, offset: int, partition: int = 0) -> Any:
-    response = client.call(
-        FetchRequest(
-            max_wait=datetime.timedelta(milliseconds=10),
-            min_bytes=1,
-            max_bytes=1 << 20,
-            isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
-            topics=(
-                FetchTopic(
-                    topic=topic,
-                    partitions=(
-                        FetchPartition(
-                            partition=partition,
-                            fetch_offset=offset,
-                            log_start_offset=-1,
-                            partition_max_bytes=1 << 20,
-                        ),
-                    ),
-                ),
-            ),
-            forgotten_topics_data=(),
-            rack_id="",
-        )
-    )
+    response = client.call(fetch_request(topic, partition, offset, max_wait_ms=10))
     return response.responses[0].partitions[0]
 
 

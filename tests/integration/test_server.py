@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer
-from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import Records, i16, i32
@@ -19,7 +18,7 @@ from kio.static.primitive import Records, i16, i32
 from odradek.protocol.record_codec import NewRecord, build_batch
 from tests.support.broker import BrokerProcess, free_port
 from tests.support.clients import admin, consume_all, create_topic, produce_acked
-from tests.support.wire import WireClient
+from tests.support.wire import WireClient, fetch_request
 
 Factory = Callable[..., BrokerProcess]
 
@@ -114,32 +113,6 @@ def test_config_file_then_flags_then_override(tmp_path: Path) -> None:
         assert broker.stop() == 0
 
 
-def _fetch(topic: str, wait: float) -> FetchRequest:
-    return FetchRequest(
-        max_wait=datetime.timedelta(seconds=wait),
-        min_bytes=1,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=(
-            FetchTopic(
-                topic=topic,
-                partitions=(
-                    FetchPartition(
-                        partition=0,
-                        fetch_offset=0,
-                        log_start_offset=-1,
-                        partition_max_bytes=1 << 20,
-                    ),
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
-    )
-
-
 def test_long_poll_fetch_does_not_stall_requests_behind_it(broker: BrokerProcess) -> None:
     """A produce sent after a waiting fetch on the same connection is processed at once,
     which wakes the fetch; responses still come back in request order."""
@@ -158,7 +131,7 @@ def test_long_poll_fetch_does_not_stall_requests_behind_it(broker: BrokerProcess
     )
     with WireClient(broker.bootstrap) as client:
         started = time.monotonic()
-        client.send_frame(client.request_bytes(_fetch("longpoll", wait=20)))
+        client.send_frame(client.request_bytes(fetch_request("longpoll", max_wait_ms=20000)))
         fetch_id = client.correlation_id
         client.send_frame(client.request_bytes(produce))
         first = client.read_frame()
@@ -187,7 +160,7 @@ def test_fetch_woken_by_a_produce_in_the_same_tcp_segment(broker: BrokerProcess)
         ),
     )
     with WireClient(broker.bootstrap) as client:
-        fetch_frame = client.request_bytes(_fetch("same-segment", wait=20))
+        fetch_frame = client.request_bytes(fetch_request("same-segment", max_wait_ms=20000))
         produce_frame = client.request_bytes(produce)
         started = time.monotonic()
         client.send_raw(
@@ -230,7 +203,7 @@ def test_sigterm_answers_a_waiting_fetch_before_exiting(broker_factory: Factory)
     broker = broker_factory()
     create_topic(broker.bootstrap, "draining")
     with WireClient(broker.bootstrap) as client:
-        client.send_frame(client.request_bytes(_fetch("draining", wait=30)))
+        client.send_frame(client.request_bytes(fetch_request("draining", max_wait_ms=30000)))
         time.sleep(0.5)  # let the fetch park
         assert broker.process is not None
         broker.process.send_signal(signal.SIGTERM)

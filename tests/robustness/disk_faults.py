@@ -38,7 +38,6 @@ from typing import Any
 import pytest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
-from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
@@ -49,7 +48,7 @@ from odradek.protocol.record_codec import NewRecord, build_batch, iter_records
 from tests.support import mounts
 from tests.support.broker import BrokerProcess
 from tests.support.clients import consume_all, create_topic, produce_acked
-from tests.support.wire import WireClient
+from tests.support.wire import WireClient, fetch_request
 
 Record = tuple[int, bytes, bytes]
 """(offset, key, value) as acknowledged or read back."""
@@ -355,29 +354,7 @@ def produce(client: WireClient, topic: str, partition: int, key: bytes, value: b
 
 
 def fetch(client: WireClient, topic: str, partition: int, offset: int) -> Any:
-    request = FetchRequest(
-        max_wait=datetime.timedelta(0),
-        min_bytes=1,
-        max_bytes=1 << 22,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=(
-            FetchTopic(
-                topic=topic,
-                partitions=(
-                    FetchPartition(
-                        partition=i32(partition),
-                        fetch_offset=offset,
-                        log_start_offset=-1,
-                        partition_max_bytes=1 << 22,
-                    ),
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
-    )
+    request = fetch_request(topic, partition, offset, max_bytes=1 << 22)
     return client.call(request).responses[0].partitions[0]
 
 

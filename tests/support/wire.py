@@ -6,11 +6,13 @@ explicit so a test can send anything: truncated bodies, wrong sizes, unknown ver
 
 from __future__ import annotations
 
+import datetime
 import io
 import socket
 import struct
 from typing import Any
 
+from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.request_header.v1.header import RequestHeader as HeaderV1
 from kio.schema.request_header.v2.header import RequestHeader as HeaderV2
 from kio.serial import entity_reader, entity_writer
@@ -118,3 +120,38 @@ def request_frame(request: Any, correlation_id: int = 1, client_id: str = "wire"
     body = encode_header(api_key, version, correlation_id, flexible, client_id)
     body += codec.encode(request)
     return struct.pack(">i", len(body)) + body
+
+
+def fetch_request(
+    topic: str,
+    partition: int = 0,
+    offset: int = 0,
+    *,
+    max_wait_ms: int = 0,
+    max_bytes: int = 1 << 20,
+) -> FetchRequest:
+    """A consumer's Fetch v12 of one partition (no session), ``max_bytes`` for the
+    response and the partition alike."""
+    return FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=i32(1),
+        max_bytes=i32(max_bytes),
+        isolation_level=0,  # type: ignore[arg-type]
+        session_id=i32(0),
+        session_epoch=i32(-1),
+        topics=(
+            FetchTopic(
+                topic=topic,  # type: ignore[arg-type]
+                partitions=(
+                    FetchPartition(
+                        partition=i32(partition),
+                        fetch_offset=offset,  # type: ignore[arg-type]
+                        log_start_offset=-1,  # type: ignore[arg-type]
+                        partition_max_bytes=i32(max_bytes),
+                    ),
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
