@@ -370,13 +370,21 @@ class ZooKeeperStore:
                 self._reader_topics[name] = topic
         self._post(self._apply_topics, seq, dict(updates))
 
-    def _refresh_now(self, names: Iterable[str]) -> None:
-        """Read topics back after this broker changed them, and apply before returning."""
+    def _refresh_now(self, names: Iterable[str], partitions: Sequence[int] | None = None) -> None:
+        """Read topics back after this broker changed them, and apply before returning;
+        with ``partitions`` (one topic whose replica sets did not change), only those
+        partitions' states are read again, not every state of the topic."""
         wanted = list(names)
+
+        def read(name: str) -> TopicMetadata | None:
+            known = self._reader_topics.get(name)
+            if partitions is None or known is None:
+                return self._read_topic(name)
+            return self._read_states(known, partitions)
 
         def job() -> tuple[int, dict[str, TopicMetadata | None]]:
             seq = next(self._sequence)
-            updates = {name: self._read_topic(name) for name in wanted}
+            updates = {name: read(name) for name in wanted}
             for name, topic in updates.items():
                 if topic is None:
                     self._reader_topics.pop(name, None)
@@ -800,7 +808,10 @@ class ZooKeeperStore:
                 ):
                     break
                 continue
-            self._refresh_now([name])
+            same_replicas = all(
+                _replica_set(s) == _replica_set(topic.partitions[i]) for i, s in states.items()
+            )
+            self._refresh_now([name], sorted(states) if same_replicas else None)
             return self._topics[name]
         raise StaleStateError(
             f"partition states of {name} changed meanwhile (or this broker is no longer "
