@@ -263,3 +263,76 @@ def build_batch(records: Sequence[NewRecord], spec: BatchSpec | None = None) -> 
         ">qiibI", spec.base_offset, batch_length, spec.partition_leader_epoch, 2, crc
     )
     return head + after_crc
+
+
+# -- transaction markers ---------------------------------------------------------------
+#
+# A transaction ends with a control batch (attributes: transactional and control bits)
+# holding one control record, written by the transaction coordinator's WriteTxnMarkers
+# to every partition of the transaction (Kafka's ``EndTransactionMarker``)::
+#
+#     key:   version int16 = 0, type int16 (0 = abort, 1 = commit)
+#     value: version int16 = 0, coordinator_epoch int32
+#
+# The batch carries the producer id and epoch of the transaction it ends and no sequence.
+
+CONTROL_TYPE_ABORT = 0
+CONTROL_TYPE_COMMIT = 1
+_CONTROL_KEY = struct.Struct(">hh")
+_END_TXN_VALUE = struct.Struct(">hi")
+
+
+@dataclass(frozen=True, slots=True)
+class EndTxnMarker:
+    commit: bool
+    coordinator_epoch: int
+
+
+def build_end_txn_marker(
+    producer_id: int,
+    producer_epoch: int,
+    *,
+    commit: bool,
+    coordinator_epoch: int,
+    timestamp: int | None = None,
+) -> bytes:
+    """A control batch (base offset 0) ending the producer's transaction."""
+    record = NewRecord(
+        key=_CONTROL_KEY.pack(0, CONTROL_TYPE_COMMIT if commit else CONTROL_TYPE_ABORT),
+        value=_END_TXN_VALUE.pack(0, coordinator_epoch),
+        timestamp=timestamp,
+    )
+    spec = BatchSpec(
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        transactional=True,
+        control=True,
+    )
+    return build_batch([record], spec)
+
+
+def control_record_type(key: bytes | None) -> int:
+    """The type of a control record (0 abort, 1 commit, others are not transaction
+    markers); RecordDecodeError when the key is not a control record key."""
+    if key is None or len(key) < _CONTROL_KEY.size:
+        raise RecordDecodeError("control record without a valid key")
+    _version, kind = _CONTROL_KEY.unpack_from(key)
+    return int(kind)
+
+
+def read_end_txn_marker(
+    buffer: bytes | bytearray | memoryview, header: BatchHeader
+) -> EndTxnMarker | None:
+    """The transaction marker in a control batch, or None for another kind of control
+    record; RecordDecodeError when the batch does not hold a readable control record."""
+    records = decode_records(buffer, header)
+    if not records:
+        raise RecordDecodeError("control batch without records")
+    kind = control_record_type(records[0].key)
+    if kind not in (CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT):
+        return None
+    value = records[0].value
+    if value is None or len(value) < _END_TXN_VALUE.size:
+        raise RecordDecodeError("transaction marker without a valid value")
+    _version, coordinator_epoch = _END_TXN_VALUE.unpack_from(value)
+    return EndTxnMarker(commit=kind == CONTROL_TYPE_COMMIT, coordinator_epoch=coordinator_epoch)
