@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from odradek.coordinator.group.group_manager import TxnProducer
 from odradek.coordinator.group.records import (
     Key,
     Value,
@@ -47,17 +48,22 @@ class ManualTime:
 
 
 class RecordingWriter:
-    """Keeps written records as bytes (what the log would hold); can be told to fail."""
+    """Keeps written records as bytes (what the log would hold; a record's offset is its
+    index); can be told to fail."""
 
     def __init__(self) -> None:
         self.records: list[tuple[bytes, bytes | None]] = []
         self.fail_with: ErrorCode | None = None
 
-    def __call__(self, records: list[tuple[Key, Value | None]]) -> None:
+    def __call__(
+        self, records: list[tuple[Key, Value | None]], producer: TxnProducer | None = None, /
+    ) -> int:
         if self.fail_with is not None:
             raise KafkaError("write failed", self.fail_with)
+        first = len(self.records)
         for key, value in records:
             self.records.append((encode_key(key), None if value is None else encode_value(value)))
+        return first
 
     def decoded(self) -> list[tuple[Key, Value | None]]:
         out = []

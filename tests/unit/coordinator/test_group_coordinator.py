@@ -345,8 +345,8 @@ def test_replaying_the_records_rebuilds_groups_and_offsets() -> None:
     member, generation = h.stable_group_of_one()
     commit(h, member, generation, 42)
     fresh = Harness()
-    for key, value in h.writer.decoded():
-        fresh.shard.replay(key, value)
+    for offset, (key, value) in enumerate(h.writer.decoded()):
+        fresh.shard.replay(key, value, offset)
     fresh.shard.finish_loading()
     assert fresh.state() == "Stable"
     assert fresh.shard.fetch_offsets("g", None)[0][1].offset == 42  # type: ignore[union-attr]

@@ -61,9 +61,23 @@ class Timer(Protocol):
     def cancel(self, key: str) -> None: ...
 
 
-Writer = Callable[[list[tuple[Key, Value | None]]], None]
-"""Appends (key, value) records to the group's ``__consumer_offsets`` partition; raises
-KafkaError when the write fails."""
+@dataclass(frozen=True, slots=True)
+class TxnProducer:
+    """The transactional producer a TxnOffsetCommit writes for."""
+
+    producer_id: int
+    producer_epoch: int
+
+
+class Writer(Protocol):
+    """Appends (key, value) records, as one batch, to the group's ``__consumer_offsets``
+    partition -- a transactional batch of ``producer`` when one is given -- and returns the
+    log offset of the first record. Raises KafkaError when the write fails, and then
+    nothing was written."""
+
+    def __call__(
+        self, records: list[tuple[Key, Value | None]], producer: TxnProducer | None = None, /
+    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,8 +3,13 @@
 A group belongs to partition ``abs(hash(group id)) % offsets.topic.num.partitions`` (Java's
 string hash, so a group lands where Kafka would put it), and is served by the broker
 leading that partition. This module owns what the pure shards do not: asyncio timers,
-writing their records into the partition's log, reading the log back to load a shard
-when this broker becomes leader, and creating ``__consumer_offsets`` on first use.
+writing their records into the partition's log (transactional batches for
+TxnOffsetCommit), reading the log back to load a shard when this broker becomes leader
+(``loader``), and creating ``__consumer_offsets`` on first use.
+
+Transactions: ``commit_transactional_offsets`` (TxnOffsetCommit) writes a producer's
+offsets as pending; the broker calls ``complete_transaction`` once it has appended that
+producer's commit or abort marker to the group's partition (WriteTxnMarkers).
 """
 
 from __future__ import annotations
@@ -17,22 +22,19 @@ from typing import Any
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import MetadataStore, TopicExistsError
 from odradek.config import BrokerConfig
-from odradek.coordinator.group.group_manager import GroupConfig
-from odradek.coordinator.group.offset_manager import OffsetConfig
+from odradek.coordinator.group.group_manager import GroupConfig, TxnProducer
+from odradek.coordinator.group.loader import replay_batches
+from odradek.coordinator.group.offset_manager import OffsetConfig, OffsetToCommit
 from odradek.coordinator.group.records import (
     Key,
-    RecordFormatError,
     Value,
-    decode_key,
-    decode_value,
     encode_key,
     encode_value,
     partition_for,
 )
 from odradek.coordinator.group.shard import GroupCoordinatorShard, Writer
 from odradek.protocol.errors import ErrorCode, KafkaError
-from odradek.protocol.record_codec import NewRecord, build_batch, decode_records
-from odradek.protocol.records import iter_headers
+from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
 from odradek.protocol.types import TopicPartition
 from odradek.replication.partition import Partition
 from odradek.replication.replica_manager import ReplicaManager
@@ -129,6 +131,54 @@ class GroupCoordinator:
             raise KafkaError(f"not the coordinator of group {group_id}", ErrorCode.not_coordinator)
         return shard
 
+    # -- transactions ----------------------------------------------------------------------
+
+    def commit_transactional_offsets(
+        self,
+        group_id: str,
+        *,
+        producer_id: int,
+        producer_epoch: int,
+        member_id: str,
+        generation_id: int,
+        group_instance_id: str | None,
+        offsets: list[OffsetToCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """TxnOffsetCommit (key 28): write ``offsets`` for the group in one transactional
+        batch of the producer, pending until its transaction ends; the error of each
+        partition (NOT_COORDINATOR, INVALID_GROUP_ID, membership errors, ...). Like
+        OffsetCommit, answered once the batch is in the leader's log."""
+        if not group_id:
+            return {item.tp: ErrorCode.invalid_group_id for item in offsets}
+        try:
+            shard = self.shard_for(group_id)
+        except KafkaError as exc:
+            return {item.tp: exc.error_code for item in offsets}
+        return shard.commit_transactional_offsets(
+            group_id,
+            producer=TxnProducer(producer_id, producer_epoch),
+            member_id=member_id,
+            generation_id=generation_id,
+            group_instance_id=group_instance_id,
+            offsets=offsets,
+        )
+
+    def complete_transaction(
+        self,
+        offsets_partition: int,
+        producer_id: int,
+        commit: bool,
+        marker_offset: int | None = None,
+    ) -> None:
+        """A commit/abort marker of ``producer_id`` was appended to partition
+        ``offsets_partition`` of ``__consumer_offsets`` (at ``marker_offset``, when
+        given): the producer's pending offsets there become committed, or are dropped.
+        Nothing to do when this broker does not coordinate that partition: the marker is
+        in the log, and loading the partition applies it."""
+        shard = self.shards.get(offsets_partition)
+        if shard is not None:
+            shard.complete_transaction(producer_id, commit, marker_offset)
+
     def coordinator_of(self, group_id: str) -> int:
         """The broker id leading the group's partition; creates the topic on first use."""
         topic = self.metadata.topic(OFFSETS_TOPIC)
@@ -186,7 +236,8 @@ class GroupCoordinator:
             shard.unload()
 
     def _load(self, partition: Partition, shard: GroupCoordinatorShard) -> int:
-        """Replay the partition's records into the shard; the number of records read."""
+        """Replay the partition's records and transaction markers into the shard; the
+        number of records read."""
         partition_log = partition.log
         offset = partition_log.log_start_offset
         end = partition_log.log_end_offset
@@ -195,21 +246,8 @@ class GroupCoordinator:
             info = partition_log.read(offset, LOAD_CHUNK_BYTES, max_offset=end)
             if info.records is None:
                 break
-            data = info.records.read()
-            next_offset = offset
-            for header in iter_headers(data):
-                next_offset = header.next_offset
-                if header.is_control or header.next_offset <= offset:
-                    continue
-                for record in decode_records(data, header):
-                    if record.offset < offset or record.key is None:
-                        continue
-                    try:
-                        key = decode_key(record.key)
-                        shard.replay(key, decode_value(key, record.value))
-                    except RecordFormatError as exc:
-                        log.warning("skipping unreadable record at %s: %s", record.offset, exc)
-                    count += 1
+            replayed, next_offset = replay_batches(shard, info.records.read(), offset)
+            count += replayed
             if next_offset <= offset:
                 break
             offset = next_offset
@@ -217,7 +255,21 @@ class GroupCoordinator:
         return count
 
     def _writer(self, partition: Partition) -> Writer:
-        def write(records: list[tuple[Key, Value | None]]) -> None:
+        def write(
+            records: list[tuple[Key, Value | None]], producer: TxnProducer | None = None, /
+        ) -> int:
+            # As Kafka's coordinator runtime: a transactional batch has sequence 0; the
+            # log checks only its producer epoch (AppendOrigin.COORDINATOR).
+            spec = (
+                None
+                if producer is None
+                else BatchSpec(
+                    producer_id=producer.producer_id,
+                    producer_epoch=producer.producer_epoch,
+                    base_sequence=0,
+                    transactional=True,
+                )
+            )
             batch = build_batch(
                 [
                     NewRecord(
@@ -225,12 +277,14 @@ class GroupCoordinator:
                         value=None if value is None else encode_value(value),
                     )
                     for key, value in records
-                ]
+                ],
+                spec,
             )
             current = self.replica_manager.partitions.get(partition.tp)
             if current is None:
                 raise KafkaError("partition is gone", ErrorCode.not_leader_or_follower)
-            current.append_records_to_leader(batch, -1, origin=AppendOrigin.COORDINATOR)
+            info = current.append_records_to_leader(batch, -1, origin=AppendOrigin.COORDINATOR)
+            return info.first_offset
 
         return write
 

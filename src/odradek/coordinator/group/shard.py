@@ -1,8 +1,9 @@
 """All groups of one ``__consumer_offsets`` partition (Kafka's ``GroupCoordinatorShard``).
 
-Routes requests to the membership and offset managers, validates offset commits against
-group membership, and rebuilds both from the partition's records (``replay``). Every
-input (clock, timer, writer) is injected, so the shard is tested without a network.
+Routes requests to the membership and offset managers, validates offset commits (plain
+and transactional) against group membership, and rebuilds both from the partition's
+records (``replay``, and ``complete_transaction`` for transaction markers). Every input
+(clock, timer, writer) is injected, so the shard is tested without a network.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from odradek.coordinator.group.group_manager import (
     JoinRequest,
     SyncRequest,
     Timer,
+    TxnProducer,
+    Writer,
     coordinator_error,
 )
 from odradek.coordinator.group.offset_manager import (
+    FetchedOffset,
     OffsetConfig,
     OffsetMetadataManager,
     OffsetToCommit,
@@ -34,11 +38,13 @@ from odradek.coordinator.group.records import (
     Value,
 )
 from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.records import NO_PRODUCER_ID
 from odradek.protocol.types import TopicPartition
+
+__all__ = ["GroupCoordinatorShard", "Writer"]
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[[list[tuple[Key, Value | None]]], None]
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
 
@@ -112,7 +118,9 @@ class GroupCoordinatorShard:
         wanted: list[OffsetToCommit],
     ) -> dict[TopicPartition, ErrorCode]:
         """OffsetCommit: membership checks as Kafka's classic groups, then write."""
-        error = self._validate_commit(group_id, member_id, instance_id, generation_id)
+        error = self._validate_commit(
+            group_id, member_id, instance_id, generation_id, transactional=False
+        )
         if error is not None:
             return {item.tp: error for item in wanted}
         try:
@@ -121,9 +129,41 @@ class GroupCoordinatorShard:
             code = coordinator_error(exc)
             return {item.tp: code for item in wanted}
 
+    def commit_transactional_offsets(
+        self,
+        group_id: str,
+        *,
+        producer: TxnProducer,
+        member_id: str,
+        generation_id: int,
+        group_instance_id: str | None,
+        offsets: list[OffsetToCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """TxnOffsetCommit: the offsets are written in one transactional batch of
+        ``producer`` and stay pending until ``complete_transaction`` for it."""
+        error = self._validate_commit(
+            group_id, member_id, group_instance_id, generation_id, transactional=True
+        )
+        if error is not None:
+            return {item.tp: error for item in offsets}
+        try:
+            return self.offsets.commit(group_id, offsets, producer)
+        except KafkaError as exc:
+            code = coordinator_error(exc)
+            return {item.tp: code for item in offsets}
+
     def _validate_commit(
-        self, group_id: str, member_id: str, instance_id: str | None, generation_id: int
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+        *,
+        transactional: bool,
     ) -> ErrorCode | None:
+        """Kafka's ``ClassicGroup.validateOffsetCommit``. A transactional commit is not
+        held to the group's state (the producer's transaction decides), and one without
+        member, generation or instance id (TxnOffsetCommit v0-v2) is accepted."""
         group = self.groups.groups.get(group_id)
         if group is None:
             if generation_id < 0:
@@ -137,22 +177,49 @@ class GroupCoordinatorShard:
             return ErrorCode.coordinator_not_available
         if generation_id < 0 and group.is_in(GroupState.EMPTY):
             return None
-        if instance_id is not None:
-            known = group.static_member_id(instance_id)
-            if known is not None and known != member_id:
-                return ErrorCode.fenced_instance_id
-        if member_id not in group.members:
+        if generation_id >= 0 or member_id or instance_id is not None:
+            if instance_id is not None:
+                known = group.static_member_id(instance_id)
+                if known is None:
+                    return ErrorCode.unknown_member_id
+                if known != member_id:
+                    return ErrorCode.fenced_instance_id
+            if member_id not in group.members:
+                return ErrorCode.unknown_member_id
+            if generation_id != group.generation_id:
+                return ErrorCode.illegal_generation
+        elif not transactional:
+            # No member and no generation: only an empty group takes plain commits.
             return ErrorCode.unknown_member_id
-        if generation_id != group.generation_id:
-            return ErrorCode.illegal_generation
-        if group.is_in(GroupState.COMPLETING_REBALANCE):
+        if not transactional and group.is_in(GroupState.COMPLETING_REBALANCE):
             return ErrorCode.rebalance_in_progress
         return None
+
+    def complete_transaction(
+        self, producer_id: int, commit: bool, marker_offset: int | None = None
+    ) -> None:
+        """A commit or abort marker of ``producer_id`` is in the partition (at
+        ``marker_offset`` if known): its pending offsets become committed, or go."""
+        self.offsets.replay_end_transaction(producer_id, commit, marker_offset)
 
     def fetch_offsets(
         self, group_id: str, wanted: Iterable[TopicPartition] | None
     ) -> list[tuple[TopicPartition, OffsetCommitValue | None]]:
-        return self.offsets.fetch(group_id, wanted)
+        """Committed offsets, pending transactional ones ignored (``require_stable``
+        false); kept for the OffsetFetch handler until it uses ``fetch_committed_offsets``."""
+        return [(item.tp, item.value) for item in self.offsets.fetch(group_id, wanted)]
+
+    def fetch_committed_offsets(
+        self,
+        group_id: str,
+        wanted: Iterable[TopicPartition] | None,
+        *,
+        require_stable: bool = False,
+    ) -> list[FetchedOffset]:
+        """OffsetFetch: committed offsets of ``wanted`` (None: all the group has); with
+        ``require_stable`` (v7+, KIP-447) a partition with a pending transactional offset
+        is UNSTABLE_OFFSET_COMMIT, so the consumer retries until the transaction ends."""
+        return self.offsets.fetch(group_id, wanted, require_stable=require_stable)
 
     def delete_offsets(
         self, group_id: str, partitions: list[TopicPartition]
@@ -231,13 +298,15 @@ class GroupCoordinatorShard:
     def cleanup_expired_offsets(self, now: int) -> int:
         """Delete expired offsets, and empty groups left with none; the offsets removed."""
         removed = 0
-        for group_id in list(self.offsets.offsets) + list(self.groups.groups):
+        for group_id in sorted(self.offsets.groups_with_offsets() | set(self.groups.groups)):
             group = self.groups.groups.get(group_id)
             expired = self.offsets.expired(group, group_id, now)
             records = self.offsets.tombstones(group_id, expired)
+            # A group with an open transaction stays (Kafka keeps it for the transaction).
             drop_group = (
                 group is not None
                 and group.is_in(GroupState.EMPTY)
+                and not self.offsets.has_open_transactions(group_id)
                 and not (set(self.offsets.offsets.get(group_id, {})) - set(expired))
             )
             if drop_group:
@@ -258,28 +327,36 @@ class GroupCoordinatorShard:
     # -- records ---------------------------------------------------------------------------
 
     def _write_and_replay(self, records: list[tuple[Key, Value | None]]) -> None:
-        self.writer(records)
-        for key, value in records:
+        first = self.writer(records)
+        for index, (key, value) in enumerate(records):
             if isinstance(key, OffsetCommitKey):
                 assert value is None or isinstance(value, OffsetCommitValue)
-                self.offsets.replay(key, value)
+                self.offsets.replay(key, value, first + index)
 
-    def replay(self, key: Key, value: Value | None) -> None:
-        """Apply one record read from the partition (loading, in log order)."""
+    def replay(
+        self,
+        key: Key,
+        value: Value | None,
+        offset: int,
+        producer_id: int = NO_PRODUCER_ID,
+    ) -> None:
+        """Apply one record read from the partition at ``offset`` (loading, in log
+        order); ``producer_id`` is that of its batch when the batch is transactional."""
         if isinstance(key, OffsetCommitKey):
             assert value is None or isinstance(value, OffsetCommitValue)
-            self.offsets.replay(key, value)
+            self.offsets.replay(key, value, offset, producer_id)
         else:
             assert value is None or isinstance(value, GroupMetadataValue)
             self.groups.replay(key.group, value)
 
     def finish_loading(self) -> None:
-        """After replay: groups known only by their offsets appear as Empty groups."""
-        for group_id in self.offsets.offsets:
+        """After replay: groups known only by their offsets (committed, or pending in a
+        transaction still open) appear as Empty groups; pending offsets stay pending."""
+        for group_id in sorted(self.offsets.groups_with_offsets()):
             if group_id not in self.groups.groups:
                 self.groups.groups[group_id] = ClassicGroup(group_id=group_id)
         self.groups.activate_loaded_groups()
 
     def unload(self) -> None:
         self.groups.unload()
-        self.offsets.offsets.clear()
+        self.offsets.clear()

@@ -1,0 +1,169 @@
+"""GroupCoordinator's transactional entry points over a stub partition: the batch it
+writes for TxnOffsetCommit, complete_transaction after a marker, and loading records and
+markers back when the partition is led again. No broker, no network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from odradek.config import BrokerConfig
+from odradek.coordinator.group.offset_manager import OffsetToCommit
+from odradek.coordinator.group.service import OFFSETS_TOPIC, GroupCoordinator
+from odradek.protocol.errors import ErrorCode
+from odradek.protocol.records import iter_headers
+from odradek.protocol.types import TopicPartition
+from odradek.storage.values import AppendOrigin
+from tests.unit.coordinator.group.fakes import OffsetsLog
+
+TP = TopicPartition("in", 0)
+OFFSETS_TP = TopicPartition(OFFSETS_TOPIC, 0)
+PID = 9
+EPOCH = 3
+
+
+@dataclass
+class StubRecords:
+    data: bytes
+
+    def read(self) -> bytes:
+        return self.data
+
+
+@dataclass
+class StubRead:
+    records: StubRecords | None
+
+
+@dataclass
+class StubAppendInfo:
+    first_offset: int
+
+
+@dataclass
+class StubLog:
+    """The Log methods loading uses, over an OffsetsLog's bytes."""
+
+    backing: OffsetsLog
+    log_start_offset: int = 0
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.backing.end_offset
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int) -> StubRead:
+        # Whole batches from the start: the loader skips what lies before ``offset``.
+        return StubRead(StubRecords(bytes(self.backing.data)))
+
+
+@dataclass
+class StubPartition:
+    tp: TopicPartition
+    backing: OffsetsLog = field(default_factory=OffsetsLog)
+    origins: list[AppendOrigin] = field(default_factory=list)
+
+    @property
+    def log(self) -> StubLog:
+        return StubLog(self.backing)
+
+    def append_records_to_leader(
+        self, records: bytes, required_acks: int, origin: AppendOrigin
+    ) -> StubAppendInfo:
+        self.origins.append(origin)
+        return StubAppendInfo(self.backing.append_batch(records))
+
+
+@dataclass
+class StubTopic:
+    partitions: tuple[Any, ...]
+
+
+class StubMetadata:
+    def topic(self, name: str) -> StubTopic | None:
+        @dataclass
+        class State:
+            leader: int = 1
+
+        return StubTopic((State(),)) if name == OFFSETS_TOPIC else None
+
+
+class StubReplicaManager:
+    def __init__(self, partition: StubPartition) -> None:
+        self.partitions = {partition.tp: partition}
+
+    def add_leadership_listener(self, topic: str, listener: object) -> None:
+        pass
+
+    def is_offline(self, tp: TopicPartition) -> bool:
+        return False
+
+
+def coordinator(partition: StubPartition) -> GroupCoordinator:
+    return GroupCoordinator(
+        BrokerConfig({"offsets.topic.num.partitions": "1"}),
+        metadata=cast(Any, StubMetadata()),
+        controller=cast(Any, None),
+        replica_manager=cast(Any, StubReplicaManager(partition)),
+        clock=lambda: 1_000,
+        live_brokers=lambda: [1],
+    )
+
+
+def commit(coord: GroupCoordinator, group: str, offset: int) -> dict[TopicPartition, ErrorCode]:
+    return coord.commit_transactional_offsets(
+        group,
+        producer_id=PID,
+        producer_epoch=EPOCH,
+        member_id="",
+        generation_id=-1,
+        group_instance_id=None,
+        offsets=[OffsetToCommit(TP, offset, -1, "m")],
+    )
+
+
+def fetch(coord: GroupCoordinator, stable: bool) -> tuple[int | None, ErrorCode]:
+    (item,) = coord.shard_for("g").fetch_committed_offsets("g", [TP], require_stable=stable)
+    return (None if item.value is None else item.value.offset, item.error)
+
+
+def test_txn_offset_commit_writes_a_transactional_batch_of_the_producer() -> None:
+    partition = StubPartition(OFFSETS_TP)
+    coord = coordinator(partition)
+    coord.became_leader(cast(Any, partition))
+    assert commit(coord, "g", 42) == {TP: ErrorCode.none}
+    (header,) = iter_headers(partition.backing.data)
+    assert (header.producer_id, header.producer_epoch) == (PID, EPOCH)
+    assert header.is_transactional and not header.is_control
+    assert header.base_sequence == 0
+    assert partition.origins == [AppendOrigin.COORDINATOR]
+    assert fetch(coord, stable=True) == (None, ErrorCode.unstable_offset_commit)
+    assert fetch(coord, stable=False) == (None, ErrorCode.none)
+
+
+def test_complete_transaction_after_the_marker_then_reload() -> None:
+    partition = StubPartition(OFFSETS_TP)
+    coord = coordinator(partition)
+    coord.became_leader(cast(Any, partition))
+    commit(coord, "g", 42)
+    marker = partition.backing.marker(PID, commit=True, producer_epoch=EPOCH)
+    coord.complete_transaction(0, PID, True, marker)
+    assert fetch(coord, stable=True) == (42, ErrorCode.none)
+    commit(coord, "g", 43)  # a second transaction, still open when the partition moves
+    coord.resigned(OFFSETS_TP)
+    coord.became_leader(cast(Any, partition))
+    assert fetch(coord, stable=True) == (None, ErrorCode.unstable_offset_commit)
+    assert fetch(coord, stable=False) == (42, ErrorCode.none)
+    partition.backing.marker(PID, commit=False, producer_epoch=EPOCH)
+    coord.complete_transaction(0, PID, False)  # no marker offset: everything pending ends
+    assert fetch(coord, stable=True) == (42, ErrorCode.none)
+
+
+def test_routing_errors() -> None:
+    partition = StubPartition(OFFSETS_TP)
+    coord = coordinator(partition)
+    assert commit(coord, "g", 1) == {TP: ErrorCode.not_coordinator}  # not loaded
+    coord.complete_transaction(0, PID, True)  # not led here: the log has the marker
+    coord.became_leader(cast(Any, partition))
+    assert commit(coord, "", 1) == {TP: ErrorCode.invalid_group_id}
+    coord.complete_transaction(5, PID, True)  # another partition: nothing to do
+    assert partition.backing.data == b""
