@@ -119,7 +119,11 @@ class SyncRequest:
 
 def coordinator_error(exc: KafkaError) -> ErrorCode:
     """How a failed ``__consumer_offsets`` write is reported (Kafka's mapping)."""
-    code = exc.error_code
+    return coordinator_error_code(exc.error_code)
+
+
+def coordinator_error_code(code: ErrorCode) -> ErrorCode:
+    """``coordinator_error`` for a bare error code."""
     if code in (
         ErrorCode.unknown_topic_or_partition,
         ErrorCode.not_enough_replicas,

@@ -22,7 +22,11 @@ from typing import Any
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import MetadataStore, TopicExistsError
 from odradek.config import BrokerConfig
-from odradek.coordinator.group.group_manager import GroupConfig, TxnProducer
+from odradek.coordinator.group.group_manager import (
+    GroupConfig,
+    TxnProducer,
+    coordinator_error_code,
+)
 from odradek.coordinator.group.loader import replay_batches
 from odradek.coordinator.group.offset_manager import OffsetConfig, OffsetToCommit
 from odradek.coordinator.group.records import (
@@ -37,13 +41,16 @@ from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
 from odradek.protocol.types import TopicPartition
 from odradek.replication.partition import Partition
-from odradek.replication.replica_manager import ReplicaManager
+from odradek.replication.replica_manager import ProduceResult, ReplicaManager
 from odradek.storage.values import AppendOrigin
 
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
 LOAD_CHUNK_BYTES = 4 * 1024 * 1024
+OFFSET_COMMIT_TIMEOUT_MS = 5000
+"""How long a transactional offset commit waits for the ISR (Kafka's default
+``offsets.commit.timeout.ms``)."""
 OFFSETS_TOPIC_CONFIGS = {
     "cleanup.policy": "compact",
     "segment.bytes": "104857600",
@@ -133,7 +140,7 @@ class GroupCoordinator:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def commit_transactional_offsets(
+    async def commit_transactional_offsets(
         self,
         group_id: str,
         *,
@@ -146,15 +153,20 @@ class GroupCoordinator:
     ) -> dict[TopicPartition, ErrorCode]:
         """TxnOffsetCommit (key 28): write ``offsets`` for the group in one transactional
         batch of the producer, pending until its transaction ends; the error of each
-        partition (NOT_COORDINATOR, INVALID_GROUP_ID, membership errors, ...). Like
-        OffsetCommit, answered once the batch is in the leader's log."""
+        partition (NOT_COORDINATOR, INVALID_GROUP_ID, membership errors, ...).
+
+        Answered once the batch is replicated to the partition's ISR, as Kafka completes
+        the write at the high watermark: the producer commits its transaction only after
+        this answer, so offsets the answer confirmed are on every in-sync replica and
+        survive a coordinator failover. (The pending offsets apply at once; they are
+        invisible until the transaction ends.)"""
         if not group_id:
             return {item.tp: ErrorCode.invalid_group_id for item in offsets}
         try:
             shard = self.shard_for(group_id)
         except KafkaError as exc:
             return {item.tp: exc.error_code for item in offsets}
-        return shard.commit_transactional_offsets(
+        errors = shard.commit_transactional_offsets(
             group_id,
             producer=TxnProducer(producer_id, producer_epoch),
             member_id=member_id,
@@ -162,6 +174,25 @@ class GroupCoordinator:
             group_instance_id=group_instance_id,
             offsets=offsets,
         )
+        if ErrorCode.none not in errors.values():
+            return errors  # nothing was written
+        replicated = await self._replicated(self.partition_of(group_id))
+        if replicated is ErrorCode.none:
+            return errors
+        return {tp: replicated if e is ErrorCode.none else e for tp, e in errors.items()}
+
+    async def _replicated(self, index: int) -> ErrorCode:
+        """Wait until the ISR of partition ``index`` has everything written to it so far;
+        how that went, as a coordinator error."""
+        tp = TopicPartition(OFFSETS_TOPIC, index)
+        partition = self.replica_manager.partitions.get(tp)
+        if partition is None:
+            return ErrorCode.not_coordinator
+        results = {tp: ProduceResult(required_offset=partition.log.log_end_offset)}
+        waiting = self.replica_manager.await_acks(results, OFFSET_COMMIT_TIMEOUT_MS)
+        if waiting is not None:
+            results = await waiting
+        return coordinator_error_code(results[tp].error)
 
     def complete_transaction(
         self,

@@ -1,10 +1,12 @@
 """GroupCoordinator's transactional entry points over a stub partition: the batch it
-writes for TxnOffsetCommit, complete_transaction after a marker, and loading records and
-markers back when the partition is led again. No broker, no network."""
+writes for TxnOffsetCommit, waiting for the ISR, complete_transaction after a marker,
+and loading records and markers back when the partition is led again. No broker, no
+network."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from odradek.config import BrokerConfig
@@ -13,6 +15,7 @@ from odradek.coordinator.group.service import OFFSETS_TOPIC, GroupCoordinator
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.records import iter_headers
 from odradek.protocol.types import TopicPartition
+from odradek.replication.replica_manager import ProduceResult
 from odradek.storage.values import AppendOrigin
 from tests.unit.coordinator.group.fakes import OffsetsLog
 
@@ -88,8 +91,22 @@ class StubMetadata:
 
 
 class StubReplicaManager:
+    """Replication answers ``ack_error`` (None: the ISR has it already)."""
+
     def __init__(self, partition: StubPartition) -> None:
         self.partitions = {partition.tp: partition}
+        self.ack_error: ErrorCode | None = None
+        self.awaited: list[int] = []
+
+    def await_acks(
+        self, results: dict[TopicPartition, ProduceResult], timeout_ms: int
+    ) -> asyncio.Future[dict[TopicPartition, ProduceResult]] | None:
+        self.awaited += [r.required_offset for r in results.values()]
+        if self.ack_error is None:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        future.set_result({tp: replace(r, error=self.ack_error) for tp, r in results.items()})
+        return future
 
     def add_leadership_listener(self, topic: str, listener: object) -> None:
         pass
@@ -110,14 +127,16 @@ def coordinator(partition: StubPartition) -> GroupCoordinator:
 
 
 def commit(coord: GroupCoordinator, group: str, offset: int) -> dict[TopicPartition, ErrorCode]:
-    return coord.commit_transactional_offsets(
-        group,
-        producer_id=PID,
-        producer_epoch=EPOCH,
-        member_id="",
-        generation_id=-1,
-        group_instance_id=None,
-        offsets=[OffsetToCommit(TP, offset, -1, "m")],
+    return asyncio.run(
+        coord.commit_transactional_offsets(
+            group,
+            producer_id=PID,
+            producer_epoch=EPOCH,
+            member_id="",
+            generation_id=-1,
+            group_instance_id=None,
+            offsets=[OffsetToCommit(TP, offset, -1, "m")],
+        )
     )
 
 
@@ -136,6 +155,7 @@ def test_txn_offset_commit_writes_a_transactional_batch_of_the_producer() -> Non
     assert header.is_transactional and not header.is_control
     assert header.base_sequence == 0
     assert partition.origins == [AppendOrigin.COORDINATOR]
+    assert cast(StubReplicaManager, coord.replica_manager).awaited == [1]  # the ISR has it
     assert fetch(coord, stable=True) == (None, ErrorCode.unstable_offset_commit)
     assert fetch(coord, stable=False) == (None, ErrorCode.none)
 
@@ -167,3 +187,18 @@ def test_routing_errors() -> None:
     assert commit(coord, "", 1) == {TP: ErrorCode.invalid_group_id}
     coord.complete_transaction(5, PID, True)  # another partition: nothing to do
     assert partition.backing.data == b""
+
+
+def test_the_answer_waits_for_the_isr_and_reports_its_failure() -> None:
+    partition = StubPartition(OFFSETS_TP)
+    coord = coordinator(partition)
+    coord.became_leader(cast(Any, partition))
+    replicas = cast(StubReplicaManager, coord.replica_manager)
+    replicas.ack_error = ErrorCode.request_timed_out
+    assert commit(coord, "g", 1) == {TP: ErrorCode.coordinator_not_available}
+    replicas.ack_error = ErrorCode.not_leader_or_follower
+    assert commit(coord, "g", 2) == {TP: ErrorCode.not_coordinator}
+    # A request refused before writing waits for nothing.
+    replicas.awaited.clear()
+    assert commit(coord, "", 3) == {TP: ErrorCode.invalid_group_id}
+    assert replicas.awaited == []
