@@ -25,6 +25,7 @@ from odradek.config import BrokerConfig
 from odradek.coordinator.group.group_manager import (
     GroupConfig,
     TxnProducer,
+    Writer,
     coordinator_error_code,
 )
 from odradek.coordinator.group.loader import replay_batches
@@ -36,7 +37,7 @@ from odradek.coordinator.group.records import (
     encode_value,
     partition_for,
 )
-from odradek.coordinator.group.shard import GroupCoordinatorShard, Writer
+from odradek.coordinator.group.shard import GroupCoordinatorShard
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
 from odradek.protocol.types import TopicPartition

@@ -41,8 +41,6 @@ from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.records import NO_PRODUCER_ID
 from odradek.protocol.types import TopicPartition
 
-__all__ = ["GroupCoordinatorShard", "Writer"]
-
 log = logging.getLogger(__name__)
 
 CONSUMER_PROTOCOL_TYPE = "consumer"
