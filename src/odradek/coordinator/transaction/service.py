@@ -42,7 +42,9 @@ from odradek.coordinator.transaction.records import (
     encode_value,
     partition_for,
 )
-from odradek.coordinator.transaction.shard import (
+from odradek.coordinator.transaction.shard import TransactionCoordinatorShard
+from odradek.coordinator.transaction.state import TransactionState
+from odradek.coordinator.transaction.values import (
     EndTxnResult,
     InitProducerIdResult,
     ListFilter,
@@ -50,11 +52,9 @@ from odradek.coordinator.transaction.shard import (
     Record,
     RecordWriter,
     TransactionConfig,
-    TransactionCoordinatorShard,
     TransactionDescription,
     TransactionListing,
 )
-from odradek.coordinator.transaction.state import TransactionState
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.record_codec import NewRecord
 from odradek.protocol.types import TopicPartition

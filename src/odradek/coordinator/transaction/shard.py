@@ -24,17 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any
 
 from odradek.coordinator.transaction.errors import append_error
 from odradek.coordinator.transaction.markers import MarkerSender
 from odradek.coordinator.transaction.metadata import (
     MAX_PRODUCER_EPOCH,
     NO_PRODUCER_EPOCH,
-    NO_PRODUCER_ID,
     IllegalTransitionError,
     TransactionMetadata,
     TxnTransit,
@@ -42,93 +39,25 @@ from odradek.coordinator.transaction.metadata import (
 )
 from odradek.coordinator.transaction.records import TransactionLogKey, TransactionLogValue
 from odradek.coordinator.transaction.state import TransactionState
+from odradek.coordinator.transaction.values import (
+    EndTxnResult,
+    InitProducerIdResult,
+    ListFilter,
+    ProducerIdAndEpoch,
+    Record,
+    RecordWriter,
+    TransactionConfig,
+    TransactionDescription,
+    TransactionListing,
+)
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
 
 log = logging.getLogger(__name__)
 
-Record = tuple[TransactionLogKey, TransactionLogValue | None]
-RecordWriter = Callable[[Sequence[Record], int], Awaitable[None]]
-"""Append records (a None value is a tombstone) with acks=all, waiting at most the given
-milliseconds for the ISR; returns once replicated, raises KafkaError with the append's
-error code otherwise."""
-
 _TOMBSTONE_OVERHEAD = 32
 """Bytes a tombstone takes in a batch besides its key (record framing, generously)."""
 _BATCH_OVERHEAD = 61
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransactionConfig:
-    max_timeout_ms: int = 900_000
-    """transaction.max.timeout.ms: the longest transaction timeout a producer may ask for."""
-    transactional_id_expiration_ms: int = 604_800_000
-    """transactional.id.expiration.ms: idle ids (Empty, Complete*) expire after this."""
-    request_timeout_ms: int = 30_000
-    """How long a tombstone write waits for the ISR."""
-    max_batch_bytes: int = 1_048_588
-    """Tombstones are written in batches of at most this size (max.message.bytes)."""
-    retry_backoff_ms: int = 100
-    """Pause before writing a completion again after COORDINATOR_NOT_AVAILABLE."""
-    transaction_version: int = 1
-    """The cluster's transaction.version: 1 is V1 with flexible records. Written as the
-    client version of the aborts the coordinator starts itself, as Kafka does."""
-
-
-class ProducerIdAndEpoch(NamedTuple):
-    producer_id: int
-    epoch: int
-
-
-@dataclass(frozen=True, slots=True)
-class InitProducerIdResult:
-    error: ErrorCode
-    producer_id: int = NO_PRODUCER_ID
-    producer_epoch: int = NO_PRODUCER_EPOCH
-
-
-@dataclass(frozen=True, slots=True)
-class EndTxnResult:
-    error: ErrorCode
-    producer_id: int = NO_PRODUCER_ID
-    producer_epoch: int = NO_PRODUCER_EPOCH
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransactionDescription:
-    """One entry of DescribeTransactions."""
-
-    transactional_id: str
-    error: ErrorCode
-    state: str = ""
-    timeout_ms: int = 0
-    start_timestamp: int = -1
-    producer_id: int = NO_PRODUCER_ID
-    producer_epoch: int = NO_PRODUCER_EPOCH
-    partitions: tuple[TopicPartition, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionListing:
-    """One entry of ListTransactions."""
-
-    transactional_id: str
-    producer_id: int
-    state: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListFilter:
-    """ListTransactions' filters (KIP-664; duration KIP-994; pattern KIP-1152)."""
-
-    states: frozenset[TransactionState] = frozenset()
-    """Only these states (empty: all)."""
-    producer_ids: frozenset[int] = frozenset()
-    """Only these producer ids (empty: all)."""
-    duration_ms: int = -1
-    """Only transactions running longer than this (negative: all)."""
-    pattern: re.Pattern[str] | None = None
-    """Only transactional ids matching this regular expression as a whole."""
 
 
 class TransactionCoordinatorShard:

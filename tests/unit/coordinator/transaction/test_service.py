@@ -22,7 +22,7 @@ from odradek.coordinator.transaction.service import (
     TransactionCoordinator,
     setting,
 )
-from odradek.coordinator.transaction.shard import InitProducerIdResult
+from odradek.coordinator.transaction.values import InitProducerIdResult
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.types import TopicPartition
 from odradek.replication.replica_manager import ReplicaManager

@@ -16,15 +16,15 @@ import pytest
 from odradek.cluster.metadata import MetadataUnavailableError
 from odradek.coordinator.transaction.metadata import TransactionMetadata
 from odradek.coordinator.transaction.records import TransactionLogKey, TransactionLogValue
-from odradek.coordinator.transaction.shard import (
+from odradek.coordinator.transaction.shard import TransactionCoordinatorShard
+from odradek.coordinator.transaction.state import TransactionState
+from odradek.coordinator.transaction.values import (
     EndTxnResult,
     InitProducerIdResult,
     ListFilter,
     ProducerIdAndEpoch,
     TransactionConfig,
-    TransactionCoordinatorShard,
 )
-from odradek.coordinator.transaction.state import TransactionState
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.types import TopicPartition
 from tests.unit.coordinator.transaction.fakes import FakeMarkers, FakeWriter, ManualClock, settle
