@@ -1,7 +1,7 @@
 """Partition logs on local disk, in Kafka's on-disk format. No sockets, no asyncio.
 
 Modules follow Kafka's ``storage/.../internals/log`` split: ``segment`` (LogSegment),
-``offset_index`` / ``time_index``, ``local_log`` (LogSegments, LocalLog), ``log``
+``offset_index`` / ``time_index`` / ``txn_index``, ``local_log`` (LogSegments, LocalLog), ``log``
 (UnifiedLog), ``loader`` (LogLoader), ``validator`` (LogValidator), ``producer_state``,
 ``leader_epoch``, ``checkpoints``, ``log_manager``.
 """
@@ -12,11 +12,13 @@ from odradek.storage.errors import (
     InvalidProducerEpochError,
     InvalidRecordError,
     InvalidTimestampError,
+    InvalidTxnStateError,
     KafkaStorageError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
     RecordBatchTooLargeError,
     RecordTooLargeError,
+    TransactionCoordinatorFencedError,
     UnexpectedAppendOffsetError,
 )
 from odradek.storage.file_records import FileHandle, FileRegion, HandleCache
@@ -28,6 +30,8 @@ from odradek.storage.log import (
 )
 from odradek.storage.log_manager import LogManager
 from odradek.storage.values import (
+    AbortedTxn,
+    ActiveProducer,
     AppendOrigin,
     FetchDataInfo,
     LogAppendInfo,
@@ -39,6 +43,8 @@ __all__ = [
     "EARLIEST_TIMESTAMP",
     "LATEST_TIMESTAMP",
     "MAX_TIMESTAMP",
+    "AbortedTxn",
+    "ActiveProducer",
     "AppendOrigin",
     "CorruptRecordError",
     "FetchDataInfo",
@@ -49,6 +55,7 @@ __all__ = [
     "InvalidProducerEpochError",
     "InvalidRecordError",
     "InvalidTimestampError",
+    "InvalidTxnStateError",
     "KafkaStorageError",
     "Log",
     "LogAppendInfo",
@@ -59,5 +66,6 @@ __all__ = [
     "RecordBatchTooLargeError",
     "RecordTooLargeError",
     "TimestampAndOffset",
+    "TransactionCoordinatorFencedError",
     "UnexpectedAppendOffsetError",
 ]

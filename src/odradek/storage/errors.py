@@ -22,12 +22,14 @@ __all__ = [
     "InvalidProducerEpochError",
     "InvalidRecordError",
     "InvalidTimestampError",
+    "InvalidTxnStateError",
     "KafkaStorageError",
     "LogDirFullError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "RecordBatchTooLargeError",
     "RecordTooLargeError",
+    "TransactionCoordinatorFencedError",
     "UnexpectedAppendOffsetError",
     "storage_error",
 ]
@@ -75,6 +77,20 @@ class OutOfOrderSequenceError(KafkaError):
 
 class InvalidProducerEpochError(KafkaError):
     error_code = ErrorCode.invalid_producer_epoch
+
+
+class InvalidTxnStateError(KafkaError):
+    """A non-transactional batch from a producer whose transaction on this partition is
+    still open."""
+
+    error_code = ErrorCode.invalid_txn_state
+
+
+class TransactionCoordinatorFencedError(KafkaError):
+    """A transaction marker from a coordinator older (by coordinator epoch) than the one
+    that last wrote a marker for the producer: a zombie coordinator."""
+
+    error_code = ErrorCode.transaction_coordinator_fenced
 
 
 class KafkaStorageError(KafkaError):

@@ -5,11 +5,18 @@
    segments they cover and are renamed into place, except swaps at or after the lowest
    ``.cleaned`` offset (an unfinished split), which are deleted. Index files without a
    ``.log`` are deleted.
-2. Segments are listed, not opened. A segment missing an index file is recovered.
+2. Segments are listed, not opened. A segment missing an offset or time index file, or
+   whose ``.txnindex`` fails its sanity check (read for every segment that has one, as
+   Kafka does; most have none), is recovered.
 3. After an unclean stop, every segment from the one holding the recovery point onward
    is recovered (``LogSegment.recover``: CRC of every batch, indexes rebuilt, torn or
    garbage tail truncated); after the first segment that had to be truncated, the later
-   ones are deleted.
+   ones are deleted. Recovery also rebuilds the transaction index, which needs the
+   producer state as of each abort marker (the transactions then open): as Kafka's
+   ``recoverSegment``, a scratch ``ProducerStateManager`` is loaded from the latest
+   snapshot at or below the segment's base offset and the batches in between are
+   replayed, then the segment's own batches go through it. It is made only when the
+   segment holds a batch with a producer id, and carries on to the next segment.
    After a clean shutdown nothing is scanned except the active segment's tail: its last
    index entry is checked against the batch it points at, headers are scanned from there
    to the end of the file, and the batches after the recovery point (there should be
@@ -42,7 +49,7 @@ from odradek.storage.errors import CorruptIndexError, KafkaStorageError
 from odradek.storage.file_records import FileHandle, HandleCache, iter_headers
 from odradek.storage.leader_epoch import LeaderEpochFileCache
 from odradek.storage.local_log import LogSegments, roll_jitter
-from odradek.storage.producer_state import ProducerStateManager
+from odradek.storage.producer_state import CompletedTxn, ProducerStateManager
 from odradek.storage.segment import Clock, LogSegment
 from odradek.storage.time_index import NO_TIMESTAMP
 
@@ -82,8 +89,9 @@ class LogLoader:
         self.leader_epoch_cache = leader_epoch_cache
         self.producer_state = producer_state
         self.segments = LogSegments()
+        self._txn_state: _TxnIndexRebuilder | None = None
 
-    def _segment(self, base_offset: int, suffix: str = "") -> LogSegment:
+    def _segment(self, base_offset: int, *, txn_index_exists: bool | None = None) -> LogSegment:
         return LogSegment(
             self.dir,
             base_offset,
@@ -92,7 +100,7 @@ class LogLoader:
             clock=self.clock,
             roll_jitter_ms=roll_jitter(self.config),
             handle_cache=self.handle_cache,
-            suffix=suffix,
+            txn_index_exists=txn_index_exists,
         )
 
     def _new_segment(self, base_offset: int) -> LogSegment:
@@ -109,6 +117,7 @@ class LogLoader:
     def load(self) -> LoadedLogOffsets:
         names = self._remove_temp_files_and_complete_swaps(os.listdir(self.dir))
         self.producer_state.set_snapshot_files(names)
+        self._txn_state = _TxnIndexRebuilder(self, names)
         self._load_segment_files(names)
         next_offset, recovery_point = self._recover()
         log_start = max(self.log_start_offset_checkpoint, self.segments.base_offsets[0])
@@ -121,6 +130,7 @@ class LogLoader:
         cache.truncate_from_start(log_start)
         # Whatever the checks opened is closed again: a partition that is never written or
         # read after start-up holds no descriptor (the first use reopens its files).
+        self._txn_state = None
         for segment in self.segments:
             segment.close_handles()
         return LoadedLogOffsets(log_start, recovery_point, next_offset)
@@ -194,30 +204,42 @@ class LogLoader:
                     log.warning("deleting orphaned index file %s", os.path.join(self.dir, name))
                     _unlink(os.path.join(self.dir, name))
             elif name.endswith(log_files.LOG_FILE_SUFFIX):
-                segment = self._segment(offset)
                 prefix = log_files.filename_prefix(offset)
+                has_txn_index = prefix + log_files.TXN_INDEX_FILE_SUFFIX in names
+                segment = self._segment(offset, txn_index_exists=has_txn_index)
                 if (
                     prefix + log_files.INDEX_FILE_SUFFIX not in names
                     or prefix + log_files.TIME_INDEX_FILE_SUFFIX not in names
                 ):
                     log.warning("index files missing for %s, rebuilding", segment.log_path)
                     self._recover_segment(segment)
+                elif has_txn_index:
+                    try:
+                        segment.txn_index.sanity_check()
+                    except CorruptIndexError as exc:
+                        log.warning("%s; recovering %s", exc, segment.log_path)
+                        self._recover_segment(segment)
                 self.segments.add(segment)
 
     # -- recovery --------------------------------------------------------------------------
 
     def _recover_segment(self, segment: LogSegment) -> int:
         cache = self.leader_epoch_cache
+        txn_state = self._txn_state
+        assert txn_state is not None
+        txn_state.start(segment)
 
-        def assign_epoch(header: BatchHeader) -> None:
+        def on_batch(header: BatchHeader) -> None:
             epoch = header.partition_leader_epoch
             latest = cache.latest_epoch
             if epoch >= 0 and (latest is None or epoch > latest):
                 cache.assign(epoch, header.base_offset)
+            txn_state.on_batch(header)
 
         try:
-            return segment.recover(assign_epoch)
+            return segment.recover(on_batch)
         except (OSError, KafkaStorageError, ValueError) as exc:
+            txn_state.forget()
             log.warning("cannot recover %s (%s); emptying it", segment.log_path, exc)
             return segment.truncate_to(segment.base_offset)
 
@@ -321,6 +343,88 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+class _TxnIndexRebuilder:
+    """The scratch producer state with which recovery rebuilds transaction indexes (see
+    the module docstring). ``start`` before each recovered segment, ``on_batch`` with
+    each of its valid batches."""
+
+    def __init__(self, loader: LogLoader, names: list[str]) -> None:
+        self._loader = loader
+        self._names = names
+        self._state: ProducerStateManager | None = None
+        self._segment: LogSegment | None = None
+        self._ready = False
+
+    def start(self, segment: LogSegment) -> None:
+        self._segment = segment
+        state = self._state
+        self._ready = state is not None and state.map_end_offset == segment.base_offset
+
+    def forget(self) -> None:
+        self._state = None
+        self._ready = False
+
+    def on_batch(self, header: BatchHeader) -> None:
+        if not self._ready:
+            if not header.has_producer_id:
+                return
+            self._load()
+        state, segment = self._state, self._segment
+        assert state is not None and segment is not None
+        state.replay_batch(header, segment.read_end_txn_marker, self._on_completed)
+
+    def _on_completed(self, txn: CompletedTxn, last_stable_offset: int) -> None:
+        segment = self._segment
+        assert segment is not None
+        if txn.is_aborted:
+            segment.update_txn_index(
+                txn.producer_id, txn.first_offset, txn.last_offset, last_stable_offset, write=False
+            )
+
+    def _load(self) -> None:
+        loader, segment = self._loader, self._segment
+        assert segment is not None
+        state = ProducerStateManager(
+            loader.topic_partition,
+            loader.dir,
+            producer_id_expiration_ms=loader.producer_state.producer_id_expiration_ms,
+            file_names=self._names,
+        )
+        log_start = loader.log_start_offset_checkpoint
+        now = loader.clock()
+        state.load_at(segment.base_offset, log_start, now)
+        _replay(state, loader.segments, log_start_offset=log_start, last_offset=segment.base_offset)
+        state.update_map_end_offset(segment.base_offset)
+        self._state = state
+        self._ready = True
+
+
+def _replay(
+    state: ProducerStateManager,
+    segments: LogSegments,
+    *,
+    log_start_offset: int,
+    last_offset: int,
+    snapshot_offsets: frozenset[int] | set[int] = frozenset(),
+) -> None:
+    """Replay the batches from ``state.map_end_offset`` to ``last_offset`` into
+    ``state``, snapshotting it at the base offsets in ``snapshot_offsets`` on the way."""
+    last_offset_segment = segments.floor(last_offset)
+    for segment in segments.values_from(state.map_end_offset, last_offset):
+        start = max(segment.base_offset, state.map_end_offset, log_start_offset)
+        state.update_map_end_offset(start)
+        if segment.base_offset in snapshot_offsets:
+            state.take_snapshot()
+        first = segment.translate_offset(start)
+        if first is None:
+            continue
+        end: int | None = None
+        if segment is last_offset_segment:
+            last = segment.translate_offset(last_offset)
+            end = last.position if last is not None else None
+        state.replay(segment.iter_headers(first.position, end), segment.read_end_txn_marker)
+
+
 def rebuild_producer_state(
     state: ProducerStateManager,
     segments: LogSegments,
@@ -352,19 +456,12 @@ def rebuild_producer_state(
     was_empty = not state.producers and state.map_end_offset >= last_offset
     state.truncate_and_reload(log_start_offset, last_offset, now)
     if last_offset > state.map_end_offset and not was_empty:
-        last_offset_segment = segments.floor(last_offset)
-        for segment in segments.values_from(state.map_end_offset, last_offset):
-            start = max(segment.base_offset, state.map_end_offset, log_start_offset)
-            state.update_map_end_offset(start)
-            if segment.base_offset in snapshot_offsets:
-                state.take_snapshot()
-            first = segment.translate_offset(start)
-            if first is None:
-                continue
-            end: int | None = None
-            if segment is last_offset_segment:
-                last = segment.translate_offset(last_offset)
-                end = last.position if last is not None else None
-            state.replay(segment.iter_headers(first.position, end))
+        _replay(
+            state,
+            segments,
+            log_start_offset=log_start_offset,
+            last_offset=last_offset,
+            snapshot_offsets=snapshot_offsets,
+        )
     state.update_map_end_offset(last_offset)
     state.take_snapshot()

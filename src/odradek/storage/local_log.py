@@ -173,6 +173,7 @@ class LocalLog:
             log_files.log_file(self.dir, base_offset),
             log_files.offset_index_file(self.dir, base_offset),
             log_files.time_index_file(self.dir, base_offset),
+            log_files.txn_index_file(self.dir, base_offset),
         ):
             if os.path.exists(suffix_path) and os.path.getsize(suffix_path) > 0:
                 log.warning("replacing existing non-empty file %s on roll", suffix_path)
@@ -244,7 +245,7 @@ class LocalLog:
         paths: list[str] = []
         for segment in self.segments.values_from(self.recovery_point, offset):
             segment.persist_indexes()
-            paths += segment.paths()
+            paths += segment.flush_paths()
         return paths
 
     def mark_flushed(self, offset: int) -> None:

@@ -3,10 +3,17 @@ leader epochs, retention, over the segments of a ``LocalLog``.
 
 Partition directory ``<log.dir>/<topic>-<partition>/`` (layout in ``log_files``): the
 segments, ``*.snapshot`` producer snapshots, ``leader-epoch-checkpoint`` and
-``partition.metadata``. Offsets: log start offset <= last stable offset == high watermark
+``partition.metadata``. Offsets: log start offset <= last stable offset <= high watermark
 <= log end offset. The high watermark is kept here but advanced by the caller
 (``update_high_watermark``; on a single node, to the log end offset after each append);
-nothing at or above it is read by consumers, nor deleted by retention.
+nothing at or above it is read by consumers, nor deleted by retention. The last stable
+offset (LSO) is min(first unstable offset, high watermark): the first offset of the
+earliest transaction still open, or completed with its marker not yet below the high
+watermark (``producer_state``), no lower than the log start offset. read_committed
+consumers read below it and learn the aborted transactions in what they read from the
+segments' transaction indexes (``collect_aborted_transactions``). A log without
+transactions pays nothing for them: the first unstable offset is None and no index is
+looked at on append.
 
 Not thread-safe: the broker calls one log from one thread (its event loop). ``flush``
 blocks on fsync; a caller that moves it to a worker thread must not run other methods
@@ -41,11 +48,17 @@ from odradek.storage.leader_epoch import LeaderEpochFileCache
 from odradek.storage.loader import LogLoader, rebuild_producer_state
 from odradek.storage.local_log import LocalLog
 from odradek.storage.log_dir_failure import LogDirFailureChannel
-from odradek.storage.producer_state import ProducerAppendInfo, ProducerStateManager
+from odradek.storage.producer_state import (
+    CompletedTxn,
+    ProducerAppendInfo,
+    ProducerStateManager,
+)
 from odradek.storage.segment import Clock, LogSegment
 from odradek.storage.validator import LogValidator
 from odradek.storage.values import (
     NO_TIMESTAMP,
+    AbortedTxn,
+    ActiveProducer,
     AppendOrigin,
     FetchDataInfo,
     LogAppendInfo,
@@ -170,6 +183,8 @@ class Log:
         self._validator = LogValidator(local_log.topic_partition, local_log.config)
         self._high_watermark = log_start_offset
         self._high_watermark_metadata: LogOffsetMetadata | None = None
+        self._first_unstable_offset: int | None = None
+        self._first_unstable_metadata: LogOffsetMetadata | None = None
         self._flush_scheduler: FlushScheduler | None = None
 
     @classmethod
@@ -240,6 +255,7 @@ class Log:
         result.update_high_watermark(
             offsets.log_start_offset if high_watermark is None else high_watermark
         )
+        result._refresh_transactions()
         return result
 
     def __repr__(self) -> str:
@@ -304,8 +320,37 @@ class Log:
 
     @property
     def last_stable_offset(self) -> int:
-        """Equal to the high watermark until transactions exist."""
+        """The offset read_committed consumers read below: min(first unstable offset,
+        high watermark)."""
+        first = self._first_unstable_offset
+        if first is not None and first < self._high_watermark:
+            return first
         return self._high_watermark
+
+    @property
+    def first_unstable_offset(self) -> int | None:
+        """First offset of the earliest transaction open or not yet replicated (never
+        below the log start offset); None when there is none."""
+        return self._first_unstable_offset
+
+    def _update_first_unstable_offset(self) -> None:
+        first = self._producer_state.first_unstable_offset()
+        if first is not None and first < self._log_start_offset:
+            first = self._log_start_offset
+        if first != self._first_unstable_offset:
+            self._first_unstable_offset = first
+            self._first_unstable_metadata = None
+
+    def _refresh_transactions(self) -> None:
+        """After the producer state was rebuilt: forget the completed transactions below
+        the high watermark and recompute the first unstable offset."""
+        self._producer_state.on_high_watermark_updated(self._high_watermark)
+        self._first_unstable_metadata = None
+        self._update_first_unstable_offset()
+
+    def active_producers(self) -> list[ActiveProducer]:
+        """Every producer with state on this partition (DescribeProducers), by id."""
+        return self._producer_state.active_producers()
 
     @property
     def recovery_point(self) -> int:
@@ -371,6 +416,10 @@ class Log:
         if new != self._high_watermark:
             self._high_watermark = new
             self._high_watermark_metadata = None
+            state = self._producer_state
+            if state.unreplicated_txns:
+                state.on_high_watermark_updated(new)
+                self._update_first_unstable_offset()
         return new
 
     def _high_watermark_offset_metadata(self) -> LogOffsetMetadata:
@@ -408,7 +457,7 @@ class Log:
             now=now,
             origin=origin,
         )
-        updated, duplicate = self._producer_state.analyze(result.headers, origin)
+        updated, duplicate, completed = self._producer_state.analyze(result.headers, origin, buffer)
         if duplicate is not None:
             lat = result.log_append_time != NO_TIMESTAMP
             return LogAppendInfo(
@@ -434,7 +483,9 @@ class Log:
             largest_timestamp=result.max_timestamp,
             offset_of_max_timestamp=result.offset_of_max_timestamp,
         )
-        self._after_append(updated, result.last_offset)
+        if completed is not None:
+            self._index_aborted_txns(completed, result.first_offset)
+        self._after_append(updated, completed, result.last_offset)
         return LogAppendInfo(
             first_offset=result.first_offset,
             last_offset=result.last_offset,
@@ -461,7 +512,9 @@ class Log:
         for header in headers:
             if header.partition_leader_epoch >= 0:
                 self._leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
-        updated, _ = self._producer_state.analyze(headers, AppendOrigin.REPLICATION)
+        updated, _, completed = self._producer_state.analyze(
+            headers, AppendOrigin.REPLICATION, records
+        )
         self._check_segment_size(len(records))
         now = self._local.clock()
         self._maybe_roll(
@@ -473,7 +526,9 @@ class Log:
             largest_timestamp=result.max_timestamp,
             offset_of_max_timestamp=result.offset_of_max_timestamp,
         )
-        self._after_append(updated, result.last_offset)
+        if completed is not None:
+            self._index_aborted_txns(completed, result.first_offset)
+        self._after_append(updated, completed, result.last_offset)
         return LogAppendInfo(
             first_offset=result.first_offset,
             last_offset=result.last_offset,
@@ -495,10 +550,44 @@ class Log:
                 f"of {self.config.segment_bytes}"
             )
 
-    def _after_append(self, updated: dict[int, ProducerAppendInfo], last_offset: int) -> None:
+    def _index_aborted_txns(
+        self, completed: list[tuple[CompletedTxn, int]], first_offset: int
+    ) -> None:
+        """Write the transaction index entries of the aborts just appended (their markers
+        are in the active segment). A marker must not stay in the log without its entry:
+        if the disk is full, the append is undone and LogDirFullError raised."""
+        segment = self._local.active_segment
+        try:
+            for txn, last_stable_offset in completed:
+                if txn.is_aborted:
+                    segment.update_txn_index(
+                        txn.producer_id, txn.first_offset, txn.last_offset, last_stable_offset
+                    )
+        except LogDirFullError:
+            try:
+                self._local.truncate_to(first_offset)
+            except (OSError, KafkaStorageError) as exc:
+                raise KafkaStorageError(
+                    f"cannot undo an append to {self.topic_partition} whose transaction "
+                    f"index entry could not be written: {exc}"
+                ) from exc
+            raise
+
+    def _after_append(
+        self,
+        updated: dict[int, ProducerAppendInfo],
+        completed: list[tuple[CompletedTxn, int]] | None,
+        last_offset: int,
+    ) -> None:
+        state = self._producer_state
         for info in updated.values():
-            self._producer_state.update(info)
-        self._producer_state.update_map_end_offset(last_offset + 1)
+            state.update(info)
+        if completed is not None:
+            for txn, _ in completed:
+                state.complete_txn(txn)
+        state.update_map_end_offset(last_offset + 1)
+        if state.ongoing_txns or state.unreplicated_txns or self._first_unstable_offset is not None:
+            self._update_first_unstable_offset()
         if self._local.unflushed_messages >= self.config.flush_messages:
             self.flush()
 
@@ -613,6 +702,11 @@ class Log:
             max_metadata = self._local.log_end_offset_metadata
         elif max_offset == self._high_watermark:
             max_metadata = self._high_watermark_offset_metadata()
+        elif max_offset == self._first_unstable_offset:
+            max_metadata = self._first_unstable_metadata or self._local.convert_to_offset_metadata(
+                max_offset
+            )
+            self._first_unstable_metadata = max_metadata
         else:
             max_metadata = self._local.convert_to_offset_metadata(max_offset)
         return self._local.read(
@@ -621,6 +715,45 @@ class Log:
             min_one_message=min_one_message,
             max_offset_metadata=max_metadata,
         )
+
+    @_storage_guard("error while reading the transaction index of")
+    def collect_aborted_transactions(
+        self, start_offset: int, upper_bound_offset: int
+    ) -> list[AbortedTxn]:
+        """The aborted transactions overlapping [start_offset, upper_bound_offset), oldest
+        marker first (Kafka's ``collectAbortedTransactions``): the transaction indexes
+        from the segment holding ``start_offset`` on, up to the first entry whose last
+        stable offset reaches the upper bound."""
+        segments = self._local.segments
+        segment = segments.floor(start_offset) or segments.first
+        out: list[AbortedTxn] = []
+        while segment is not None:
+            if segment.collect_aborted_txns(start_offset, upper_bound_offset, out):
+                break
+            segment = segments.higher(segment.base_offset)
+        return out
+
+    @_storage_guard("error while reading the transaction index of")
+    def aborted_transactions_for(self, info: FetchDataInfo) -> list[AbortedTxn]:
+        """The aborted transactions a read_committed fetch returns with ``info`` (a
+        ``read`` of this log), as Kafka's ``addAbortedTransactions``: those overlapping
+        the fetch offset up to an upper bound just past the data read, from the offset
+        index (else the next segment's base offset, else the log end offset)."""
+        records = info.records
+        if records is None or records.size == 0:
+            return []
+        base = info.fetch_offset_metadata.segment_base_offset
+        segments = self._local.segments
+        segment = segments.get(base)
+        upper: int | None = None
+        if segment is not None:
+            upper = segment.fetch_upper_bound_offset(records.position, records.size)
+            if upper is None:
+                following = segments.higher(base)
+                upper = following.base_offset if following is not None else self.log_end_offset
+        else:
+            upper = self.last_stable_offset
+        return self.collect_aborted_transactions(info.fetch_offset, upper)
 
     @_storage_guard("error while searching offsets of")
     def fetch_offset_by_timestamp(self, timestamp: int) -> TimestampAndOffset | None:
@@ -723,6 +856,8 @@ class Log:
         self._local.recovery_point = max(self._local.recovery_point, offset)
         self._leader_epoch_cache.truncate_from_start(offset)
         self._producer_state.on_log_start_offset_incremented(offset)
+        if self._first_unstable_offset is not None:
+            self._update_first_unstable_offset()
         return True
 
     @_storage_guard("error while deleting segments of")
@@ -753,6 +888,7 @@ class Log:
         self._rebuild_producer_state(self.log_end_offset, reload_from_clean_shutdown=False)
         self._high_watermark_metadata = None
         self._high_watermark = min(self._high_watermark, self.log_end_offset)
+        self._refresh_transactions()
         return True
 
     @_storage_guard("error while truncating")
@@ -764,6 +900,7 @@ class Log:
         self._log_start_offset = new_offset
         self._high_watermark = new_offset
         self._high_watermark_metadata = None
+        self._refresh_transactions()
 
     def _rebuild_producer_state(
         self, last_offset: int, *, reload_from_clean_shutdown: bool

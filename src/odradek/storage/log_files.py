@@ -6,6 +6,8 @@ files named by the segment's base offset, zero-padded to 20 digits::
     00000000000000000000.log        record batches (magic v2) exactly as on the wire
     00000000000000000000.index      offset index (see ``offset_index``)
     00000000000000000000.timeindex  time index (see ``time_index``)
+    00000000000000000000.txnindex   aborted transactions, only when there are any
+                                    (see ``txn_index``)
     00000000000000000000.snapshot   producer state at that offset (see ``producer_state``)
 
 Suffixes added to those names mark files in transit: ``.deleted`` (segment waiting for

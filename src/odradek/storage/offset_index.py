@@ -74,6 +74,13 @@ class OffsetIndex(AbstractIndex):
             return self.base_offset, 0
         return self.base_offset + self._keys[slot], self._values[slot]
 
+    def fetch_upper_bound_offset(self, position: int) -> int | None:
+        """Offset of the first entry whose position is >= ``position``, or None. Every
+        batch before that position ends below this offset."""
+        self._ensure_loaded()
+        slot = bisect.bisect_left(self._values, position)
+        return self.base_offset + self._keys[slot] if slot < len(self._keys) else None
+
     def can_append_offset(self, offset: int) -> bool:
         return 0 <= offset - self.base_offset <= INT32_MAX
 

@@ -1,17 +1,36 @@
-"""Idempotent producer state of one partition (Kafka's ``ProducerStateManager``).
+"""Idempotent and transactional producer state of one partition (Kafka's
+``ProducerStateManager``).
 
 Per producer id: its epoch, the metadata of its last 5 batches (duplicate detection),
-the coordinator epoch and the first offset of its open transaction (kept for
-transactions). ``ProducerAppendInfo`` checks an append the way Kafka's does:
+the epoch of the transaction coordinator that last wrote a marker for it, and the first
+offset of its open transaction. ``ProducerAppendInfo`` checks an append the way Kafka's
+does:
 
 - epoch older than the current one: INVALID_PRODUCER_EPOCH;
 - a new epoch must start at sequence 0 unless the producer had no epoch yet;
 - same epoch: the first sequence must follow the last (wrapping at 2**31 - 1 to 0),
   else OUT_OF_ORDER_SEQUENCE_NUMBER, except that a producer with no state at all (expired,
-  or its records deleted) may start anywhere;
-- replication appends skip the sequence checks (the leader did them).
+  or its records deleted) may start anywhere; only client appends are checked (the
+  coordinators' batches carry no sequence, and the leader checked replicated ones);
+- a transactional data batch opens a transaction unless one is open; a
+  non-transactional one while a transaction is open is INVALID_TXN_STATE;
+- an end marker (control batch, ``record_codec.read_end_txn_marker``) closes the open
+  transaction, if any (a marker for none completes nothing, as in Kafka): its producer
+  epoch older than the current one is INVALID_PRODUCER_EPOCH, its coordinator epoch older
+  than the producer's is TRANSACTION_COORDINATOR_FENCED; it sets the producer's epoch,
+  coordinator epoch and timestamp, never its sequences;
+- replication appends log the two epoch breaches instead of refusing them, as Kafka does.
 
 Duplicates are found (``find_duplicate_batch``) before those checks by the log.
+
+Transactions of the partition: ``ongoing_txns`` (first offset -> producer id, in offset
+order) and, once a marker completed them, ``unreplicated_txns`` until the high watermark
+passes the marker. The first unstable offset is the lowest first offset of either; the
+log's last stable offset is min(first unstable offset, high watermark). A completed
+abort's last stable offset for the transaction index is ``last_stable_offset``: the
+first offset of the earliest open transaction of another producer, else the marker's
+offset + 1. Each batch is applied in turn, so a live append and a replay of the same
+batches (recovery) compute the same values.
 
 Snapshot file ``<offset>.snapshot`` in the partition directory, state as of that offset
 (Kafka's ``ProducerSnapshot`` v1, big-endian)::
@@ -31,8 +50,10 @@ Snapshot file ``<offset>.snapshot`` in the partition directory, state as of that
 
 Only the last batch of each producer is in a snapshot, as in Kafka, so after a restart
 duplicates are detected against that one batch. A snapshot is written on every segment
-roll and on clean shutdown; on load, state after the latest snapshot is rebuilt by
-replaying batch headers.
+roll and on clean shutdown; on load, an entry's open transaction is open again, and state
+after the latest snapshot is rebuilt by replaying batch headers (and the control record
+of each marker). Completed transactions whose markers were not yet below the high
+watermark are not in a snapshot (nor in Kafka's).
 
 Not thread-safe: the owning log serialises calls.
 """
@@ -44,12 +65,13 @@ import logging
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import crc32c
 
 from odradek.protocol import records as batch
+from odradek.protocol.record_codec import EndTxnMarker, RecordDecodeError, read_end_txn_marker
 from odradek.protocol.records import BatchHeader
 from odradek.protocol.types import TopicPartition
 from odradek.storage import log_files
@@ -57,9 +79,12 @@ from odradek.storage.checkpoints import write_atomically
 from odradek.storage.errors import (
     CorruptSnapshotError,
     InvalidProducerEpochError,
+    InvalidRecordError,
+    InvalidTxnStateError,
     OutOfOrderSequenceError,
+    TransactionCoordinatorFencedError,
 )
-from odradek.storage.values import AppendOrigin
+from odradek.storage.values import ActiveProducer, AppendOrigin
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +93,37 @@ SNAPSHOT_VERSION = 1
 _INT32_MAX = 2**31 - 1
 _HEADER = struct.Struct(">hIi")
 _ENTRY = struct.Struct(">qhiqiqiq")
+
+
+MarkerReader = Callable[[BatchHeader], EndTxnMarker | None]
+"""Reads the end marker of a control batch (None: not a transaction marker)."""
+CompletedTxnCallback = Callable[["CompletedTxn", int], None]
+"""Told of each completed transaction with its last stable offset (see the docstring)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    """A transaction that a marker ended (Kafka's ``CompletedTxn``)."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    """Offset of the marker."""
+    is_aborted: bool
+
+
+def marker_in(buffer: bytes | bytearray | memoryview, header: BatchHeader) -> EndTxnMarker | None:
+    """The end marker of the control batch ``header`` in ``buffer`` (of an append): None
+    for an empty control batch or another kind of control record; InvalidRecordError
+    when its control record cannot be read."""
+    if header.records_count <= 0:
+        return None
+    try:
+        return read_end_txn_marker(buffer, header)
+    except RecordDecodeError as exc:
+        raise InvalidRecordError(
+            f"unreadable control batch at offset {header.base_offset}: {exc}"
+        ) from exc
 
 
 def _decrease_sequence(sequence: int, decrement: int) -> int:
@@ -147,7 +203,11 @@ class ProducerStateEntry:
 
 
 class ProducerAppendInfo:
-    """Checks and accumulates one append's batches from one producer."""
+    """Checks and accumulates one append's batches from one producer.
+
+    ``lenient``: a replay of batches already in the log (recovery), where a batch that
+    breaks the transaction rules is logged, never refused.
+    """
 
     def __init__(
         self,
@@ -155,13 +215,18 @@ class ProducerAppendInfo:
         current: ProducerStateEntry | None,
         producer_id: int,
         origin: AppendOrigin,
+        *,
+        lenient: bool = False,
     ) -> None:
         self.topic_partition = tp
         self.producer_id = producer_id
         self.origin = origin
+        self.lenient = lenient
         self.current = current or ProducerStateEntry(producer_id)
         self.updated = self.current.copy()
         self.updated.batches.clear()
+        self.started_transactions: list[int] | None = None
+        """First offsets of the transactions this append opened (None: none)."""
 
     def _check_producer_epoch(self, epoch: int, offset: int) -> None:
         if epoch < self.updated.producer_epoch:
@@ -199,23 +264,76 @@ class ProducerAppendInfo:
                 f"{last_seq} (current end sequence number)"
             )
 
-    def append(self, header: BatchHeader) -> None:
-        """Check and record a data batch (offsets already assigned)."""
+    def _carry_batches(self, epoch: int) -> None:
+        if not self.updated.batches and epoch == self.current.producer_epoch:
+            self.updated.batches.extend(self.current.batches)
+
+    def append(
+        self, header: BatchHeader, marker: EndTxnMarker | None = None
+    ) -> CompletedTxn | None:
+        """Check and record a batch (offsets already assigned): a data batch, or a control
+        batch with its end ``marker`` (None: not a transaction marker, nothing to do).
+        Returns the transaction a marker completed."""
+        if header.is_control:
+            return None if marker is None else self._append_end_txn_marker(header, marker)
         epoch = header.producer_epoch
         self._check_producer_epoch(epoch, header.base_offset)
         if self.origin is AppendOrigin.CLIENT:
             self._check_sequence(epoch, header.base_sequence, header.base_offset)
-        if not self.updated.batches and epoch == self.current.producer_epoch:
-            self.updated.batches.extend(self.current.batches)
-        self.updated.add_batch(
+        self._carry_batches(epoch)
+        updated = self.updated
+        updated.add_batch(
             epoch,
             header.last_sequence,
             header.last_offset,
             header.last_offset - header.base_offset,
             header.max_timestamp,
         )
-        if header.is_transactional and self.updated.current_txn_first_offset is None:
-            self.updated.current_txn_first_offset = header.base_offset
+        if header.is_transactional:
+            if updated.current_txn_first_offset is None:
+                updated.current_txn_first_offset = header.base_offset
+                if self.started_transactions is None:
+                    self.started_transactions = []
+                self.started_transactions.append(header.base_offset)
+        elif updated.current_txn_first_offset is not None:
+            message = (
+                f"expected a transactional write from producer {self.producer_id} at offset "
+                f"{header.base_offset} in partition {self.topic_partition}: its transaction "
+                f"from offset {updated.current_txn_first_offset} is still open"
+            )
+            if not self.lenient:
+                raise InvalidTxnStateError(message)
+            log.warning(message)
+        return None
+
+    def _append_end_txn_marker(
+        self, header: BatchHeader, marker: EndTxnMarker
+    ) -> CompletedTxn | None:
+        offset = header.base_offset
+        epoch = header.producer_epoch
+        self._check_producer_epoch(epoch, offset)
+        updated = self.updated
+        if updated.coordinator_epoch > marker.coordinator_epoch:
+            message = (
+                f"invalid coordinator epoch for producer {self.producer_id} at offset {offset} "
+                f"in partition {self.topic_partition}: {marker.coordinator_epoch} (zombie), "
+                f"{updated.coordinator_epoch} (current)"
+            )
+            if self.origin is not AppendOrigin.REPLICATION:
+                raise TransactionCoordinatorFencedError(message)
+            log.info(message)
+        first = updated.current_txn_first_offset
+        completed = (
+            None
+            if first is None
+            else CompletedTxn(self.producer_id, first, offset, is_aborted=not marker.commit)
+        )
+        self._carry_batches(epoch)
+        updated.maybe_update_producer_epoch(epoch)
+        updated.current_txn_first_offset = None
+        updated.coordinator_epoch = marker.coordinator_epoch
+        updated.last_timestamp = header.max_timestamp
+        return completed
 
 
 class ProducerStateManager:
@@ -234,6 +352,11 @@ class ProducerStateManager:
         self.log_dir = log_dir
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.producers: dict[int, ProducerStateEntry] = {}
+        self.ongoing_txns: dict[int, int] = {}
+        """Open transactions: first offset -> producer id, in offset order."""
+        self.unreplicated_txns: dict[int, CompletedTxn] = {}
+        """Completed transactions whose marker is not yet below the high watermark, by
+        first offset (in completion order)."""
         self.map_end_offset = 0
         self.last_snapshot_offset = 0
         self._snapshots: list[int] = []
@@ -256,46 +379,164 @@ class ProducerStateManager:
     def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
         return self.producers.get(producer_id)
 
-    def prepare_update(self, producer_id: int, origin: AppendOrigin) -> ProducerAppendInfo:
+    def prepare_update(
+        self, producer_id: int, origin: AppendOrigin, *, lenient: bool = False
+    ) -> ProducerAppendInfo:
         return ProducerAppendInfo(
-            self.topic_partition, self.producers.get(producer_id), producer_id, origin
+            self.topic_partition,
+            self.producers.get(producer_id),
+            producer_id,
+            origin,
+            lenient=lenient,
         )
 
     def analyze(
-        self, headers: Iterable[BatchHeader], origin: AppendOrigin
-    ) -> tuple[dict[int, ProducerAppendInfo], BatchMetadata | None]:
-        """Check an append's batches (offsets assigned) against producer state, without
-        changing it; returns the checked updates for ``update``, or, for a client batch
-        that repeats one of the producer's retained batches, that original batch."""
+        self,
+        headers: Iterable[BatchHeader],
+        origin: AppendOrigin,
+        buffer: bytes | bytearray | memoryview,
+    ) -> tuple[
+        dict[int, ProducerAppendInfo],
+        BatchMetadata | None,
+        list[tuple[CompletedTxn, int]] | None,
+    ]:
+        """Check an append's batches (offsets assigned, in ``buffer``) against producer
+        state, without changing it. Returns the checked updates for ``update``; or, for a
+        client batch that repeats one of the producer's retained batches, that original
+        batch; and the transactions that the append's markers complete (None: none), each
+        with its last stable offset, for ``complete_txn`` and the transaction index."""
         updated: dict[int, ProducerAppendInfo] = {}
+        completed: list[tuple[CompletedTxn, int]] | None = None
+        ongoing: dict[int, int] | None = None  # open transactions as of each batch
         for header in headers:
-            if not header.has_producer_id or header.is_control:
+            if not header.has_producer_id:
                 continue
-            if origin is AppendOrigin.CLIENT:
-                entry = self.producers.get(header.producer_id)
+            pid = header.producer_id
+            marker = None
+            if header.is_control:
+                marker = marker_in(buffer, header)
+                if marker is None:
+                    continue
+            elif origin is AppendOrigin.CLIENT:
+                entry = self.producers.get(pid)
                 duplicate = entry.find_duplicate_batch(header) if entry is not None else None
                 if duplicate is not None:
-                    return {}, duplicate
-            info = updated.get(header.producer_id)
+                    return {}, duplicate, None
+            info = updated.get(pid)
             if info is None:
-                info = updated[header.producer_id] = self.prepare_update(header.producer_id, origin)
-            info.append(header)
-        return updated, None
+                info = updated[pid] = self.prepare_update(pid, origin)
+            done = info.append(header, marker)
+            if done is not None:
+                if ongoing is None:
+                    ongoing = dict(self.ongoing_txns)
+                if completed is None:
+                    completed = []
+                completed.append((done, _last_stable_offset(ongoing, done)))
+                ongoing.pop(done.first_offset, None)
+            elif (
+                header.is_transactional
+                and info.updated.current_txn_first_offset == header.base_offset
+            ):
+                if ongoing is None:
+                    ongoing = dict(self.ongoing_txns)
+                ongoing[header.base_offset] = pid
+        return updated, None, completed
 
     def update(self, info: ProducerAppendInfo) -> None:
         self.producers[info.producer_id] = info.updated
+        started = info.started_transactions
+        if started is not None:
+            ongoing = self.ongoing_txns
+            for first_offset in started:
+                if ongoing and first_offset < next(reversed(ongoing)):
+                    ongoing[first_offset] = info.producer_id
+                    self.ongoing_txns = dict(sorted(ongoing.items()))
+                else:
+                    ongoing[first_offset] = info.producer_id
+
+    def last_stable_offset(self, completed: CompletedTxn) -> int:
+        """Kafka's ``lastStableOffset(completedTxn)``, before ``complete_txn``."""
+        return _last_stable_offset(self.ongoing_txns, completed)
+
+    def complete_txn(self, completed: CompletedTxn) -> None:
+        """The transaction's marker was written: it is no longer open, and stays unstable
+        until the high watermark passes its marker."""
+        if self.ongoing_txns.pop(completed.first_offset, None) is None:
+            log.warning(
+                "%s: completed transaction %s was not open", self.topic_partition, completed
+            )
+        self.unreplicated_txns[completed.first_offset] = completed
+
+    @property
+    def has_transactions(self) -> bool:
+        return bool(self.ongoing_txns or self.unreplicated_txns)
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest transaction that is open or whose marker is
+        not yet below the high watermark; None when there is none."""
+        first = next(iter(self.ongoing_txns), None)
+        if self.unreplicated_txns:
+            unreplicated = min(self.unreplicated_txns)
+            if first is None or unreplicated < first:
+                first = unreplicated
+        return first
+
+    def on_high_watermark_updated(self, high_watermark: int) -> None:
+        self._remove_unreplicated_txns(high_watermark)
+
+    def _remove_unreplicated_txns(self, offset: int) -> None:
+        """Forget completed transactions whose marker is below ``offset``."""
+        txns = self.unreplicated_txns
+        if txns:
+            for first_offset in [f for f, txn in txns.items() if txn.last_offset < offset]:
+                del txns[first_offset]
 
     def update_map_end_offset(self, offset: int) -> None:
         self.map_end_offset = offset
 
-    def replay(self, headers: Iterable[BatchHeader]) -> None:
-        """Apply batches already in the log (recovery): no sequence checks."""
-        for header in headers:
-            if header.has_producer_id and not header.is_control:
-                info = self.prepare_update(header.producer_id, AppendOrigin.REPLICATION)
-                info.append(header)
+    def replay_batch(
+        self,
+        header: BatchHeader,
+        read_marker: MarkerReader,
+        on_completed: CompletedTxnCallback | None = None,
+    ) -> None:
+        """Apply one batch already in the log (recovery): no sequence checks, nothing
+        refused. ``read_marker`` reads a control batch's marker; ``on_completed`` hears
+        of each transaction a marker completes, with its last stable offset."""
+        if header.has_producer_id:
+            marker = read_marker(header) if header.is_control else None
+            if marker is not None or not header.is_control:
+                info = self.prepare_update(
+                    header.producer_id, AppendOrigin.REPLICATION, lenient=True
+                )
+                done = info.append(header, marker)
                 self.update(info)
-            self.map_end_offset = header.next_offset
+                if done is not None:
+                    if on_completed is not None:
+                        on_completed(done, self.last_stable_offset(done))
+                    self.complete_txn(done)
+        self.map_end_offset = header.next_offset
+
+    def replay(self, headers: Iterable[BatchHeader], read_marker: MarkerReader) -> None:
+        """Apply batches already in the log (see ``replay_batch``)."""
+        for header in headers:
+            self.replay_batch(header, read_marker)
+
+    def active_producers(self) -> list[ActiveProducer]:
+        """Every producer's state (DescribeProducers), by producer id."""
+        return [
+            ActiveProducer(
+                producer_id=pid,
+                producer_epoch=entry.producer_epoch,
+                last_sequence=entry.last_seq,
+                last_timestamp=entry.last_timestamp,
+                coordinator_epoch=entry.coordinator_epoch,
+                current_txn_start_offset=(
+                    -1 if entry.current_txn_first_offset is None else entry.current_txn_first_offset
+                ),
+            )
+            for pid, entry in sorted(self.producers.items())
+        ]
 
     def is_expired(self, entry: ProducerStateEntry, now: int) -> bool:
         return (
@@ -350,10 +591,29 @@ class ProducerStateManager:
             if snapshot > log_end_offset or snapshot <= log_start_offset:
                 self._delete_snapshot(snapshot)
         if log_end_offset != self.map_end_offset:
-            self.producers.clear()
+            self._clear()
             self._load_from_latest_snapshot(log_start_offset, now)
         else:
             self.on_log_start_offset_incremented(log_start_offset)
+
+    def _clear(self) -> None:
+        self.producers.clear()
+        self.ongoing_txns.clear()
+        # As Kafka: the offset truncated to is at or below the high watermark, so every
+        # completed transaction left was replicated.
+        self.unreplicated_txns.clear()
+
+    def _load_entries(self, entries: Iterable[ProducerStateEntry], now: int) -> None:
+        self.producers = {e.producer_id: e for e in entries if not self.is_expired(e, now)}
+        self.ongoing_txns = {
+            first: pid
+            for first, pid in sorted(
+                (e.current_txn_first_offset, e.producer_id)
+                for e in self.producers.values()
+                if e.current_txn_first_offset is not None
+            )
+        }
+        self.unreplicated_txns = {}
 
     def _load_from_latest_snapshot(self, log_start_offset: int, now: int) -> None:
         while self._snapshots:
@@ -365,21 +625,50 @@ class ProducerStateManager:
                 log.warning("failed to load producer snapshot %s: %s", path, exc)
                 self._delete_snapshot(offset)
                 continue
-            self.producers = {e.producer_id: e for e in entries if not self.is_expired(e, now)}
+            self._load_entries(entries, now)
             self.last_snapshot_offset = self.map_end_offset = offset
             return
         self.last_snapshot_offset = self.map_end_offset = log_start_offset
 
+    def load_at(self, offset: int, log_start_offset: int, now: int) -> None:
+        """Load the latest readable snapshot in [log start offset, ``offset``], changing
+        no file (a scratch state for recovery); without one, start empty at the log
+        start offset. The caller replays batches from ``map_end_offset`` to ``offset``."""
+        self._clear()
+        for snapshot in reversed(self._snapshots):
+            if not log_start_offset <= snapshot <= offset:
+                continue
+            path = log_files.producer_snapshot_file(self.log_dir, snapshot)
+            try:
+                entries = read_snapshot(path)
+            except (CorruptSnapshotError, OSError) as exc:
+                log.warning("failed to load producer snapshot %s: %s", path, exc)
+                continue
+            self._load_entries(entries, now)
+            self.last_snapshot_offset = self.map_end_offset = snapshot
+            return
+        self.last_snapshot_offset = self.map_end_offset = log_start_offset
+
     def truncate_fully_and_start_at(self, offset: int) -> None:
-        self.producers.clear()
+        self._clear()
         for snapshot in list(self._snapshots):
             self._delete_snapshot(snapshot)
         self.last_snapshot_offset = 0
         self.map_end_offset = offset
 
     def on_log_start_offset_incremented(self, log_start_offset: int) -> None:
+        """As Kafka: completed transactions whose marker is below the log start offset are
+        forgotten; open ones stay (the log clamps the first unstable offset)."""
+        self._remove_unreplicated_txns(log_start_offset)
         self.map_end_offset = max(self.map_end_offset, log_start_offset)
         self.last_snapshot_offset = self.latest_snapshot_offset or log_start_offset
+
+
+def _last_stable_offset(ongoing: dict[int, int], completed: CompletedTxn) -> int:
+    for first_offset, pid in ongoing.items():
+        if pid != completed.producer_id:
+            return first_offset
+    return completed.last_offset + 1
 
 
 def write_snapshot(path: str, entries: Iterable[ProducerStateEntry], *, sync: bool) -> None:

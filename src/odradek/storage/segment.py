@@ -1,13 +1,17 @@
-"""One log segment: a ``.log`` data file and its two indexes (Kafka's ``LogSegment``).
+"""One log segment: a ``.log`` data file and its indexes (Kafka's ``LogSegment``).
 
 Files (names in ``log_files``): ``<base>.log`` (batches, see ``file_records``),
-``<base>.index`` (``offset_index``), ``<base>.timeindex`` (``time_index``). All offsets in
-the segment are >= the base offset and < base + 2**31.
+``<base>.index`` (``offset_index``), ``<base>.timeindex`` (``time_index``) and, when the
+segment holds abort markers, ``<base>.txnindex`` (``txn_index``). All offsets in the
+segment are >= the base offset and < base + 2**31.
 
 Nothing is opened or read when a segment object is made: the data file is opened on
 first use, through the shared ``HandleCache`` that bounds open descriptors, and the
 indexes are loaded (and sanity-checked; rebuilt from the log if they fail) on first
-lookup. Reads return ``FileRegion``s that keep their descriptor alive on their own.
+lookup; all index memory goes again when the cache evicts the segment. Reads return
+``FileRegion``s that keep their descriptor alive on their own. The transaction index is
+rebuilt only by ``recover``, which needs the producer state (the caller's ``on_batch``
+computes it and appends the entries).
 
 Not thread-safe: the owning ``Log`` serialises all calls.
 """
@@ -20,7 +24,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 
 from odradek.protocol import records as batch
-from odradek.protocol.record_codec import Record, RecordDecodeError, decode_records
+from odradek.protocol.record_codec import (
+    EndTxnMarker,
+    Record,
+    RecordDecodeError,
+    decode_records,
+    read_end_txn_marker,
+)
 from odradek.protocol.records import BatchHeader
 from odradek.storage import log_files
 from odradek.storage.errors import (
@@ -39,7 +49,13 @@ from odradek.storage.file_records import (
 from odradek.storage.file_records import iter_headers as _iter_file_headers
 from odradek.storage.offset_index import OffsetIndex
 from odradek.storage.time_index import NO_TIMESTAMP, TimeIndex
-from odradek.storage.values import FetchDataInfo, LogOffsetMetadata, TimestampAndOffset
+from odradek.storage.txn_index import TransactionIndex, TxnIndexEntry
+from odradek.storage.values import (
+    AbortedTxn,
+    FetchDataInfo,
+    LogOffsetMetadata,
+    TimestampAndOffset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +76,10 @@ class LogSegment:
         roll_jitter_ms: int = 0,
         handle_cache: HandleCache | None = None,
         suffix: str = "",
+        txn_index_exists: bool | None = None,
     ) -> None:
+        """``txn_index_exists``: whether a ``.txnindex`` file is there, if known (from a
+        directory listing)."""
         self.directory = directory
         self.base_offset = base_offset
         self.log_path = log_files.log_file(directory, base_offset, suffix)
@@ -69,6 +88,11 @@ class LogSegment:
         )
         self.time_index = TimeIndex(
             log_files.time_index_file(directory, base_offset, suffix), base_offset, max_index_size
+        )
+        self.txn_index = TransactionIndex(
+            log_files.txn_index_file(directory, base_offset, suffix),
+            base_offset,
+            exists=txn_index_exists,
         )
         self.index_interval_bytes = index_interval_bytes
         self.roll_jitter_ms = roll_jitter_ms
@@ -103,6 +127,7 @@ class LogSegment:
             clock=clock,
             roll_jitter_ms=roll_jitter_ms,
             handle_cache=handle_cache,
+            txn_index_exists=False,
         )
         try:
             with open(segment.log_path, "ab"):
@@ -152,6 +177,7 @@ class LogSegment:
         self._handle = None
         self.offset_index.unload()
         self.time_index.unload()
+        self.txn_index.unload()
         if self._handle_cache is not None:
             self._handle_cache.forget(self)
 
@@ -213,15 +239,20 @@ class LogSegment:
         """Write index entries still only in memory to the index files (no fsync)."""
         self._persist_indexes(fsync=False)
 
-    def _persist_indexes(self, *, fsync: bool) -> None:
-        """Write (and fsync) the index entries only in memory. On a full disk they stay
-        in memory and a warning is logged: the files hold a prefix of the entries, which
-        is a valid sparse index, and recovery rebuilds what it needs from the log."""
+    def _persist_indexes(self, *, fsync: bool, txn: bool = True) -> None:
+        """Write (and fsync) the index entries only in memory. On a full disk the offset
+        and time index entries stay in memory and a warning is logged: the files hold a
+        prefix of the entries, which is a valid sparse index, and recovery rebuilds what
+        it needs from the log. The transaction index is not a mere speed-up: its failure
+        is raised (its entries are normally written at once; only recovery leaves any to
+        write here), so a flush that could not write them does not count."""
         try:
             self.offset_index.persist(fsync=fsync)
             self.time_index.persist(fsync=fsync)
         except LogDirFullError as exc:
             log.warning("%s; index entries stay in memory until there is room", exc)
+        if txn:
+            self.txn_index.persist(fsync=fsync)
 
     def rebuild_indexes(self) -> None:
         """Rebuild both indexes from batch headers (no CRC check, no truncation)."""
@@ -245,7 +276,7 @@ class LogSegment:
         self._max_timestamp = max_timestamp
         self._bytes_since_last_index_entry = valid_end - last_index_entry
         self._indexes_checked = True
-        self._persist_indexes(fsync=False)
+        self._persist_indexes(fsync=False, txn=False)
         return valid_end
 
     # -- append ----------------------------------------------------------------------------
@@ -291,6 +322,54 @@ class LogSegment:
             self._bytes_since_last_index_entry = 0
         self._bytes_since_last_index_entry += size
         return position
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def update_txn_index(
+        self,
+        producer_id: int,
+        first_offset: int,
+        last_offset: int,
+        last_stable_offset: int,
+        *,
+        write: bool = True,
+    ) -> None:
+        """Index an aborted transaction whose marker (``last_offset``) this segment holds
+        (Kafka's ``updateTxnIndex``); written at once unless ``write`` is false (recovery
+        writes the rebuilt entries together)."""
+        entry = TxnIndexEntry(producer_id, first_offset, last_offset, last_stable_offset)
+        self.txn_index.append(entry, write=write)
+
+    def collect_aborted_txns(
+        self, fetch_offset: int, upper_bound_offset: int, out: list[AbortedTxn]
+    ) -> bool:
+        """See ``TransactionIndex.collect``."""
+        return self.txn_index.collect(fetch_offset, upper_bound_offset, out)
+
+    def read_end_txn_marker(self, header: BatchHeader) -> EndTxnMarker | None:
+        """The end marker of a control batch of this segment; None when the batch holds
+        no readable transaction marker (logged: replaying the log never stops on it)."""
+        if header.records_count <= 0:
+            return None
+        local = copy.copy(header)
+        local.position = 0
+        try:
+            return read_end_txn_marker(self.read_batch(header), local)
+        except RecordDecodeError as exc:
+            log.warning(
+                "unreadable control batch at offset %d of %s: %s",
+                header.base_offset,
+                self.log_path,
+                exc,
+            )
+            return None
+
+    def fetch_upper_bound_offset(self, position: int, size: int) -> int | None:
+        """An offset above everything in the ``size`` bytes read from ``position`` (Kafka's
+        ``fetchUpperBoundOffset``): the first offset index entry at or past their end;
+        None when there is none (the caller takes the next segment's base offset)."""
+        self._ensure_indexes()
+        return self.offset_index.fetch_upper_bound_offset(position + size)
 
     # -- timestamps ------------------------------------------------------------------------
 
@@ -447,8 +526,11 @@ class LogSegment:
     # -- recovery and truncation -----------------------------------------------------------
 
     def recover(self, on_batch: Callable[[BatchHeader], None] | None = None) -> int:
-        """Validate every batch (framing, magic, offsets, CRC), rebuild both indexes and
-        truncate at the first invalid byte. Returns the number of bytes truncated."""
+        """Validate every batch (framing, magic, offsets, CRC), rebuild the offset and
+        time indexes and truncate at the first invalid byte. Returns the number of bytes
+        truncated. The transaction index is emptied: ``on_batch``, called with each valid
+        batch in turn, appends its entries again (``txn_index.append(..., write=False)``)
+        and they are written at the end."""
         size = self.size
         batches = iter_valid_batches(
             self._file(),
@@ -459,7 +541,12 @@ class LogSegment:
         )
         if on_batch is not None:
             batches = _tap(batches, on_batch)
+        self.txn_index.reset()
         valid_end = self._rebuild(batches)
+        try:
+            self.txn_index.persist()
+        except LogDirFullError as exc:
+            log.warning("%s; the entries stay in memory and the next flush writes them", exc)
         truncated = size - valid_end
         if truncated:
             log.warning(
@@ -490,6 +577,7 @@ class LogSegment:
         log.warning("truncating %d invalid bytes at the end of %s", size - valid_end, self.log_path)
         self._truncate_file(valid_end)
         self.rebuild_indexes()
+        self.txn_index.truncate_to(self.read_next_offset())
         return size - valid_end
 
     def _truncate_file(self, position: int) -> None:
@@ -505,6 +593,7 @@ class LogSegment:
         first = self.translate_offset(offset)
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         if first is None:
             return 0
         removed = self.size - first.position
@@ -562,11 +651,21 @@ class LogSegment:
         except OSError as exc:
             raise KafkaStorageError(f"cannot rename {self.log_path}: {exc}") from exc
         self.log_path = new_log_path
-        for index in (self.offset_index, self.time_index):
+        for index in (self.offset_index, self.time_index, self.txn_index):
             index.rename(_replace_suffix(index.path, old_suffix, new_suffix))
 
     def paths(self) -> list[str]:
-        return [self.log_path, self.offset_index.path, self.time_index.path]
+        """Every file the segment may have (the transaction index need not exist)."""
+        return [self.log_path, self.offset_index.path, self.time_index.path, self.txn_index.path]
+
+    def flush_paths(self) -> list[str]:
+        """The files an fsync of the segment must cover (see ``LocalLog.unflushed_files``):
+        the transaction index only when it was written since its last fsync."""
+        paths = [self.log_path, self.offset_index.path, self.time_index.path]
+        txn_path = self.txn_index.take_unsynced_path()
+        if txn_path is not None:
+            paths.append(txn_path)
+        return paths
 
     def delete(self) -> None:
         """Unlink the files. Regions already handed out stay readable."""
@@ -582,6 +681,7 @@ class LogSegment:
                 raise KafkaStorageError(f"cannot delete {path}: {exc}") from exc
         self.offset_index.mark_empty()
         self.time_index.mark_empty()
+        self.txn_index.mark_empty()
 
 
 def _truncate_back(fd: int, size: int) -> bool:

@@ -87,3 +87,26 @@ class TimestampAndOffset:
     timestamp: int
     offset: int
     leader_epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AbortedTxn:
+    """An aborted transaction that a read_committed fetch must tell the consumer about
+    (Fetch's ``AbortedTransaction``): the consumer drops the producer's records from
+    ``first_offset`` up to the abort marker."""
+
+    producer_id: int
+    first_offset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveProducer:
+    """One producer's state on a partition, as DescribeProducers reports it."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int
+    """First offset of the producer's open transaction here, -1 when none."""
