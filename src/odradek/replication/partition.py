@@ -21,7 +21,7 @@ from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.records import complete_batches_size
 from odradek.protocol.types import TopicPartition
 from odradek.storage.log import Log
-from odradek.storage.values import AppendOrigin, FetchDataInfo, LogAppendInfo
+from odradek.storage.values import AbortedTxn, AppendOrigin, FetchDataInfo, LogAppendInfo
 
 READ_UNCOMMITTED = 0
 READ_COMMITTED = 1
@@ -68,6 +68,8 @@ class PartitionRead:
     last_stable_offset: int
     log_start_offset: int
     log_end_offset: int
+    aborted_transactions: list[AbortedTxn] | None = None
+    """read_committed only: the aborted transactions overlapping the records read."""
 
 
 class Partition:
@@ -305,12 +307,16 @@ class Partition:
         else:
             limit = log.high_watermark
         info = log.read(fetch_offset, max_bytes, max_offset=limit, min_one_message=min_one_message)
+        aborted = None
+        if isolation_level == READ_COMMITTED and not follower:
+            aborted = log.aborted_transactions_for(info)
         return PartitionRead(
             info=info,
             high_watermark=log.high_watermark,
             last_stable_offset=log.last_stable_offset,
             log_start_offset=log.log_start_offset,
             log_end_offset=log.log_end_offset,
+            aborted_transactions=aborted,
         )
 
     def fetch_offset_for_timestamp(
