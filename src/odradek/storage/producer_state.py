@@ -446,13 +446,12 @@ class ProducerStateManager:
         self.producers[info.producer_id] = info.updated
         started = info.started_transactions
         if started is not None:
-            ongoing = self.ongoing_txns
             for first_offset in started:
-                if ongoing and first_offset < next(reversed(ongoing)):
-                    ongoing[first_offset] = info.producer_id
+                ongoing = self.ongoing_txns
+                in_order = not ongoing or first_offset > next(reversed(ongoing))
+                ongoing[first_offset] = info.producer_id
+                if not in_order:  # offsets only grow, but keep the order whatever comes
                     self.ongoing_txns = dict(sorted(ongoing.items()))
-                else:
-                    ongoing[first_offset] = info.producer_id
 
     def last_stable_offset(self, completed: CompletedTxn) -> int:
         """Kafka's ``lastStableOffset(completedTxn)``, before ``complete_txn``."""
@@ -466,10 +465,6 @@ class ProducerStateManager:
                 "%s: completed transaction %s was not open", self.topic_partition, completed
             )
         self.unreplicated_txns[completed.first_offset] = completed
-
-    @property
-    def has_transactions(self) -> bool:
-        return bool(self.ongoing_txns or self.unreplicated_txns)
 
     def first_unstable_offset(self) -> int | None:
         """The first offset of the earliest transaction that is open or whose marker is
