@@ -317,3 +317,50 @@ def test_txn_index_file_operations(tmp_path: Path) -> None:
     index.delete()
     assert not os.path.exists(path + ".deleted")
     assert TransactionIndex(path, 100, exists=False).loaded
+
+
+def test_tail_validation_drops_the_entry_of_a_torn_marker(tmp_path: Path) -> None:
+    log = open_log(tmp_path, 1 << 20)
+    interleaved(log)  # C's abort marker is the last batch, at 10
+    end = log.log_end_offset
+    segment_path = log.active_segment.log_path
+    log.flush()
+    log.close()
+    with open(segment_path, "r+b") as file:  # corrupt the marker's control record
+        file.seek(-1, os.SEEK_END)
+        last = file.read(1)
+        file.seek(-1, os.SEEK_END)
+        file.write(bytes([last[0] ^ 0xFF]))
+    again = open_log(tmp_path, 1 << 20, clean_shutdown=True, recovery_point=10, high_watermark=end)
+    assert again.log_end_offset == 10
+    (data,) = index_files(again).values()
+    assert entries(data) == [(0, A, 0, 6, 2)]
+    assert again.producer_state.ongoing_txns == {8: C}
+    assert again.last_stable_offset == 8
+    again.close()
+
+
+def test_flush_jobs_sync_the_txn_index_only_once_written(tmp_path: Path) -> None:
+    jobs: list[Any] = []
+    log = Log.open(
+        partition_dir(tmp_path),
+        small_config(segment_bytes=SEGMENT_BYTES),
+        clock=Clock(),
+        flush_scheduler=jobs.append,
+    )
+    plain(log, 1, 300)
+    plain(log, 1, 300)
+    plain(log, 1, 300)  # rolls
+    assert jobs and not any(p.endswith(log_files.TXN_INDEX_FILE_SUFFIX) for p in jobs[-1].paths)
+    a = Producer(log, A)
+    a.send(1)
+    end_txn(log, A, commit=False)
+    (name,) = index_files(log)
+    count = len(jobs)
+    while len(jobs) == count:
+        plain(log, 1, 300)
+    assert os.path.join(log.dir, name) in jobs[-1].paths
+    for job in jobs:
+        job.run()
+        job.complete()
+    log.close()
