@@ -147,10 +147,11 @@ def _key(name: str, kind: ConfigType, default: Any, doc: str = "", **extra: Any)
     return ConfigKey(name=name, type=kind, default=default, doc=doc, **extra)
 
 
-BOOL, STR, INT, LONG, DOUBLE, LIST = (
+BOOL, STR, INT, SHORT, LONG, DOUBLE, LIST = (
     ConfigType.BOOLEAN,
     ConfigType.STRING,
     ConfigType.INT,
+    ConfigType.SHORT,
     ConfigType.LONG,
     ConfigType.DOUBLE,
     ConfigType.LIST,
@@ -503,7 +504,76 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
         ),
         _key("group.initial.rebalance.delay.ms", INT, 3000, "Delay of a new group's first round."),
         _key("producer.id.expiration.ms", INT, 86400000, "Idle producer state is dropped after."),
-        _key("transactional.id.expiration.ms", INT, 604800000, "Idle transactional ids expire."),
+        _key(
+            "transactional.id.expiration.ms",
+            INT,
+            604800000,
+            "Idle transactional ids expire.",
+            validator=at_least(1),
+        ),
+        _key(
+            "transaction.state.log.num.partitions",
+            INT,
+            50,
+            "Partitions of __transaction_state.",
+            validator=at_least(1),
+        ),
+        _key(
+            "transaction.state.log.replication.factor",
+            SHORT,
+            3,
+            "Replication of __transaction_state.",
+            validator=at_least(1),
+        ),
+        _key(
+            "transaction.state.log.min.isr",
+            INT,
+            2,
+            "min.insync.replicas of __transaction_state.",
+            validator=at_least(1),
+        ),
+        _key(
+            "transaction.state.log.segment.bytes",
+            INT,
+            104857600,
+            "Segment size of __transaction_state.",
+            validator=at_least(1),
+        ),
+        _key(
+            "transaction.state.log.load.buffer.size",
+            INT,
+            5242880,
+            "Bytes read at a time when loading __transaction_state.",
+            validator=at_least(1),
+        ),
+        _key(
+            "request.timeout.ms",
+            INT,
+            30000,
+            "How long the broker waits for its own requests to other brokers.",
+            validator=at_least(0),
+        ),
+        _key(
+            "transaction.max.timeout.ms",
+            INT,
+            900000,
+            "Longest transaction timeout a producer may ask for.",
+            validator=at_least(1),
+        ),
+        _key(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            INT,
+            10000,
+            "How often transactions past their timeout are aborted.",
+            validator=at_least(1),
+        ),
+        _key(
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            INT,
+            3600000,
+            "How often expired transactional ids are removed.",
+            validator=at_least(1),
+        ),
         _key("num.recovery.threads.per.data.dir", INT, 2, "Threads recovering logs at start."),
         _key("log.cleaner.enable", BOOL, True, "Run the log cleaner."),
     ]

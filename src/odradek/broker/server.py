@@ -25,6 +25,7 @@ from odradek.broker.connection import KafkaConnection
 from odradek.broker.connections import ConnectionRegistry
 from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
+from odradek.broker.txn_markers import write_local_txn_markers
 from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
 from odradek.cluster.controller import Controller
 from odradek.cluster.leader_rebalance import LeaderRebalancer
@@ -34,6 +35,7 @@ from odradek.cluster.reassignment import ReassignmentController
 from odradek.cluster.zookeeper.store import ZooKeeperStore
 from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
 from odradek.coordinator.group.service import GroupCoordinator
+from odradek.coordinator.transaction.service import TransactionCoordinator
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
@@ -135,6 +137,17 @@ class Broker:
             clock=self.clock,
             live_brokers=self.controller.live_brokers,
         )
+        self.transaction_coordinator = TransactionCoordinator(
+            config,
+            metadata=self.metadata,
+            controller=self.controller,
+            replica_manager=self.replica_manager,
+            clock=self.clock,
+            live_brokers=self.controller.live_brokers,
+            producer_ids=self.metadata.allocate_producer_id,
+            offsets_partition_of=self.group_coordinator.partition_of,
+            local_markers=lambda markers: write_local_txn_markers(self, markers),
+        )
 
     def _cluster_identity(self, log_dirs: list[Path]) -> tuple[str, bool]:
         """The cluster id from meta.properties (new if none; the flag says whether it was
@@ -215,6 +228,7 @@ class Broker:
         else:
             self.metadata.register_broker(registration)
         self._schedule_jobs()
+        self.transaction_coordinator.start()
         log.info(
             "broker %d (cluster %s) listening on %s, advertised as %s, %d partitions, "
             "started in %.2fs",
@@ -254,6 +268,7 @@ class Broker:
             connection.drain()
         self.replica_manager.complete_waiting()
         self.group_coordinator.shutdown()
+        await self.transaction_coordinator.shutdown()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         self.leader_rebalancer.close()
         while any(c.busy for c in self.connections) and time.monotonic() < deadline:

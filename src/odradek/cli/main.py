@@ -25,9 +25,17 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `odradek --help` stays fast and each module registers itself.
-    from odradek.cli import cluster, consume, groups, produce, server, topics  # noqa: PLC0415
+    from odradek.cli import (  # noqa: PLC0415
+        cluster,
+        consume,
+        groups,
+        produce,
+        server,
+        topics,
+        transactions,
+    )
 
-    for module in (server, topics, produce, consume, groups, cluster):
+    for module in (server, topics, produce, consume, groups, cluster, transactions):
         module.register(app)
 
 

@@ -51,6 +51,12 @@ def response_class(api_key: int, version: int) -> Any:
 
 
 @cache
+def request_module(api_key: int, version: int) -> Any:
+    """The kio module of a request version: nested entity classes are attributes of it."""
+    return load_payload_module(api_key, version, EntityType.request)
+
+
+@cache
 def response_module(api_key: int, version: int) -> Any:
     """The kio module of a response version: nested entity classes are attributes of it."""
     return load_payload_module(api_key, version, EntityType.response)

@@ -30,6 +30,7 @@ from odradek.replication.fetcher import ReplicaFetcherManager
 from odradek.replication.partition import AcksOutcome, Partition, PartitionRead
 from odradek.storage.errors import InconsistentTopicIdError, KafkaStorageError
 from odradek.storage.log_manager import LogManager
+from odradek.storage.values import AppendOrigin
 
 log = logging.getLogger(__name__)
 
@@ -375,21 +376,29 @@ class ReplicaManager(MetadataListener):
         self,
         required_acks: int,
         entries: Iterable[tuple[TopicPartition, bytes | bytearray | memoryview | None]],
+        origin: AppendOrigin = AppendOrigin.CLIENT,
     ) -> dict[TopicPartition, ProduceResult]:
+        """Append to partitions this broker leads. ``origin`` COORDINATOR is the broker's
+        own writes (coordinator records, transaction markers), which may hold control
+        batches."""
         results: dict[TopicPartition, ProduceResult] = {}
         for tp, records in entries:
-            results[tp] = self._append(tp, records, required_acks)
+            results[tp] = self._append(tp, records, required_acks, origin)
         return results
 
     def _append(
-        self, tp: TopicPartition, records: bytes | bytearray | memoryview | None, acks: int
+        self,
+        tp: TopicPartition,
+        records: bytes | bytearray | memoryview | None,
+        acks: int,
+        origin: AppendOrigin,
     ) -> ProduceResult:
         try:
             partition = self.get_partition(tp)
             if not records:
                 raise KafkaError("Produce request with no records", ErrorCode.invalid_record)
             high_watermark = partition.log.high_watermark
-            info = partition.append_records_to_leader(records, acks)
+            info = partition.append_records_to_leader(records, acks, origin)
         except KafkaError as exc:
             return ProduceResult(error=exc.error_code, message=exc.message or None)
         if not info.duplicate:

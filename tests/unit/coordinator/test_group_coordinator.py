@@ -312,7 +312,8 @@ def test_offset_commit_rules() -> None:
         commit(h, member, generation, 12, metadata="x" * 5000)
         is ErrorCode.offset_metadata_too_large
     )
-    ((tp, value),) = h.shard.fetch_offsets("g", None)
+    (fetched,) = h.shard.fetch_committed_offsets("g", None)
+    tp, value = fetched.tp, fetched.value
     assert (tp, value.offset if value else None, value.metadata if value else None) == (
         TopicPartition("t", 0),
         10,
@@ -337,7 +338,7 @@ def test_failed_write_is_reported_and_nothing_applied() -> None:
     member, generation = h.stable_group_of_one()
     h.writer.fail_with = ErrorCode.not_leader_or_follower
     assert commit(h, member, generation, 5) is ErrorCode.not_coordinator
-    assert h.shard.fetch_offsets("g", [TopicPartition("t", 0)])[0][1] is None
+    assert h.shard.fetch_committed_offsets("g", [TopicPartition("t", 0)])[0].value is None
 
 
 def test_replaying_the_records_rebuilds_groups_and_offsets() -> None:
@@ -349,7 +350,7 @@ def test_replaying_the_records_rebuilds_groups_and_offsets() -> None:
         fresh.shard.replay(key, value, offset)
     fresh.shard.finish_loading()
     assert fresh.state() == "Stable"
-    assert fresh.shard.fetch_offsets("g", None)[0][1].offset == 42  # type: ignore[union-attr]
+    assert fresh.shard.fetch_committed_offsets("g", None)[0].value.offset == 42  # type: ignore[union-attr]
     assert fresh.heartbeat(member, generation) is ErrorCode.none
     fresh.time.advance(SESSION + 1)
     assert fresh.state() == "Empty", "loaded members still have to heartbeat"

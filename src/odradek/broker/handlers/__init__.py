@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from odradek.broker.api import Handler
 from odradek.broker.handlers import (
+    add_offsets_to_txn,
+    add_partitions_to_txn,
     alter_partition_reassignments,
     api_versions,
     create_partitions,
@@ -14,7 +16,10 @@ from odradek.broker.handlers import (
     describe_cluster,
     describe_configs,
     describe_groups,
+    describe_producers,
+    describe_transactions,
     elect_leaders,
+    end_txn,
     fetch,
     find_coordinator,
     heartbeat,
@@ -24,6 +29,7 @@ from odradek.broker.handlers import (
     list_groups,
     list_offsets,
     list_partition_reassignments,
+    list_transactions,
     metadata,
     offset_commit,
     offset_delete,
@@ -31,6 +37,8 @@ from odradek.broker.handlers import (
     offset_for_leader_epoch,
     produce,
     sync_group,
+    txn_offset_commit,
+    write_txn_markers,
 )
 from odradek.broker.handlers.alter_configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
 
@@ -66,4 +74,12 @@ def all_handlers() -> list[Handler]:
         describe_groups.HANDLER,
         delete_groups.HANDLER,
         offset_delete.HANDLER,
+        add_partitions_to_txn.HANDLER,
+        add_offsets_to_txn.HANDLER,
+        end_txn.HANDLER,
+        write_txn_markers.HANDLER,
+        txn_offset_commit.HANDLER,
+        describe_producers.HANDLER,
+        describe_transactions.HANDLER,
+        list_transactions.HANDLER,
     ]

@@ -117,7 +117,7 @@ def _response(
     isolation: int,
 ) -> Reply:
     by_tp = {result.tp: result for result in results}
-    aborted: list[tuple[int, int]] | None = [] if isolation == READ_COMMITTED else None
+    read_committed = isolation == READ_COMMITTED
     topics = []
     for name, topic_id, entries in layout:
         partitions = []
@@ -130,6 +130,13 @@ def _response(
             if read is None:
                 partitions.append(PartitionData(index, result.error))
                 continue
+            # read_committed: the aborted transactions among the records sent, so that
+            # the client drops their records (an empty list, not null, when none).
+            aborted = (
+                [(txn.producer_id, txn.first_offset) for txn in read.aborted_transactions or ()]
+                if read_committed
+                else None
+            )
             partitions.append(
                 PartitionData(
                     index,

@@ -1,7 +1,8 @@
-"""FindCoordinator (key 10): which broker coordinates a group (v4+: several at once).
+"""FindCoordinator (key 10): which broker coordinates a group (key type 0) or a
+transactional id (key type 1); v4+ asks for several at once.
 
-The first lookup creates ``__consumer_offsets``. Transaction coordinators arrive with
-transactions; until then they are COORDINATOR_NOT_AVAILABLE.
+The first lookup of a kind creates its internal topic (``__consumer_offsets``,
+``__transaction_state``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from odradek.protocol.errors import ErrorCode, KafkaError
 
 API_KEY = 10
 GROUP_KEY_TYPE = 0
+TRANSACTION_KEY_TYPE = 1
 
 
 def handle(ctx: RequestContext, request: Any) -> Any:
@@ -57,12 +59,14 @@ def handle(ctx: RequestContext, request: Any) -> Any:
 def _lookup(
     ctx: RequestContext, key: str, key_type: int
 ) -> tuple[ErrorCode, str | None, int, Endpoint | None]:
-    if key_type != GROUP_KEY_TYPE:
-        return ErrorCode.coordinator_not_available, "transactions are not supported yet", -1, None
+    if key_type not in (GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE):
+        return ErrorCode.invalid_request, f"unknown coordinator key type {key_type}", -1, None
+    kind = "group id" if key_type == GROUP_KEY_TYPE else "transactional id"
     if not key:
-        return ErrorCode.invalid_request, "group id must not be empty", -1, None
+        return ErrorCode.invalid_request, f"{kind} must not be empty", -1, None
+    coordinators = ctx.broker.group_coordinator, ctx.broker.transaction_coordinator
     try:
-        node = ctx.broker.group_coordinator.coordinator_of(key)
+        node = coordinators[key_type].coordinator_of(key)
     except KafkaError as exc:
         return exc.error_code, exc.message, -1, None
     endpoint = ctx.broker.broker_endpoint(node, ctx.listener)

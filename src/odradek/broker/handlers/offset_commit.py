@@ -14,12 +14,15 @@ from odradek.protocol.types import TopicPartition
 API_KEY = 8
 
 
-def handle(ctx: RequestContext, request: Any) -> Any:
-    module = codec.response_module(API_KEY, ctx.api_version)
+def offsets_to_commit(
+    ctx: RequestContext, topics: Any
+) -> tuple[dict[TopicPartition, ErrorCode], list[OffsetToCommit]]:
+    """The offsets of an OffsetCommit or TxnOffsetCommit request's ``topics``, and
+    UNKNOWN_TOPIC_OR_PARTITION for the partitions that do not exist."""
     store = ctx.broker.metadata
     errors: dict[TopicPartition, ErrorCode] = {}
     wanted: list[OffsetToCommit] = []
-    for topic in request.topics:
+    for topic in topics:
         known = store.topic(topic.name)
         for partition in topic.partitions:
             tp = TopicPartition(topic.name, partition.partition_index)
@@ -34,6 +37,12 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                     partition.committed_metadata,
                 )
             )
+    return errors, wanted
+
+
+def handle(ctx: RequestContext, request: Any) -> Any:
+    module = codec.response_module(API_KEY, ctx.api_version)
+    errors, wanted = offsets_to_commit(ctx, request.topics)
     if wanted:
         try:
             shard = ctx.broker.group_coordinator.shard_for(request.group_id)

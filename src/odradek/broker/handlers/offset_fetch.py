@@ -1,4 +1,9 @@
-"""OffsetFetch (key 9): a group's committed offsets; one group (v1-v7) or several (v8+)."""
+"""OffsetFetch (key 9): a group's committed offsets; one group (v1-v7) or several (v8+).
+
+With ``require_stable`` (v7+, KIP-447: read_committed consumers) a partition whose
+offset a still-open transaction has committed answers UNSTABLE_OFFSET_COMMIT, and the
+consumer asks again once the transaction ends.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
 from odradek.broker.handlers.common import ZERO_DURATION
-from odradek.coordinator.group.records import OffsetCommitValue
+from odradek.coordinator.group.offset_manager import FetchedOffset
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
@@ -14,7 +19,7 @@ from odradek.protocol.types import TopicPartition
 API_KEY = 9
 MULTI_GROUP_FROM = 8
 
-Fetched = list[tuple[TopicPartition, OffsetCommitValue | None]]
+Fetched = list[FetchedOffset]
 
 
 def handle(ctx: RequestContext, request: Any) -> Any:
@@ -23,7 +28,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     if version >= MULTI_GROUP_FROM:
         groups = []
         for group in request.groups:
-            error, fetched = _fetch(ctx, group.group_id, group.topics)
+            error, fetched = _fetch(ctx, group.group_id, group.topics, request.require_stable)
             groups.append(
                 codec.build(
                     module.OffsetFetchResponseGroup,
@@ -40,10 +45,11 @@ def handle(ctx: RequestContext, request: Any) -> Any:
         return codec.build(
             module.OffsetFetchResponse, throttle_time=ZERO_DURATION, groups=tuple(groups)
         )
-    error, fetched = _fetch(ctx, request.group_id, request.topics)
+    require_stable = bool(getattr(request, "require_stable", False))
+    error, fetched = _fetch(ctx, request.group_id, request.topics, require_stable)
     if version < 2 and error is not ErrorCode.none:
         # v1 has no group-level error: every partition carries it.
-        fetched_with_error: Fetched = [(tp, None) for tp, _ in fetched]
+        fetched_with_error: Fetched = [FetchedOffset(item.tp, None) for item in fetched]
         topics = _topics(
             module,
             "OffsetFetchResponseTopic",
@@ -60,7 +66,9 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     )
 
 
-def _fetch(ctx: RequestContext, group_id: str, topics: Any) -> tuple[ErrorCode, Fetched]:
+def _fetch(
+    ctx: RequestContext, group_id: str, topics: Any, require_stable: bool
+) -> tuple[ErrorCode, Fetched]:
     wanted = (
         None
         if topics is None
@@ -69,8 +77,10 @@ def _fetch(ctx: RequestContext, group_id: str, topics: Any) -> tuple[ErrorCode, 
     try:
         shard = ctx.broker.group_coordinator.shard_for(group_id)
     except KafkaError as exc:
-        return exc.error_code, [(tp, None) for tp in wanted or []]
-    return ErrorCode.none, shard.fetch_offsets(group_id, wanted)
+        return exc.error_code, [FetchedOffset(tp, None) for tp in wanted or []]
+    return ErrorCode.none, shard.fetch_committed_offsets(
+        group_id, wanted, require_stable=require_stable
+    )
 
 
 def _topics(
@@ -81,15 +91,16 @@ def _topics(
     error: ErrorCode = ErrorCode.none,
 ) -> tuple[Any, ...]:
     by_topic: dict[str, list[Any]] = {}
-    for tp, value in fetched:
-        by_topic.setdefault(tp.topic, []).append(
+    for item in fetched:
+        value = item.value
+        by_topic.setdefault(item.tp.topic, []).append(
             codec.build(
                 getattr(module, partition_class),
-                partition_index=tp.partition,
+                partition_index=item.tp.partition,
                 committed_offset=value.offset if value is not None else -1,
                 committed_leader_epoch=value.leader_epoch if value is not None else -1,
                 metadata=value.metadata if value is not None else "",
-                error_code=error,
+                error_code=error if error is not ErrorCode.none else item.error,
             )
         )
     return tuple(

@@ -31,16 +31,6 @@ def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
     ]
     if acks not in (-1, 0, 1):
         results = {tp: ProduceResult(error=ErrorCode.invalid_required_acks) for tp, _ in entries}
-    elif request.transactional_id is not None:
-        # Transactions arrive with the transaction coordinator; until then no partition
-        # can be part of an ongoing transaction.
-        results = {
-            tp: ProduceResult(
-                error=ErrorCode.invalid_txn_state,
-                message="transactions are not supported by this broker yet",
-            )
-            for tp, _ in entries
-        }
     else:
         results = ctx.broker.replica_manager.append_records(acks, entries)
     if acks == 0:

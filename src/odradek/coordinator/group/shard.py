@@ -200,13 +200,6 @@ class GroupCoordinatorShard:
         ``marker_offset`` if known): its pending offsets become committed, or go."""
         self.offsets.replay_end_transaction(producer_id, commit, marker_offset)
 
-    def fetch_offsets(
-        self, group_id: str, wanted: Iterable[TopicPartition] | None
-    ) -> list[tuple[TopicPartition, OffsetCommitValue | None]]:
-        """Committed offsets, pending transactional ones ignored (``require_stable``
-        false); kept for the OffsetFetch handler until it uses ``fetch_committed_offsets``."""
-        return [(item.tp, item.value) for item in self.offsets.fetch(group_id, wanted)]
-
     def fetch_committed_offsets(
         self,
         group_id: str,

@@ -65,30 +65,9 @@ log = logging.getLogger(__name__)
 
 TRANSACTION_STATE_TOPIC = "__transaction_state"
 
-_DEFAULTS: dict[str, int] = {
-    "transaction.state.log.num.partitions": 50,
-    "transaction.state.log.replication.factor": 3,
-    "transaction.state.log.min.isr": 2,
-    "transaction.state.log.segment.bytes": 104_857_600,
-    "transaction.state.log.load.buffer.size": 5_242_880,
-    "transaction.max.timeout.ms": 900_000,
-    "transactional.id.expiration.ms": 604_800_000,
-    "transaction.abort.timed.out.transaction.cleanup.interval.ms": 10_000,
-    "transaction.remove.expired.transaction.cleanup.interval.ms": 3_600_000,
-    "request.timeout.ms": 30_000,
-    "message.max.bytes": 1_048_588,
-}
-"""Kafka's defaults of the settings read here, for names config.py does not define."""
-
 
 def setting(config: BrokerConfig, name: str) -> int:
-    """An int setting from the broker config; a name config.py does not know yet is
-    taken as given in the properties, or Kafka's default."""
-    try:
-        return int(config.get(name))
-    except KeyError:
-        raw = config.originals.get(name)
-        return int(raw) if raw is not None else _DEFAULTS[name]
+    return int(config.get(name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,9 @@ def test_pending_offsets_are_invisible_until_the_commit_marker() -> None:
     h.commit({TP0: 5})
     assert h.txn_commit({TP0: 10, TP1: 20}) == {TP0: NONE, TP1: NONE}
     assert h.fetched() == {TP0: (5, NONE), TP1: (None, NONE)}
-    assert [(tp, v and v.offset) for tp, v in h.shard.fetch_offsets("g", None)] == [(TP0, 5)]
+    assert [
+        (f.tp, f.value and f.value.offset) for f in h.shard.fetch_committed_offsets("g", None)
+    ] == [(TP0, 5)]
     h.end(commit=True)
     assert h.fetched() == {TP0: (10, NONE), TP1: (20, NONE)}
     assert h.fetched(stable=True) == {TP0: (10, NONE), TP1: (20, NONE)}

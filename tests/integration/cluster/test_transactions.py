@@ -1,0 +1,128 @@
+"""Exactly-once copying while brokers and the copier are hard-bounced (as Kafka's
+``transactions_test.py``): the output is the input, once, in order per partition."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from tests.integration.cluster.conftest import Cluster
+from tests.support.clients import create_topic
+
+Factory = Callable[..., Cluster]
+RECORDS = 100_000
+PARTITIONS = 2
+REPLICATED = {"min.insync.replicas": "2"}
+
+
+def _start_copier(cluster: Cluster, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.transactions.copier",
+                cluster.bootstrap,
+                "eos-in",
+                "eos-out",
+                "eos-copier",
+                "eos-copier-txn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _read_committed_by_partition(bootstrap: str, topic: str) -> dict[int, list[bytes]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "eos-verifier",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        values: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
+        at_end: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(at_end) < PARTITIONS and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())
+                continue
+            at_end.discard(message.partition())
+            value = message.value()
+            assert value is not None
+            values[message.partition()].append(value)
+        return values
+    finally:
+        consumer.close()
+
+
+def test_copy_exactly_once_through_hard_bounces(cluster_factory: Factory) -> None:
+    cluster = cluster_factory(
+        3,
+        **{
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
+            "auto.leader.rebalance.enable": "false",
+        },
+    )
+    create_topic(cluster.bootstrap, "eos-in", PARTITIONS, REPLICATED, replication_factor=3)
+    create_topic(cluster.bootstrap, "eos-out", PARTITIONS, REPLICATED, replication_factor=3)
+    source = Producer(
+        {"bootstrap.servers": cluster.bootstrap, "linger.ms": 20, "enable.idempotence": True}
+    )
+    for i in range(RECORDS):
+        source.produce("eos-in", value=b"%d" % i, partition=i % PARTITIONS)
+        if i % 10_000 == 0:
+            source.poll(0)
+    assert source.flush(60) == 0
+
+    log_path = cluster.directory / "copier.log"
+    copier = _start_copier(cluster, log_path)
+    bounces = 0
+    try:
+        deadline = time.monotonic() + 600
+        victims = [1, 2, 3]
+        while copier.poll() is None and time.monotonic() < deadline:
+            time.sleep(4)
+            if copier.poll() is not None:
+                break
+            if bounces % 2 == 0:
+                broker = cluster.brokers[victims[(bounces // 2) % 3]]
+                broker.kill()
+                time.sleep(2)
+                broker.start()
+            else:
+                copier.kill()
+                copier.wait()
+                copier = _start_copier(cluster, log_path)
+            bounces += 1
+        code = copier.wait(timeout=max(deadline - time.monotonic(), 1))
+        assert code == 0, log_path.read_text()
+    finally:
+        if copier.poll() is None:
+            copier.kill()
+            copier.wait()
+    assert bounces >= 2, "the copier finished before anything was bounced"
+
+    copied = _read_committed_by_partition(cluster.bootstrap, "eos-out")
+    for p in range(PARTITIONS):
+        expected = [b"copy-%d" % i for i in range(p, RECORDS, PARTITIONS)]
+        got = copied[p]
+        assert len(got) == len(expected), (
+            f"partition {p}: {len(got)} copied ({len(set(got))} distinct) of {len(expected)}"
+        )
+        assert got == expected, f"partition {p}: output differs from input (order or content)"

@@ -1,0 +1,54 @@
+"""kafka-python's transactional producer against the broker."""
+
+from __future__ import annotations
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from tests.integration.transactions.txn import read_values
+from tests.support.broker import BrokerProcess
+from tests.support.clients import create_topic
+
+
+def test_kafka_python_commit_and_abort(broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, "kp-txn", partitions=2)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="kafka-python")
+    try:
+        producer.init_transactions()
+        for prefix, commit in ((b"kept", True), (b"dropped", False), (b"also", True)):
+            producer.begin_transaction()
+            for i in range(20):
+                producer.send("kp-txn", value=prefix + b"-%d" % i, partition=i % 2)
+            producer.flush()
+            if commit:
+                producer.commit_transaction()
+            else:
+                producer.abort_transaction()
+    finally:
+        producer.close()
+
+    committed = read_values(broker.bootstrap, "kp-txn", 2, "read_committed")
+    assert sorted(committed) == sorted(
+        p + b"-%d" % i for p in (b"kept", b"also") for i in range(20)
+    )
+    assert len(read_values(broker.bootstrap, "kp-txn", 2, "read_uncommitted")) == 60
+
+
+def test_kafka_python_send_offsets_to_transaction(broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, "kp-offsets", partitions=1)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="kp-offsets")
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send("kp-offsets", value=b"x", partition=0)
+        producer.send_offsets_to_transaction(
+            {TopicPartition("kp-offsets", 0): OffsetAndMetadata(42, "", -1)}, "kp-group"
+        )
+        producer.commit_transaction()
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="kp-group")
+    try:
+        assert consumer.committed(TopicPartition("kp-offsets", 0)) == 42
+    finally:
+        consumer.close()
