@@ -445,7 +445,7 @@ class TransactionCoordinatorShard:
         while True:
             error = await self._append(metadata, transit, retry_unavailable=True)
             if error is ErrorCode.none:
-                log.info(
+                log.debug(
                     "%s: transaction of producer %d epoch %d %s",
                     transactional_id,
                     metadata.producer_id,
