@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from tests.integration.cluster.conftest import Cluster
@@ -71,6 +72,7 @@ def _read_committed_by_partition(bootstrap: str, topic: str) -> dict[int, list[b
         consumer.close()
 
 
+@pytest.mark.timeout(900)
 def test_copy_exactly_once_through_hard_bounces(cluster_factory: Factory) -> None:
     cluster = cluster_factory(
         3,
