@@ -45,7 +45,7 @@ def main() -> int:
         p: consumer.get_watermark_offsets(TopicPartition(source, p), timeout=30)[1]
         for p in partitions
     }
-    committed = consumer.committed([TopicPartition(source, p) for p in partitions], timeout=30)
+    committed = _committed(consumer, [TopicPartition(source, p) for p in partitions])
     positions = {tp.partition: max(tp.offset, 0) for tp in committed}
     consumer.assign([TopicPartition(source, p, positions[p]) for p in partitions])
     print(f"copier {txn_id}: from {positions} to {ends}", flush=True)
@@ -84,6 +84,21 @@ def main() -> int:
     print(f"copier {txn_id}: done at {positions}", flush=True)
     consumer.close()
     return 0
+
+
+def _committed(consumer: Consumer, wanted: list[TopicPartition]) -> list[TopicPartition]:
+    """The group's committed offsets, asked again while the answer is retriable (the
+    group's coordinator moving while a broker is down)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return list(consumer.committed(wanted, timeout=30))
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _commit(producer: Producer) -> None:

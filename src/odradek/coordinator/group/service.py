@@ -312,11 +312,14 @@ class GroupCoordinator:
                 ],
                 spec,
             )
-            current = self.replica_manager.partitions.get(partition.tp)
-            if current is None:
-                raise KafkaError("partition is gone", ErrorCode.not_leader_or_follower)
-            info = current.append_records_to_leader(batch, -1, origin=AppendOrigin.COORDINATOR)
-            return info.first_offset
+            # Through the replica manager, so that followers parked in a fetch are woken
+            # at once rather than at the end of their wait.
+            result = self.replica_manager.append_records(
+                -1, [(partition.tp, bytearray(batch))], AppendOrigin.COORDINATOR
+            )[partition.tp]
+            if result.error is not ErrorCode.none:
+                raise KafkaError(result.message or "append failed", result.error)
+            return result.base_offset
 
         return write
 

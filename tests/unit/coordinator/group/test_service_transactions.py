@@ -108,6 +108,18 @@ class StubReplicaManager:
         future.set_result({tp: replace(r, error=self.ack_error) for tp, r in results.items()})
         return future
 
+    def append_records(
+        self,
+        required_acks: int,
+        entries: list[tuple[TopicPartition, bytearray]],
+        origin: AppendOrigin,
+    ) -> dict[TopicPartition, ProduceResult]:
+        results = {}
+        for tp, records in entries:
+            info = self.partitions[tp].append_records_to_leader(records, required_acks, origin)
+            results[tp] = ProduceResult(base_offset=info.first_offset)
+        return results
+
     def add_leadership_listener(self, topic: str, listener: object) -> None:
         pass
 
