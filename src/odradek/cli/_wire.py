@@ -51,6 +51,12 @@ class BrokerConnection:
 
     def send(self, request: Any) -> Any:
         """Send ``request`` (a kio request entity) and return the decoded response."""
+        body = self.send_for_body(request)
+        return codec.decode_response(int(request.__api_key__), int(request.__version__), body)[1]
+
+    def send_for_body(self, request: Any) -> bytes:
+        """Send ``request`` and return the response body (after the correlation id) for a
+        caller that decodes it itself."""
         correlation_id = next(self._correlation)
         frame = codec.request_bytes(request, correlation_id, "odradek-cli")
         try:
@@ -61,12 +67,10 @@ class BrokerConnection:
             body = self._read(size)
         except OSError as exc:
             raise CliError(f"lost the connection to broker {self.address}: {exc}") from None
-        received, response = codec.decode_response(
-            int(request.__api_key__), int(request.__version__), body
-        )
+        received = int.from_bytes(body[:4], "big", signed=True)
         if received != correlation_id:
             raise CliError(f"broker {self.address} answered another request ({received})")
-        return response
+        return body
 
     def _read(self, size: int) -> bytes:
         chunks = bytearray()

@@ -20,6 +20,8 @@ These APIs are not in librdkafka, so the requests go through ``cli/_wire.py``.
 from __future__ import annotations
 
 import datetime
+import struct
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -149,10 +151,10 @@ def describe(
         if found.error_code != ErrorCode.none:
             raise _error(found.error_code, "cannot find the coordinator", found.error_message)
         with BrokerConnection(found.host, found.port) as connection:
-            response = connection.send(
+            body = connection.send_for_body(
                 _request(DESCRIBE_TRANSACTIONS, 0, transactional_ids=(transactional_id,))
             )
-        txn = response.transaction_states[0]
+        txn = _described_transactions(body)[0]
         if txn.error_code != ErrorCode.none:
             raise _error(txn.error_code, f"cannot describe {transactional_id}")
         table = _table(
@@ -165,21 +167,113 @@ def describe(
             "start time",
             "partitions",
         )
-        started = txn.transaction_start_time
-        partitions = ",".join(
-            f"{topic.topic}-{index}" for topic in txn.topics for index in topic.partitions
-        )
+        started = txn.transaction_start_ms
+        partitions = ",".join(f"{topic}-{index}" for topic, index in txn.partitions)
         table.add_row(
             str(found.node_id),
             Text(txn.transactional_id),
             str(txn.producer_id),
             str(txn.producer_epoch),
             txn.transaction_state,
-            str(int(txn.transaction_timeout.total_seconds() * 1000)),
-            "-" if started is None or started.timestamp() <= 0 else started.isoformat(),
+            str(txn.transaction_timeout_ms),
+            _timestamp(started),
             Text(partitions or "-"),
         )
         stdout_console().print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class _DescribedTransaction:
+    error_code: int
+    transactional_id: str
+    transaction_state: str
+    transaction_timeout_ms: int
+    transaction_start_ms: int
+    producer_id: int
+    producer_epoch: int
+    partitions: tuple[tuple[str, int], ...]
+
+
+def _described_transactions(body: bytes) -> list[_DescribedTransaction]:
+    """A DescribeTransactions v0 response body, decoded here rather than by kio, which
+    refuses the start time -1 that a broker sends for an id with no transaction open.
+    A flexible version (arrays and strings prefixed by unsigned varint length + 1, each
+    structure ending in tagged fields)::
+
+        correlation_id int32, header tagged fields,
+        throttle_time_ms int32,
+        transaction_states [] of
+          error_code int16, transactional_id string, transaction_state string,
+          transaction_timeout_ms int32, transaction_start_time_ms int64,
+          producer_id int64, producer_epoch int16,
+          topics [] of (topic string, partitions [] of int32, tagged fields),
+          tagged fields
+    """
+    view = memoryview(body)
+    position = 4
+
+    def take(fmt: str) -> Any:
+        nonlocal position
+        (value,) = struct.unpack_from(fmt, view, position)
+        position += struct.calcsize(fmt)
+        return value
+
+    def uvarint() -> int:
+        nonlocal position
+        value = shift = 0
+        while True:
+            byte = view[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 28:
+                raise ValueError("varint too long")
+
+    def skip_tagged_fields() -> None:
+        nonlocal position
+        for _ in range(uvarint()):
+            uvarint()
+            position += uvarint()
+
+    def string() -> str:
+        nonlocal position
+        length = max(uvarint() - 1, 0)
+        text = bytes(view[position : position + length]).decode()
+        position += length
+        return text
+
+    found = []
+    try:
+        skip_tagged_fields()
+        take(">i")
+        for _ in range(uvarint() - 1):
+            error, txn_id, state = take(">h"), string(), string()
+            timeout, start, producer_id, epoch = take(">i"), take(">q"), take(">q"), take(">h")
+            partitions: list[tuple[str, int]] = []
+            for _ in range(uvarint() - 1):
+                topic = string()
+                partitions += [(topic, take(">i")) for _ in range(uvarint() - 1)]
+                skip_tagged_fields()
+            skip_tagged_fields()
+            found.append(
+                _DescribedTransaction(
+                    error, txn_id, state, timeout, start, producer_id, epoch, tuple(partitions)
+                )
+            )
+    except (struct.error, IndexError, ValueError) as exc:
+        raise CliError(f"cannot read the broker's DescribeTransactions answer: {exc}") from None
+    if not found:
+        raise CliError("the broker described no transaction")
+    return found
+
+
+def _timestamp(millis: int) -> str:
+    if millis < 0:
+        return "-"
+    moment = datetime.datetime.fromtimestamp(millis / 1000, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def _producers(
@@ -241,18 +335,11 @@ def describe_producers(
             "txn start offset",
         )
         for state in sorted(producers, key=lambda s: s.producer_id):
-            stamp = (
-                datetime.datetime.fromtimestamp(
-                    state.last_timestamp / 1000, datetime.UTC
-                ).isoformat(timespec="milliseconds")
-                if state.last_timestamp >= 0
-                else "-"
-            )
             table.add_row(
                 str(state.producer_id),
                 str(state.producer_epoch),
                 str(state.last_sequence),
-                stamp,
+                _timestamp(state.last_timestamp),
                 str(state.coordinator_epoch),
                 str(state.current_txn_start_offset) if state.current_txn_start_offset >= 0 else "-",
             )

@@ -7,7 +7,7 @@ import datetime
 from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
-from odradek.broker.handlers.common import ZERO_DURATION, millis_to_datetime
+from odradek.broker.handlers.common import EPOCH, ZERO_DURATION
 from odradek.protocol import codec
 
 API_KEY = 65
@@ -27,7 +27,8 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 transactional_id=txn.transactional_id,
                 transaction_state=txn.state,
                 transaction_timeout=datetime.timedelta(milliseconds=txn.timeout_ms),
-                transaction_start_time=millis_to_datetime(txn.start_timestamp),
+                # Not nullable: -1 (no transaction) is one millisecond before the epoch.
+                transaction_start_time=EPOCH + datetime.timedelta(milliseconds=txn.start_timestamp),
                 producer_id=txn.producer_id,
                 producer_epoch=txn.producer_epoch,
                 topics=tuple(
