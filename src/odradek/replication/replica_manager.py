@@ -90,6 +90,7 @@ class ParkedFetch:
         "follower",
         "needed",
         "partitions",
+        "stable_offsets",
     )
 
     def __init__(
@@ -98,10 +99,16 @@ class ParkedFetch:
         needed: int,
         partitions: list[TopicPartition],
         on_complete: Callable[[], None],
+        *,
         follower: bool = False,
+        stable_offsets: dict[TopicPartition, int] | None = None,
     ) -> None:
         self._manager = manager
         self.follower = follower
+        self.stable_offsets = stable_offsets
+        """read_committed: each partition's last stable offset when parked. Records
+        appended inside an open transaction are invisible to this fetch, so it is woken
+        only once the LSO has moved (Kafka's DelayedFetch reads up to the LSO)."""
         """A follower's fetch sees appends at once; a consumer's only as the high
         watermark passes them."""
         self._on_complete = on_complete
@@ -512,6 +519,7 @@ class ReplicaManager(MetadataListener):
         on_complete: Callable[[], None],
         *,
         follower: bool = False,
+        read_committed: bool = False,
     ) -> ParkedFetch:
         """Park a fetch until ``needed`` bytes are appended to the partitions of
         ``first_read`` or ``max_wait_ms`` passes, then call ``on_complete`` (once).
@@ -521,8 +529,18 @@ class ReplicaManager(MetadataListener):
         log end offsets seen by the first read are compared after parking. In that case
         ``on_complete`` runs before this returns.
         """
+        stable = (
+            {r.tp: r.read.last_stable_offset for r in first_read if r.read is not None}
+            if read_committed
+            else None
+        )
         parked = ParkedFetch(
-            self, needed, [result.tp for result in first_read], on_complete, follower
+            self,
+            needed,
+            [result.tp for result in first_read],
+            on_complete,
+            follower=follower,
+            stable_offsets=stable,
         )
         for tp in parked.partitions:
             self._waiters.setdefault(tp, set()).add(parked)
@@ -536,7 +554,11 @@ class ReplicaManager(MetadataListener):
                 if follower
                 else read is None
                 or partition is None
-                or partition.log.high_watermark != read.high_watermark
+                or (
+                    partition.log.last_stable_offset != read.last_stable_offset
+                    if read_committed
+                    else partition.log.high_watermark != read.high_watermark
+                )
             )
             if moved:
                 parked.wake()
@@ -598,15 +620,24 @@ class ReplicaManager(MetadataListener):
             for waiter in list(waiters):
                 if waiter.follower or high_watermark_moved:
                     waiter.needed -= appended
-                    if waiter.needed <= 0:
+                    if waiter.needed <= 0 and self._stable_moved(waiter, tp):
                         waiter.wake()
         if high_watermark_moved:
             self._check_acks(tp)
 
     def _wake(self, tp: TopicPartition, *, consumers_only: bool = False) -> None:
         for waiter in list(self._waiters.get(tp, ())):
-            if not (consumers_only and waiter.follower):
+            if not consumers_only or (not waiter.follower and self._stable_moved(waiter, tp)):
                 waiter.wake()
+
+    def _stable_moved(self, waiter: ParkedFetch, tp: TopicPartition) -> bool:
+        """Whether ``waiter`` can see something new in ``tp``: always for a follower or a
+        read_uncommitted fetch; for read_committed, once the LSO passed where it was."""
+        stable = waiter.stable_offsets
+        if stable is None:
+            return True
+        partition = self.partitions.get(tp)
+        return partition is None or partition.log.last_stable_offset > stable.get(tp, -1)
 
     def _forget(self, waiter: ParkedFetch) -> None:
         for tp in waiter.partitions:

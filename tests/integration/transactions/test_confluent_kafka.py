@@ -204,3 +204,35 @@ def test_consume_transform_produce_commits_offsets_with_the_output(broker: Broke
 
     output = read_values(broker.bootstrap, "ctp-out", 2, "read_committed")
     assert sorted(output) == sorted(b"out-%d" % i for i in range(400))
+
+
+def test_read_committed_fetch_is_answered_when_the_transaction_commits(
+    broker: BrokerProcess,
+) -> None:
+    """A read_committed fetch parked for up to 10 s is answered once the commit marker
+    moves the last stable offset, not at the end of its wait."""
+    create_topic(broker.bootstrap, "wake", partitions=1)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "wake",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 10000,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        consumer.assign([TopicPartition("wake", 0, 0)])
+        assert consumer.poll(2.0) is None  # the fetch is now parked
+        producer = transactional_producer(broker.bootstrap)
+        producer.begin_transaction()
+        _produce(producer, "wake", "inside", 3, 1)
+        time.sleep(1.0)  # the records are in the log, above the last stable offset
+        producer.commit_transaction(30)
+        committed_at = time.monotonic()
+        message = consumer.poll(15.0)
+        assert message is not None and message.error() is None
+        assert message.value() == b"inside-0"
+        assert time.monotonic() - committed_at < 5.0, "answered at the end of the wait"
+    finally:
+        consumer.close()

@@ -98,7 +98,12 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
 
     found = sum(result.size for result in results)
     parked = replica_manager.park_fetch(
-        results, min_bytes - found, max_wait_ms, complete, follower=follower
+        results,
+        min_bytes - found,
+        max_wait_ms,
+        complete,
+        follower=follower,
+        read_committed=isolation == READ_COMMITTED and not follower,
     )
     reply.add_done_callback(lambda _: parked.cancel())
     return reply
