@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from odradek.cluster.controller import Controller
-from odradek.cluster.metadata import MetadataStore, TopicExistsError
+from odradek.cluster.metadata import MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig
 from odradek.coordinator.group.group_manager import (
     GroupConfig,
@@ -38,6 +37,11 @@ from odradek.coordinator.group.records import (
     partition_for,
 )
 from odradek.coordinator.group.shard import GroupCoordinatorShard
+from odradek.coordinator.internal_topics import (
+    LOAD_CHUNK_BYTES,
+    create_internal_topic,
+    replication_factor,
+)
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
 from odradek.protocol.types import TopicPartition
@@ -48,7 +52,6 @@ from odradek.storage.values import AppendOrigin
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
-LOAD_CHUNK_BYTES = 4 * 1024 * 1024
 OFFSET_COMMIT_TIMEOUT_MS = 5000
 """How long a transactional offset commit waits for the ISR (Kafka's default
 ``offsets.commit.timeout.ms``)."""
@@ -226,26 +229,18 @@ class GroupCoordinator:
             )
         return state.leader
 
-    def _create_offsets_topic(self) -> Any:
-        factor = min(
-            int(self.config.get("offsets.topic.replication.factor")), len(self.live_brokers())
+    def _create_offsets_topic(self) -> TopicMetadata:
+        return create_internal_topic(
+            controller=self.controller,
+            metadata=self.metadata,
+            name=OFFSETS_TOPIC,
+            partitions=int(self.config.get("offsets.topic.num.partitions")),
+            factor=replication_factor(
+                int(self.config.get("offsets.topic.replication.factor")),
+                len(self.live_brokers()),
+            ),
+            configs=OFFSETS_TOPIC_CONFIGS,
         )
-        try:
-            created = self.controller.create_topic(
-                OFFSETS_TOPIC,
-                int(self.config.get("offsets.topic.num.partitions")),
-                max(factor, 1),
-                configs=OFFSETS_TOPIC_CONFIGS,
-            )
-        except TopicExistsError:
-            created = self.metadata.topic(OFFSETS_TOPIC)
-        except KafkaError as exc:
-            raise KafkaError(
-                f"cannot create {OFFSETS_TOPIC}: {exc}", ErrorCode.coordinator_not_available
-            ) from exc
-        if created is None:
-            raise KafkaError(f"{OFFSETS_TOPIC} is not there", ErrorCode.coordinator_not_available)
-        return created
 
     # -- leadership ------------------------------------------------------------------------
 
