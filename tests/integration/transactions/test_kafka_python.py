@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from tests.integration.transactions.txn import read_values
+from tests.integration.transactions.txn import read_values, transactional_producer
 from tests.support.broker import BrokerProcess
 from tests.support.clients import create_topic
 
@@ -52,3 +53,29 @@ def test_kafka_python_send_offsets_to_transaction(broker: BrokerProcess) -> None
         assert consumer.committed(TopicPartition("kp-offsets", 0)) == 42
     finally:
         consumer.close()
+
+
+def test_kafka_python_admin_sees_transactions_and_producers(broker: BrokerProcess) -> None:
+    """ListTransactions, DescribeTransactions and DescribeProducers as kafka-python's
+    admin client (its own protocol code, not kio's) reads them."""
+    create_topic(broker.bootstrap, "kp-admin", partitions=1)
+    producer = transactional_producer(broker.bootstrap, "kp-admin-id")
+    producer.begin_transaction()
+    producer.produce("kp-admin", value=b"x")
+    producer.flush(30)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        listed = [t for ts in admin.list_transactions().values() for t in ts]
+        assert any(t.transactional_id == "kp-admin-id" for t in listed)
+        described = admin.describe_transactions(["kp-admin-id"])["kp-admin-id"]
+        assert described.state.value == "Ongoing"
+        assert described.topic_partitions == {TopicPartition("kp-admin", 0)}
+        states = admin.describe_producers([TopicPartition("kp-admin", 0)])
+        (state,) = states[TopicPartition("kp-admin", 0)].active_producers
+        assert state.producer_id == described.producer_id
+        assert state.current_transaction_start_offset == 0
+        producer.commit_transaction(30)
+        described = admin.describe_transactions(["kp-admin-id"])["kp-admin-id"]
+        assert described.state.value == "CompleteCommit"
+    finally:
+        admin.close()
