@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
@@ -41,11 +42,11 @@ def offsets_to_commit(
 
 
 def handle(ctx: RequestContext, request: Any) -> Any:
-    module = codec.response_module(API_KEY, ctx.api_version)
     errors, wanted = offsets_to_commit(ctx, request.topics)
     if wanted:
+        coordinator = ctx.broker.group_coordinator
         try:
-            shard = ctx.broker.group_coordinator.shard_for(request.group_id)
+            shard = coordinator.shard_for(request.group_id)
             errors.update(
                 shard.commit_offsets(
                     request.group_id,
@@ -57,6 +58,35 @@ def handle(ctx: RequestContext, request: Any) -> Any:
             )
         except KafkaError as exc:
             errors.update({item.tp: exc.error_code for item in wanted})
+        if ErrorCode.none in errors.values():
+            # Answered once the commit is on the ISR: a failover cannot lose it then.
+            waiting = coordinator.replication_wait(coordinator.partition_of(request.group_id))
+            if not isinstance(waiting, ErrorCode):
+                return _after(ctx, request, errors, waiting)
+            _replication_failed(errors, waiting)
+    return _response(ctx, request, errors)
+
+
+async def _after(
+    ctx: RequestContext,
+    request: Any,
+    errors: dict[TopicPartition, ErrorCode],
+    waiting: Awaitable[ErrorCode],
+) -> Any:
+    _replication_failed(errors, await waiting)
+    return _response(ctx, request, errors)
+
+
+def _replication_failed(errors: dict[TopicPartition, ErrorCode], outcome: ErrorCode) -> None:
+    """The commits written get the replication's error, if any (the client retries)."""
+    if outcome is not ErrorCode.none:
+        for tp, error in errors.items():
+            if error is ErrorCode.none:
+                errors[tp] = outcome
+
+
+def _response(ctx: RequestContext, request: Any, errors: dict[TopicPartition, ErrorCode]) -> Any:
+    module = codec.response_module(API_KEY, ctx.api_version)
     topics = tuple(
         codec.build(
             module.OffsetCommitResponseTopic,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import MetadataStore, TopicMetadata
@@ -188,15 +188,27 @@ class GroupCoordinator:
     async def _replicated(self, index: int) -> ErrorCode:
         """Wait until the ISR of partition ``index`` has everything written to it so far;
         how that went, as a coordinator error."""
+        waiting = self.replication_wait(index)
+        return waiting if isinstance(waiting, ErrorCode) else await waiting
+
+    def replication_wait(self, index: int) -> ErrorCode | Awaitable[ErrorCode]:
+        """What a write to partition ``index`` still waits for: its outcome when the ISR
+        already has everything written so far (at once on a single node), else an
+        awaitable of it. A coordinator answers an acknowledged write only once it is
+        replicated, so that a leader failover cannot lose it."""
         tp = TopicPartition(OFFSETS_TOPIC, index)
         partition = self.replica_manager.partitions.get(tp)
         if partition is None:
             return ErrorCode.not_coordinator
         results = {tp: ProduceResult(required_offset=partition.log.log_end_offset)}
         waiting = self.replica_manager.await_acks(results, OFFSET_COMMIT_TIMEOUT_MS)
-        if waiting is not None:
-            results = await waiting
-        return coordinator_error_code(results[tp].error)
+        if waiting is None:
+            return coordinator_error_code(results[tp].error)
+
+        async def outcome() -> ErrorCode:
+            return coordinator_error_code((await waiting)[tp].error)
+
+        return outcome()
 
     def complete_transaction(
         self,
