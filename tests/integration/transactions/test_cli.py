@@ -45,8 +45,13 @@ def test_list_and_describe(broker: BrokerProcess) -> None:
     open_.produce("cli-txn", value=b"y", partition=1)
     open_.flush(30)
 
-    listed = ok(run("transactions", "list", "-b", broker.bootstrap))
-    rows = {line.split()[0]: line.split() for line in listed.splitlines()[1:] if line.strip()}
+    deadline = time.monotonic() + 10
+    while True:  # the commit completes (markers, CompleteCommit) after EndTxn's answer
+        listed = ok(run("transactions", "list", "-b", broker.bootstrap))
+        rows = {line.split()[0]: line.split() for line in listed.splitlines()[1:] if line.strip()}
+        if rows["cli-done"][-1] != "PrepareCommit" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert rows["cli-done"][-1] == "CompleteCommit"
     assert rows["cli-open"][-1] == "Ongoing"
     only_open = ok(run("transactions", "list", "--state", "Ongoing", "-b", broker.bootstrap))
@@ -55,7 +60,14 @@ def test_list_and_describe(broker: BrokerProcess) -> None:
     described = ok(run("transactions", "describe", "cli-open", "-b", broker.bootstrap))
     assert "Ongoing" in described and "cli-txn-1" in described
     open_.abort_transaction(30)
-    described = ok(run("transactions", "describe", "cli-open", "-b", broker.bootstrap))
+    # EndTxn is answered at PrepareAbort; the markers and CompleteAbort follow.
+    deadline = time.monotonic() + 10
+    while (
+        "PrepareAbort"
+        in (described := ok(run("transactions", "describe", "cli-open", "-b", broker.bootstrap)))
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
     assert "CompleteAbort" in described
 
     producers = ok(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -75,7 +77,12 @@ def test_kafka_python_admin_sees_transactions_and_producers(broker: BrokerProces
         assert state.producer_id == described.producer_id
         assert state.current_transaction_start_offset == 0
         producer.commit_transaction(30)
-        described = admin.describe_transactions(["kp-admin-id"])["kp-admin-id"]
-        assert described.state.value == "CompleteCommit"
+        # EndTxn is answered at PrepareCommit; the markers and CompleteCommit follow.
+        deadline = time.monotonic() + 10
+        while (
+            state_name := admin.describe_transactions(["kp-admin-id"])["kp-admin-id"].state.value
+        ) == "PrepareCommit" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state_name == "CompleteCommit"
     finally:
         admin.close()
