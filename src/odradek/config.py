@@ -574,6 +574,14 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
             "How often expired transactional ids are removed.",
             validator=at_least(1),
         ),
+        _key(
+            "transaction.partition.verification.enable",
+            BOOL,
+            True,
+            "Before a producer's first transactional write to a partition, its leader asks "
+            "the transaction coordinator whether the partition is in the transaction "
+            "(KIP-890). Read at start.",
+        ),
         _key("num.recovery.threads.per.data.dir", INT, 2, "Threads recovering logs at start."),
         _key("log.cleaner.enable", BOOL, True, "Run the log cleaner."),
     ]

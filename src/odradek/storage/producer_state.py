@@ -19,7 +19,11 @@ does:
   epoch older than the current one is INVALID_PRODUCER_EPOCH, its coordinator epoch older
   than the producer's is TRANSACTION_COORDINATOR_FENCED; it sets the producer's epoch,
   coordinator epoch and timestamp, never its sequences;
-- replication appends log the two epoch breaches instead of refusing them, as Kafka does.
+- replication appends log the two epoch breaches instead of refusing them, as Kafka does;
+- while a transaction verification of the producer is in progress (``verification``;
+  KIP-890), a client batch whose first sequence is above the lowest sequence waiting on
+  it is OUT_OF_ORDER_SEQUENCE_NUMBER; any transactional batch of the producer (data or
+  marker) ends the verification state.
 
 Duplicates are found (``find_duplicate_batch``) before those checks by the log.
 
@@ -85,6 +89,7 @@ from odradek.storage.errors import (
     TransactionCoordinatorFencedError,
 )
 from odradek.storage.values import ActiveProducer, AppendOrigin
+from odradek.storage.verification import VerificationGuard, VerificationStateEntry
 
 log = logging.getLogger(__name__)
 
@@ -217,11 +222,16 @@ class ProducerAppendInfo:
         origin: AppendOrigin,
         *,
         lenient: bool = False,
+        verification: VerificationStateEntry | None = None,
     ) -> None:
         self.topic_partition = tp
         self.producer_id = producer_id
         self.origin = origin
         self.lenient = lenient
+        self.verification = verification
+        """The producer's verification in progress here, if any (client appends)."""
+        self.saw_transactional = False
+        """A transactional batch (data or marker) was appended: verification is over."""
         self.current = current or ProducerStateEntry(producer_id)
         self.updated = self.current.copy()
         self.updated.batches.clear()
@@ -241,6 +251,13 @@ class ProducerAppendInfo:
                 raise InvalidProducerEpochError(message)
 
     def _check_sequence(self, epoch: int, first_seq: int, offset: int) -> None:
+        verification = self.verification
+        if verification is not None and first_seq > verification.lowest_sequence:
+            raise OutOfOrderSequenceError(
+                f"out of order sequence number for producer {self.producer_id} at offset "
+                f"{offset} in {self.topic_partition}: {first_seq} (incoming seq. number), "
+                f"{verification.lowest_sequence} (earliest seen sequence)"
+            )
         updated, current = self.updated, self.current
         if epoch != updated.producer_epoch:
             if first_seq != 0 and updated.producer_epoch != batch.NO_PRODUCER_EPOCH:
@@ -275,7 +292,10 @@ class ProducerAppendInfo:
         batch with its end ``marker`` (None: not a transaction marker, nothing to do).
         Returns the transaction a marker completed."""
         if header.is_control:
-            return None if marker is None else self._append_end_txn_marker(header, marker)
+            if marker is None:
+                return None
+            self.saw_transactional = True
+            return self._append_end_txn_marker(header, marker)
         epoch = header.producer_epoch
         self._check_producer_epoch(epoch, header.base_offset)
         if self.origin is AppendOrigin.CLIENT:
@@ -290,6 +310,7 @@ class ProducerAppendInfo:
             header.max_timestamp,
         )
         if header.is_transactional:
+            self.saw_transactional = True
             if updated.current_txn_first_offset is None:
                 updated.current_txn_first_offset = header.base_offset
                 if self.started_transactions is None:
@@ -357,6 +378,8 @@ class ProducerStateManager:
         self.unreplicated_txns: dict[int, CompletedTxn] = {}
         """Completed transactions whose marker is not yet below the high watermark, by
         first offset (in completion order)."""
+        self.verification_states: dict[int, VerificationStateEntry] = {}
+        """Transaction verifications in progress, by producer id (``storage.verification``)."""
         self.map_end_offset = 0
         self.last_snapshot_offset = 0
         self._snapshots: list[int] = []
@@ -388,7 +411,42 @@ class ProducerStateManager:
             producer_id,
             origin,
             lenient=lenient,
+            verification=(
+                self.verification_states.get(producer_id) if origin is AppendOrigin.CLIENT else None
+            ),
         )
+
+    # -- transaction verification (KIP-890) ------------------------------------------------
+
+    def has_ongoing_transaction(self, producer_id: int, producer_epoch: int) -> bool:
+        """Whether the producer has a transaction open here, at ``producer_epoch``."""
+        entry = self.producers.get(producer_id)
+        return (
+            entry is not None
+            and entry.current_txn_first_offset is not None
+            and entry.producer_epoch == producer_epoch
+        )
+
+    def maybe_start_verification(
+        self, producer_id: int, sequence: int, producer_epoch: int, now: int
+    ) -> VerificationGuard | None:
+        """The guard a transactional batch must be verified under, None when the producer
+        already has its transaction open here (nothing to verify). A verification in
+        progress is shared: its guard is returned and its lowest sequence updated."""
+        if self.has_ongoing_transaction(producer_id, producer_epoch):
+            return None
+        entry = self.verification_states.get(producer_id)
+        if entry is None:
+            entry = VerificationStateEntry(now, sequence, producer_epoch)
+            self.verification_states[producer_id] = entry
+        else:
+            entry.maybe_update_lowest_sequence_and_epoch(sequence, producer_epoch)
+        return entry.guard
+
+    def verification_guard(self, producer_id: int) -> VerificationGuard | None:
+        """The guard of the producer's verification in progress, if any."""
+        entry = self.verification_states.get(producer_id)
+        return None if entry is None else entry.guard
 
     def analyze(
         self,
@@ -444,6 +502,10 @@ class ProducerStateManager:
 
     def update(self, info: ProducerAppendInfo) -> None:
         self.producers[info.producer_id] = info.updated
+        if info.saw_transactional and self.verification_states:
+            # The transaction opened (a first offset now answers for it) or ended (a
+            # verification started before the marker must not open the next one).
+            self.verification_states.pop(info.producer_id, None)
         started = info.started_transactions
         if started is not None:
             for first_offset in started:
@@ -540,9 +602,17 @@ class ProducerStateManager:
         )
 
     def remove_expired_producers(self, now: int) -> int:
+        """Drop idle producers, and verifications never completed, older than
+        ``producer.id.expiration.ms``; the number of producers dropped."""
         expired = [pid for pid, entry in self.producers.items() if self.is_expired(entry, now)]
         for pid in expired:
             del self.producers[pid]
+        if self.verification_states:
+            self.verification_states = {
+                pid: entry
+                for pid, entry in self.verification_states.items()
+                if now - entry.timestamp < self.producer_id_expiration_ms
+            }
         return len(expired)
 
     # -- snapshots -------------------------------------------------------------------------
