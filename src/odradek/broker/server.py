@@ -39,6 +39,7 @@ from odradek.coordinator.transaction.service import TransactionCoordinator
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
+from odradek.replication.txn_verification import TxnVerifier
 from odradek.storage import checkpoints
 from odradek.storage.errors import KafkaStorageError
 from odradek.storage.log import FlushJob
@@ -147,6 +148,15 @@ class Broker:
             producer_ids=self.metadata.allocate_producer_id,
             offsets_partition_of=self.group_coordinator.partition_of,
             local_markers=lambda markers: write_local_txn_markers(self, markers),
+        )
+        self.txn_verifier = TxnVerifier(
+            broker_id=self.broker_id,
+            replica_manager=self.replica_manager,
+            metadata=self.metadata,
+            enabled=config.get("transaction.partition.verification.enable"),
+            coordinator_of=self.transaction_coordinator.current_coordinator,
+            local=self.transaction_coordinator.verify_partitions_in_txn,
+            request_timeout_ms=config.get("request.timeout.ms"),
         )
 
     def _cluster_identity(self, log_dirs: list[Path]) -> tuple[str, bool]:
@@ -269,6 +279,7 @@ class Broker:
         self.replica_manager.complete_waiting()
         self.group_coordinator.shutdown()
         await self.transaction_coordinator.shutdown()
+        await self.txn_verifier.close()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         self.leader_rebalancer.close()
         while any(c.busy for c in self.connections) and time.monotonic() < deadline:

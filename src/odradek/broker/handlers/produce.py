@@ -2,14 +2,18 @@
 an answer once every in-sync replica has the records.
 
 The records blob reaches the log as bytes; only batch headers are read (storage's
-validator). Versions 0-2 are advertised as Kafka 4 does (older librdkafka turns off
-compression when the advertised minimum is above 0) and answered UNSUPPORTED_VERSION.
+validator). A request with a transactional id goes through transaction verification
+(``replication.txn_verification``, KIP-890): a producer's first batch in a partition
+waits while the partition's presence in its transaction is checked. Versions 0-2 are
+advertised as Kafka 4 does (older librdkafka turns off compression when the advertised
+minimum is above 0) and answered UNSUPPORTED_VERSION.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Awaitable
 
 from odradek.broker.api import NO_RESPONSE, Handler, Reply, RequestContext, ResponseChunks
 from odradek.broker.produce_response import encode_produce_response
@@ -31,8 +35,22 @@ def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
     ]
     if acks not in (-1, 0, 1):
         results = {tp: ProduceResult(error=ErrorCode.invalid_required_acks) for tp, _ in entries}
-    else:
+    elif request.transactional_id is None:
         results = ctx.broker.replica_manager.append_records(acks, entries)
+    else:
+        appended = ctx.broker.txn_verifier.append(
+            request.transactional_id, acks, entries, ctx.api_version
+        )
+        if not isinstance(appended, dict):
+            return _when_verified(ctx, request, appended)
+        results = appended
+    return _answer(ctx, request, results)
+
+
+def _answer(
+    ctx: RequestContext, request: ProduceRequestView, results: dict[TopicPartition, ProduceResult]
+) -> Reply:
+    acks = request.acks
     if acks == 0:
         return NO_RESPONSE
     if acks == -1:
@@ -40,6 +58,19 @@ def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
         if waiting is not None:
             return _when_replicated(ctx.api_version, request, waiting)
     return _response(ctx.api_version, request, results)
+
+
+async def _when_verified(
+    ctx: RequestContext,
+    request: ProduceRequestView,
+    appended: Awaitable[dict[TopicPartition, ProduceResult]],
+) -> Reply:
+    """Answer once the transaction coordinator on another broker has been asked and what
+    passed was appended (and, for acks=all, replicated)."""
+    reply = _answer(ctx, request, await appended)
+    if asyncio.iscoroutine(reply):
+        return await reply
+    return reply
 
 
 async def _when_replicated(

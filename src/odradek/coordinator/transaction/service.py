@@ -170,6 +170,15 @@ class TransactionCoordinator:
             )
         return state.leader
 
+    def current_coordinator(self, transactional_id: str) -> int | None:
+        """The broker leading the id's ``__transaction_state`` partition now; None while
+        the topic does not exist or the partition has no leader (nothing is created)."""
+        topic = self.metadata.topic(TRANSACTION_STATE_TOPIC)
+        if topic is None or not topic.partitions:
+            return None
+        leader = topic.partitions[partition_for(transactional_id, len(topic.partitions))].leader
+        return leader if leader >= 0 else None
+
     def _create_topic(self) -> TopicMetadata:
         factor = replication_factor(
             setting(self.config, "transaction.state.log.replication.factor"),
