@@ -105,12 +105,12 @@ class ParkedFetch:
     ) -> None:
         self._manager = manager
         self.follower = follower
+        """A follower's fetch sees appends at once; a consumer's only as the high
+        watermark passes them."""
         self.stable_offsets = stable_offsets
         """read_committed: each partition's last stable offset when parked. Records
         appended inside an open transaction are invisible to this fetch, so it is woken
         only once the LSO has moved (Kafka's DelayedFetch reads up to the LSO)."""
-        """A follower's fetch sees appends at once; a consumer's only as the high
-        watermark passes them."""
         self._on_complete = on_complete
         self._timer: asyncio.TimerHandle | None = None
         self.needed = needed
@@ -523,6 +523,9 @@ class ReplicaManager(MetadataListener):
     ) -> ParkedFetch:
         """Park a fetch until ``needed`` bytes are appended to the partitions of
         ``first_read`` or ``max_wait_ms`` passes, then call ``on_complete`` (once).
+        A ``read_committed`` consumer's fetch is completed by appends only once the last
+        stable offset of the partition moved (a transaction marker appended, or the high
+        watermark passing one): records of an open transaction are nothing it can read.
 
         Appends that happened between the first read and now (the request that wakes
         this fetch may have been handled before it was parked) complete it at once: the
