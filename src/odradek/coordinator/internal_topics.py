@@ -2,7 +2,9 @@
 
 ``__consumer_offsets`` and ``__transaction_state`` are both created on first use, with a
 replication factor capped by the live brokers (a single node works out of the box); both
-are read back from the start of a partition when this broker becomes its leader; and the
+are read back from the start of a partition, batch by batch (``read_batches``; the group
+coordinator needs transaction markers and producer ids, the transaction coordinator only
+records, ``read_records``), when this broker becomes its leader; and the
 transaction coordinator appends to its partitions with acks=all, answering only once the
 ISR has the records.
 """
@@ -16,7 +18,7 @@ from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import MetadataStore, TopicExistsError, TopicMetadata
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.record_codec import NewRecord, build_batch, decode_records
-from odradek.protocol.records import iter_headers
+from odradek.protocol.records import BatchHeader, iter_headers
 from odradek.protocol.types import TopicPartition
 from odradek.replication.replica_manager import ReplicaManager
 from odradek.storage.log import Log
@@ -58,11 +60,14 @@ def create_internal_topic(
     return created
 
 
-def read_records(
+def read_batches(
     partition_log: Log, chunk_bytes: int = LOAD_CHUNK_BYTES
-) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of every record from the log start to the log end, control
-    batches skipped: what a coordinator replays when it loads the partition."""
+) -> Iterator[tuple[bytes, BatchHeader]]:
+    """Every whole batch from the log start to the log end, control batches included,
+    as (the bytes read, the batch's header in them): what a coordinator replays when it
+    loads the partition, ``chunk_bytes`` at a time (a larger first batch is read whole).
+    The first batch may begin before the log start offset; its records there are not
+    the partition's any more."""
     offset = partition_log.log_start_offset
     end = partition_log.log_end_offset
     while offset < end:
@@ -72,15 +77,27 @@ def read_records(
         data = info.records.read()
         next_offset = offset
         for header in iter_headers(data):
-            next_offset = header.next_offset
-            if header.is_control or header.next_offset <= offset:
+            if header.next_offset <= offset:
                 continue
-            for record in decode_records(data, header):
-                if record.offset >= offset:
-                    yield record.offset, record.key, record.value
+            next_offset = header.next_offset
+            yield data, header
         if next_offset <= offset:
             return
         offset = next_offset
+
+
+def read_records(
+    partition_log: Log, chunk_bytes: int = LOAD_CHUNK_BYTES
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of every record from the log start to the log end, control
+    batches skipped: what a coordinator replays when it loads the partition."""
+    start = partition_log.log_start_offset
+    for data, header in read_batches(partition_log, chunk_bytes):
+        if header.is_control:
+            continue
+        for record in decode_records(data, header):
+            if record.offset >= start:
+                yield record.offset, record.key, record.value
 
 
 async def append_replicated(

@@ -37,25 +37,38 @@ def replay_batches(
         if header.next_offset <= start_offset:
             continue
         next_offset = header.next_offset
-        if header.is_control:
-            _replay_marker(shard, data, header)
-            continue
-        producer_id = header.producer_id if header.is_transactional else NO_PRODUCER_ID
-        try:
-            records = decode_records(data, header)
-        except RecordDecodeError as exc:
-            log.warning("skipping unreadable batch at %d: %s", header.base_offset, exc)
-            continue
-        for record in records:
-            if record.offset < start_offset or record.key is None:
-                continue
-            try:
-                key = decode_key(record.key)
-                shard.replay(key, decode_value(key, record.value), record.offset, producer_id)
-            except RecordFormatError as exc:
-                log.warning("skipping unreadable record at %d: %s", record.offset, exc)
-            count += 1
+        count += replay_batch(shard, data, header, start_offset)
     return count, next_offset
+
+
+def replay_batch(
+    shard: GroupCoordinatorShard,
+    data: bytes | bytearray | memoryview,
+    header: BatchHeader,
+    start_offset: int = 0,
+) -> int:
+    """Replay one batch (``header``, in ``data``), skipping records before
+    ``start_offset``; the number of records replayed."""
+    if header.is_control:
+        _replay_marker(shard, data, header)
+        return 0
+    producer_id = header.producer_id if header.is_transactional else NO_PRODUCER_ID
+    try:
+        records = decode_records(data, header)
+    except RecordDecodeError as exc:
+        log.warning("skipping unreadable batch at %d: %s", header.base_offset, exc)
+        return 0
+    count = 0
+    for record in records:
+        if record.offset < start_offset or record.key is None:
+            continue
+        try:
+            key = decode_key(record.key)
+            shard.replay(key, decode_value(key, record.value), record.offset, producer_id)
+        except RecordFormatError as exc:
+            log.warning("skipping unreadable record at %d: %s", record.offset, exc)
+        count += 1
+    return count
 
 
 def _replay_marker(

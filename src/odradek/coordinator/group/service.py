@@ -27,7 +27,7 @@ from odradek.coordinator.group.group_manager import (
     Writer,
     coordinator_error_code,
 )
-from odradek.coordinator.group.loader import replay_batches
+from odradek.coordinator.group.loader import replay_batch
 from odradek.coordinator.group.offset_manager import OffsetConfig, OffsetToCommit
 from odradek.coordinator.group.records import (
     Key,
@@ -38,8 +38,8 @@ from odradek.coordinator.group.records import (
 )
 from odradek.coordinator.group.shard import GroupCoordinatorShard
 from odradek.coordinator.internal_topics import (
-    LOAD_CHUNK_BYTES,
     create_internal_topic,
+    read_batches,
     replication_factor,
 )
 from odradek.protocol.errors import ErrorCode, KafkaError
@@ -277,19 +277,10 @@ class GroupCoordinator:
     def _load(self, partition: Partition, shard: GroupCoordinatorShard) -> int:
         """Replay the partition's records and transaction markers into the shard; the
         number of records read."""
-        partition_log = partition.log
-        offset = partition_log.log_start_offset
-        end = partition_log.log_end_offset
-        count = 0
-        while offset < end:
-            info = partition_log.read(offset, LOAD_CHUNK_BYTES, max_offset=end)
-            if info.records is None:
-                break
-            replayed, next_offset = replay_batches(shard, info.records.read(), offset)
-            count += replayed
-            if next_offset <= offset:
-                break
-            offset = next_offset
+        start = partition.log.log_start_offset
+        count = sum(
+            replay_batch(shard, data, header, start) for data, header in read_batches(partition.log)
+        )
         shard.finish_loading()
         return count
 
