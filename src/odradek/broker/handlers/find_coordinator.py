@@ -2,7 +2,10 @@
 transactional id (key type 1); v4+ asks for several at once.
 
 The first lookup of a kind creates its internal topic (``__consumer_offsets``,
-``__transaction_state``).
+``__transaction_state``). An empty key is answered like any other, as Kafka answers it
+(``KafkaApis.getCoordinator`` checks only the key type): "" hashes to partition 0, and
+the coordinator refuses the empty id in the request that follows (INVALID_GROUP_ID,
+INVALID_REQUEST).
 """
 
 from __future__ import annotations
@@ -61,9 +64,6 @@ def _lookup(
 ) -> tuple[ErrorCode, str | None, int, Endpoint | None]:
     if key_type not in (GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE):
         return ErrorCode.invalid_request, f"unknown coordinator key type {key_type}", -1, None
-    kind = "group id" if key_type == GROUP_KEY_TYPE else "transactional id"
-    if not key:
-        return ErrorCode.invalid_request, f"{kind} must not be empty", -1, None
     coordinators = ctx.broker.group_coordinator, ctx.broker.transaction_coordinator
     try:
         node = coordinators[key_type].coordinator_of(key)
