@@ -280,7 +280,9 @@ def _producers(
     options: ClientOptions, topic: str, partition: int
 ) -> tuple[tuple[str, int], list[Any]]:
     """The leader's address and the active producers of one partition."""
-    metadata = fetch_metadata(admin_client(options), options.bootstrap, topic)
+    # Every topic's metadata: asked for by name, librdkafka's admin handle (a producer
+    # inside) lets the broker auto-create a topic that does not exist.
+    metadata = fetch_metadata(admin_client(options), options.bootstrap)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or partition not in found.partitions:
         raise CliError(f"no partition {partition} of topic {topic}")
