@@ -10,7 +10,6 @@ from odradek.broker.handlers.common import ZERO_DURATION, deferred, duration_ms
 from odradek.coordinator.group.group import JoinResult
 from odradek.coordinator.group.group_manager import JoinRequest
 from odradek.protocol import codec
-from odradek.protocol.errors import KafkaError
 
 API_KEY = 11
 
@@ -19,10 +18,6 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
     version = ctx.api_version
     session_timeout = duration_ms(request.session_timeout)
     rebalance_timeout = duration_ms(request.rebalance_timeout) if version >= 1 else session_timeout
-    try:
-        shard = ctx.broker.group_coordinator.shard_for(request.group_id)
-    except KafkaError as exc:
-        return _response(version, JoinResult(exc.error_code, request.member_id))
     join = JoinRequest(
         group_id=request.group_id,
         member_id=request.member_id,
@@ -37,7 +32,7 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
     )
 
     def start(respond: Callable[[JoinResult], None]) -> None:
-        shard.join_group(join, respond)
+        ctx.broker.group_coordinator.join_group(join, respond)
 
     def render(result: JoinResult) -> Any:
         return _response(version, result)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
-from odradek.broker.api import Handler, RequestContext
-from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.broker.api import Handler, Reply, RequestContext
+from odradek.broker.handlers.common import ZERO_DURATION, deferred
 from odradek.coordinator.group.offset_manager import OffsetToCommit
 from odradek.protocol import codec
-from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.errors import ErrorCode
 from odradek.protocol.types import TopicPartition
 
 API_KEY = 8
@@ -41,48 +41,26 @@ def offsets_to_commit(
     return errors, wanted
 
 
-def handle(ctx: RequestContext, request: Any) -> Any:
+def handle(ctx: RequestContext, request: Any) -> Reply:
     errors, wanted = offsets_to_commit(ctx, request.topics)
-    if wanted:
-        coordinator = ctx.broker.group_coordinator
-        try:
-            shard = coordinator.shard_for(request.group_id)
-            errors.update(
-                shard.commit_offsets(
-                    request.group_id,
-                    request.member_id,
-                    getattr(request, "group_instance_id", None),
-                    request.generation_id_or_member_epoch,
-                    wanted,
-                )
-            )
-        except KafkaError as exc:
-            errors.update({item.tp: exc.error_code for item in wanted})
-        if ErrorCode.none in errors.values():
-            # Answered once the commit is on the ISR: a failover cannot lose it then.
-            waiting = coordinator.replication_wait(coordinator.partition_of(request.group_id))
-            if not isinstance(waiting, ErrorCode):
-                return _after(ctx, request, errors, waiting)
-            _replication_failed(errors, waiting)
-    return _response(ctx, request, errors)
+    if not wanted:
+        return _response(ctx, request, errors)
 
+    def start(respond: Callable[[dict[TopicPartition, ErrorCode]], None]) -> None:
+        # Answered once the commit is on the ISR: a failover cannot lose it then.
+        ctx.broker.group_coordinator.commit_offsets(
+            request.group_id,
+            wanted,
+            respond,
+            member_id=request.member_id,
+            instance_id=getattr(request, "group_instance_id", None),
+            generation_id=request.generation_id_or_member_epoch,
+        )
 
-async def _after(
-    ctx: RequestContext,
-    request: Any,
-    errors: dict[TopicPartition, ErrorCode],
-    waiting: Awaitable[ErrorCode],
-) -> Any:
-    _replication_failed(errors, await waiting)
-    return _response(ctx, request, errors)
+    def render(written: dict[TopicPartition, ErrorCode]) -> Any:
+        return _response(ctx, request, errors | written)
 
-
-def _replication_failed(errors: dict[TopicPartition, ErrorCode], outcome: ErrorCode) -> None:
-    """The commits written get the replication's error, if any (the client retries)."""
-    if outcome is not ErrorCode.none:
-        for tp, error in errors.items():
-            if error is ErrorCode.none:
-                errors[tp] = outcome
+    return deferred(start, render)
 
 
 def _response(ctx: RequestContext, request: Any, errors: dict[TopicPartition, ErrorCode]) -> Any:

@@ -1,4 +1,5 @@
-"""SyncGroup (key 14): members get their assignment once the leader has sent it."""
+"""SyncGroup (key 14): members get their assignment once the leader has sent it and the
+ISR of the group's ``__consumer_offsets`` partition has it."""
 
 from __future__ import annotations
 
@@ -10,17 +11,12 @@ from odradek.broker.handlers.common import ZERO_DURATION, deferred
 from odradek.coordinator.group.group import SyncResult
 from odradek.coordinator.group.group_manager import SyncRequest
 from odradek.protocol import codec
-from odradek.protocol.errors import KafkaError
 
 API_KEY = 14
 
 
 def handle(ctx: RequestContext, request: Any) -> Reply:
     version = ctx.api_version
-    try:
-        shard = ctx.broker.group_coordinator.shard_for(request.group_id)
-    except KafkaError as exc:
-        return _response(version, SyncResult(exc.error_code))
     sync = SyncRequest(
         group_id=request.group_id,
         member_id=request.member_id,
@@ -32,7 +28,7 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
     )
 
     def start(respond: Callable[[SyncResult], None]) -> None:
-        shard.sync_group(sync, respond)
+        ctx.broker.group_coordinator.sync_group(sync, respond)
 
     def render(result: SyncResult) -> Any:
         return _response(version, result)

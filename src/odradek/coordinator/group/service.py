@@ -4,7 +4,8 @@ A group belongs to partition ``abs(hash(group id)) % offsets.topic.num.partition
 string hash, so a group lands where Kafka would put it), and is served by the broker
 leading that partition. This module owns what the pure shards do not: asyncio timers,
 writing their records into the partition's log (transactional batches for
-TxnOffsetCommit), reading the log back to load a shard when this broker becomes leader
+TxnOffsetCommit), holding the answer to a request that wrote until the partition's ISR
+has the write, reading the log back to load a shard when this broker becomes leader
 (``loader``), and creating ``__consumer_offsets`` on first use.
 
 Transactions: ``commit_transactional_offsets`` (TxnOffsetCommit) writes a producer's
@@ -15,14 +16,19 @@ producer's commit or abort marker to the group's partition (WriteTxnMarkers).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig
+from odradek.coordinator.group.group import JoinCallback, JoinResult, SyncCallback, SyncResult
 from odradek.coordinator.group.group_manager import (
     GroupConfig,
+    JoinRequest,
+    SyncRequest,
     TxnProducer,
     Writer,
     coordinator_error_code,
@@ -53,13 +59,30 @@ log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
 OFFSET_COMMIT_TIMEOUT_MS = 5000
-"""How long a transactional offset commit waits for the ISR (Kafka's default
+"""How long an answer waits for the ISR to have a write (Kafka's default
 ``offsets.commit.timeout.ms``)."""
 OFFSETS_TOPIC_CONFIGS = {
     "cleanup.policy": "compact",
     "segment.bytes": "104857600",
     "compression.type": "producer",
 }
+
+
+class _Answer(Protocol):
+    @property
+    def error(self) -> Any: ...
+
+
+AnswerT = TypeVar("AnswerT", bound=_Answer)
+
+
+def _failed_writes(
+    errors: dict[TopicPartition, ErrorCode], outcome: ErrorCode
+) -> dict[TopicPartition, ErrorCode]:
+    """``errors`` of written offsets, those written getting the replication's error."""
+    if outcome is ErrorCode.none:
+        return errors
+    return {tp: outcome if error is ErrorCode.none else error for tp, error in errors.items()}
 
 
 class AsyncioTimer:
@@ -142,6 +165,161 @@ class GroupCoordinator:
             raise KafkaError(f"not the coordinator of group {group_id}", ErrorCode.not_coordinator)
         return shard
 
+    # -- requests that write: answered once the partition's ISR has the write ------------
+    #
+    # The shard applies a write as soon as it is in the leader's log; the answer waits
+    # until the high watermark passes the log end offset of then (Kafka's coordinator
+    # runtime holds a write operation's response until its records, or the last records
+    # written before it, are committed), so an acknowledged commit, assignment or
+    # deletion survives a failover to another replica. On a single node the high
+    # watermark is always at the log end, and every answer is given at once.
+
+    def join_group(self, request: JoinRequest, respond: JoinCallback) -> None:
+        """JoinGroup (key 11); a static member's rejoin writes the group."""
+        try:
+            shard = self.shard_for(request.group_id)
+        except KafkaError as exc:
+            respond(JoinResult(exc.error_code, request.member_id))
+            return
+        index = self.partition_of(request.group_id)
+        shard.join_group(
+            request,
+            self._held(index, respond, lambda result, error: JoinResult(error, result.member_id)),
+        )
+
+    def sync_group(self, request: SyncRequest, respond: SyncCallback) -> None:
+        """SyncGroup (key 14); the leader's sync writes the group's assignment, which
+        every member then gets."""
+        try:
+            shard = self.shard_for(request.group_id)
+        except KafkaError as exc:
+            respond(SyncResult(exc.error_code))
+            return
+        index = self.partition_of(request.group_id)
+        shard.sync_group(request, self._held(index, respond, lambda _, error: SyncResult(error)))
+
+    def commit_offsets(
+        self,
+        group_id: str,
+        wanted: list[OffsetToCommit],
+        respond: Callable[[dict[TopicPartition, ErrorCode]], None],
+        *,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+    ) -> None:
+        """OffsetCommit (key 8): the error of each partition."""
+        try:
+            shard = self.shard_for(group_id)
+        except KafkaError as exc:
+            respond({item.tp: exc.error_code for item in wanted})
+            return
+        errors = shard.commit_offsets(group_id, member_id, instance_id, generation_id, wanted)
+        if ErrorCode.none not in errors.values():
+            respond(errors)  # nothing was written
+            return
+        self.when_replicated(
+            self.partition_of(group_id), lambda error: respond(_failed_writes(errors, error))
+        )
+
+    def delete_groups(
+        self, group_ids: Sequence[str], respond: Callable[[list[ErrorCode]], None]
+    ) -> None:
+        """DeleteGroups (key 42): the error of each group, in the order asked."""
+        errors: list[ErrorCode] = []
+        written: dict[int, list[int]] = {}  # partition -> positions of its deleted groups
+        for group_id in group_ids:
+            try:
+                error = self.shard_for(group_id).delete_group(group_id)
+            except KafkaError as exc:
+                error = exc.error_code
+            if error is ErrorCode.none:
+                written.setdefault(self.partition_of(group_id), []).append(len(errors))
+            errors.append(error)
+        waiting = len(written)
+        if not waiting:
+            respond(errors)
+            return
+
+        def replicated(positions: list[int], error: ErrorCode) -> None:
+            nonlocal waiting
+            if error is not ErrorCode.none:
+                for position in positions:
+                    errors[position] = error
+            waiting -= 1
+            if not waiting:
+                respond(errors)
+
+        for index, positions in written.items():
+            self.when_replicated(index, functools.partial(replicated, positions))
+
+    def delete_offsets(
+        self,
+        group_id: str,
+        partitions: list[TopicPartition],
+        respond: Callable[[tuple[ErrorCode, dict[TopicPartition, ErrorCode]]], None],
+    ) -> None:
+        """OffsetDelete (key 47): the group's error, and each partition's."""
+        try:
+            shard = self.shard_for(group_id)
+        except KafkaError as exc:
+            respond((exc.error_code, {}))
+            return
+        answer = shard.delete_offsets(group_id, partitions)
+        if answer[0] is not ErrorCode.none:
+            respond(answer)
+            return
+        self.when_replicated(
+            self.partition_of(group_id),
+            lambda error: respond(answer if error is ErrorCode.none else (error, {})),
+        )
+
+    def when_replicated(self, index: int, then: Callable[[ErrorCode], None]) -> None:
+        """Call ``then`` once the ISR of partition ``index`` has every record written to
+        it so far -- at once if it already has -- with how that went as a coordinator
+        error: NOT_COORDINATOR when leadership moved meanwhile, COORDINATOR_NOT_AVAILABLE
+        when the ISR fell below ``min.insync.replicas`` or did not catch up within
+        ``offsets.commit.timeout.ms`` (the client retries). No task: a callback on the
+        replica manager's wait for acks=all."""
+        tp = TopicPartition(OFFSETS_TOPIC, index)
+        partition = self.replica_manager.partitions.get(tp)
+        if partition is None:
+            then(ErrorCode.not_coordinator)
+            return
+        end = partition.log.log_end_offset
+        if partition.log.high_watermark >= end:
+            then(ErrorCode.none)
+            return
+        results = {tp: ProduceResult(required_offset=end)}
+        waiting = self.replica_manager.await_acks(results, OFFSET_COMMIT_TIMEOUT_MS)
+        if waiting is None:
+            then(coordinator_error_code(results[tp].error))
+            return
+        waiting.add_done_callback(
+            lambda done: then(coordinator_error_code(done.result()[tp].error))
+        )
+
+    def _held(
+        self,
+        index: int,
+        respond: Callable[[AnswerT], None],
+        failed: Callable[[AnswerT, ErrorCode], AnswerT],
+    ) -> Callable[[AnswerT], None]:
+        """``respond`` for a shard's JoinGroup or SyncGroup answers: an error goes out at
+        once, a success once partition ``index`` has replicated what was written (else
+        ``failed(answer, error)``)."""
+
+        def held(answer: AnswerT) -> None:
+            if answer.error is not ErrorCode.none:
+                respond(answer)
+                return
+            self.when_replicated(
+                index,
+                lambda error: respond(answer if error is ErrorCode.none else failed(answer, error)),
+            )
+
+        return held
+
     # -- transactions ----------------------------------------------------------------------
 
     async def commit_transactional_offsets(
@@ -180,35 +358,12 @@ class GroupCoordinator:
         )
         if ErrorCode.none not in errors.values():
             return errors  # nothing was written
-        replicated = await self._replicated(self.partition_of(group_id))
-        if replicated is ErrorCode.none:
-            return errors
-        return {tp: replicated if e is ErrorCode.none else e for tp, e in errors.items()}
-
-    async def _replicated(self, index: int) -> ErrorCode:
-        """Wait until the ISR of partition ``index`` has everything written to it so far;
-        how that went, as a coordinator error."""
-        waiting = self.replication_wait(index)
-        return waiting if isinstance(waiting, ErrorCode) else await waiting
-
-    def replication_wait(self, index: int) -> ErrorCode | Awaitable[ErrorCode]:
-        """What a write to partition ``index`` still waits for: its outcome when the ISR
-        already has everything written so far (at once on a single node), else an
-        awaitable of it. A coordinator answers an acknowledged write only once it is
-        replicated, so that a leader failover cannot lose it."""
-        tp = TopicPartition(OFFSETS_TOPIC, index)
-        partition = self.replica_manager.partitions.get(tp)
-        if partition is None:
-            return ErrorCode.not_coordinator
-        results = {tp: ProduceResult(required_offset=partition.log.log_end_offset)}
-        waiting = self.replica_manager.await_acks(results, OFFSET_COMMIT_TIMEOUT_MS)
-        if waiting is None:
-            return coordinator_error_code(results[tp].error)
-
-        async def outcome() -> ErrorCode:
-            return coordinator_error_code((await waiting)[tp].error)
-
-        return outcome()
+        outcome: asyncio.Future[ErrorCode] = asyncio.get_running_loop().create_future()
+        self.when_replicated(
+            self.partition_of(group_id),
+            lambda error: None if outcome.done() else outcome.set_result(error),
+        )
+        return _failed_writes(errors, await outcome)
 
     def complete_transaction(
         self,

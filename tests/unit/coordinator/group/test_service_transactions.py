@@ -6,136 +6,24 @@ network."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from odradek.config import BrokerConfig
 from odradek.coordinator.group.offset_manager import OffsetToCommit
-from odradek.coordinator.group.service import OFFSETS_TOPIC, GroupCoordinator
+from odradek.coordinator.group.service import GroupCoordinator
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.records import iter_headers
 from odradek.protocol.types import TopicPartition
-from odradek.replication.replica_manager import ProduceResult
 from odradek.storage.values import AppendOrigin
-from tests.unit.coordinator.group.fakes import OffsetsLog
+from tests.unit.coordinator.group.stubs import (
+    OFFSETS_TP,
+    StubPartition,
+    StubReplicaManager,
+    coordinator,
+)
 
 TP = TopicPartition("in", 0)
-OFFSETS_TP = TopicPartition(OFFSETS_TOPIC, 0)
 PID = 9
 EPOCH = 3
-
-
-@dataclass
-class StubRecords:
-    data: bytes
-
-    def read(self) -> bytes:
-        return self.data
-
-
-@dataclass
-class StubRead:
-    records: StubRecords | None
-
-
-@dataclass
-class StubAppendInfo:
-    first_offset: int
-
-
-@dataclass
-class StubLog:
-    """The Log methods loading uses, over an OffsetsLog's bytes."""
-
-    backing: OffsetsLog
-    log_start_offset: int = 0
-
-    @property
-    def log_end_offset(self) -> int:
-        return self.backing.end_offset
-
-    def read(self, offset: int, max_bytes: int, *, max_offset: int) -> StubRead:
-        # Whole batches from the start: the loader skips what lies before ``offset``.
-        return StubRead(StubRecords(bytes(self.backing.data)))
-
-
-@dataclass
-class StubPartition:
-    tp: TopicPartition
-    backing: OffsetsLog = field(default_factory=OffsetsLog)
-    origins: list[AppendOrigin] = field(default_factory=list)
-
-    @property
-    def log(self) -> StubLog:
-        return StubLog(self.backing)
-
-    def append_records_to_leader(
-        self, records: bytes, required_acks: int, origin: AppendOrigin
-    ) -> StubAppendInfo:
-        self.origins.append(origin)
-        return StubAppendInfo(self.backing.append_batch(records))
-
-
-@dataclass
-class StubTopic:
-    partitions: tuple[Any, ...]
-
-
-class StubMetadata:
-    def topic(self, name: str) -> StubTopic | None:
-        @dataclass
-        class State:
-            leader: int = 1
-
-        return StubTopic((State(),)) if name == OFFSETS_TOPIC else None
-
-
-class StubReplicaManager:
-    """Replication answers ``ack_error`` (None: the ISR has it already)."""
-
-    def __init__(self, partition: StubPartition) -> None:
-        self.partitions = {partition.tp: partition}
-        self.ack_error: ErrorCode | None = None
-        self.awaited: list[int] = []
-
-    def await_acks(
-        self, results: dict[TopicPartition, ProduceResult], timeout_ms: int
-    ) -> asyncio.Future[dict[TopicPartition, ProduceResult]] | None:
-        self.awaited += [r.required_offset for r in results.values()]
-        if self.ack_error is None:
-            return None
-        future = asyncio.get_running_loop().create_future()
-        future.set_result({tp: replace(r, error=self.ack_error) for tp, r in results.items()})
-        return future
-
-    def append_records(
-        self,
-        required_acks: int,
-        entries: list[tuple[TopicPartition, bytearray]],
-        origin: AppendOrigin,
-    ) -> dict[TopicPartition, ProduceResult]:
-        results = {}
-        for tp, records in entries:
-            info = self.partitions[tp].append_records_to_leader(records, required_acks, origin)
-            results[tp] = ProduceResult(base_offset=info.first_offset)
-        return results
-
-    def add_leadership_listener(self, topic: str, listener: object) -> None:
-        pass
-
-    def is_offline(self, tp: TopicPartition) -> bool:
-        return False
-
-
-def coordinator(partition: StubPartition) -> GroupCoordinator:
-    return GroupCoordinator(
-        BrokerConfig({"offsets.topic.num.partitions": "1"}),
-        metadata=cast(Any, StubMetadata()),
-        controller=cast(Any, None),
-        replica_manager=cast(Any, StubReplicaManager(partition)),
-        clock=lambda: 1_000,
-        live_brokers=lambda: [1],
-    )
 
 
 def commit(coord: GroupCoordinator, group: str, offset: int) -> dict[TopicPartition, ErrorCode]:
