@@ -19,10 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import i8, i16, i32, i32Timedelta, i64
 
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode
+from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
 from tests.integration.transactions.raw import RawTxnProducer, call, coordinator
 from tests.integration.transactions.txn import read_values, transactional_producer
 from tests.support.broker import BrokerProcess
@@ -485,3 +489,49 @@ def test_txn_offset_commit_outside_the_transaction_is_refused(
         ErrorCode.invalid_producer_id_mapping,
         ErrorCode.invalid_txn_state,
     ]
+
+
+def test_transactional_records_without_a_transactional_id_are_refused(
+    broker: BrokerProcess,
+) -> None:
+    """As Kafka: transactional records are authorised against the request's
+    transactional id; with none, the whole request gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    and no transaction is opened in the partition."""
+    create_topic(broker.bootstrap, "no-txn-id", partitions=1)
+    with WireClient(broker.bootstrap) as client:
+        init = client.call(
+            InitProducerIdRequest(
+                transactional_id=None,
+                transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
+                producer_id=-1,
+                producer_epoch=i16(-1),
+            )
+        )
+        batch = build_batch(
+            [NewRecord(key=None, value=b"stray")],
+            BatchSpec(
+                producer_id=init.producer_id,
+                producer_epoch=init.producer_epoch,
+                base_sequence=0,
+                transactional=True,
+            ),
+        )
+        response = client.call(
+            ProduceRequest(
+                transactional_id=None,
+                acks=i16(-1),
+                timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
+                topic_data=(
+                    TopicProduceData(
+                        name="no-txn-id",
+                        partition_data=(PartitionProduceData(index=i32(0), records=batch),),
+                    ),
+                ),
+            )
+        )
+    code = response.responses[0].partition_responses[0].error_code
+    assert ErrorCode(code) is ErrorCode.transactional_id_authorization_failed
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    plain.produce("no-txn-id", value=b"plain")
+    plain.flush(10)
+    assert read_values(broker.bootstrap, "no-txn-id", 1, "read_committed") == [b"plain"]

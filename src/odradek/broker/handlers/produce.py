@@ -22,6 +22,7 @@ from odradek.protocol.errors import ErrorCode
 from odradek.protocol.produce_request import ProduceRequestView, parse_produce_request
 from odradek.protocol.types import TopicPartition
 from odradek.replication.replica_manager import ProduceResult
+from odradek.replication.txn_verification import transactional_batches
 
 API_KEY = 0
 
@@ -36,7 +37,14 @@ def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
     if acks not in (-1, 0, 1):
         results = {tp: ProduceResult(error=ErrorCode.invalid_required_acks) for tp, _ in entries}
     elif request.transactional_id is None:
-        results = ctx.broker.replica_manager.append_records(acks, entries)
+        if transactional_batches(entries):
+            # As Kafka: transactional records need a transactional id to be authorised
+            # against; without one the whole request is refused (such a batch would
+            # otherwise open a transaction no coordinator knows of).
+            error = ErrorCode.transactional_id_authorization_failed
+            results = {tp: ProduceResult(error=error) for tp, _ in entries}
+        else:
+            results = ctx.broker.replica_manager.append_records(acks, entries)
     else:
         appended = ctx.broker.txn_verifier.append(
             request.transactional_id, acks, entries, ctx.api_version
