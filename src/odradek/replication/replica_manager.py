@@ -136,7 +136,12 @@ class ParkedFetch:
 
 class LeadershipListener(Protocol):
     """Told when this broker starts or stops leading a partition of a topic it watches
-    (coordinators load their state from the partitions they lead)."""
+    (coordinators load their state from the partitions they lead).
+
+    ``became_leader`` is also called when this broker goes on leading a partition at a
+    new leader epoch (a reassignment bumps it and may keep the leader), as Kafka calls
+    a coordinator's ``onElection`` for every epoch it leads at: the coordinator epoch is
+    the partition's leader epoch."""
 
     def became_leader(self, partition: Partition) -> None: ...
     def resigned(self, tp: TopicPartition) -> None: ...
@@ -301,6 +306,7 @@ class ReplicaManager(MetadataListener):
             if partition is None:
                 continue
             was_leader = partition.is_leader
+            epoch = partition.leader_epoch
             hw = partition.log.high_watermark
             partition.update_state(state, self.clock())
             if partition.is_leader:
@@ -311,7 +317,7 @@ class ReplicaManager(MetadataListener):
                 for listener in self._leadership_listeners.get(topic.name, ()):
                     listener.resigned(tp)
                 self._wake(tp)
-            elif partition.is_leader and not was_leader:
+            elif partition.is_leader and (not was_leader or partition.leader_epoch != epoch):
                 for listener in self._leadership_listeners.get(topic.name, ()):
                     listener.became_leader(partition)
             if partition.log.high_watermark != hw:

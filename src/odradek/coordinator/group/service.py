@@ -412,6 +412,11 @@ class GroupCoordinator:
     # -- leadership ------------------------------------------------------------------------
 
     def became_leader(self, partition: Partition) -> None:
+        """Load the partition's groups and serve them; nothing to do when they are
+        served here already (a new leader epoch: the shard's state does not depend on
+        it, as Kafka keeps a loaded group coordinator on a new epoch)."""
+        if partition.tp.partition in self.shards:
+            return
         shard = GroupCoordinatorShard(
             self.group_config,
             self.offset_config,

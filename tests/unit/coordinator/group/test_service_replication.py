@@ -2,8 +2,8 @@
 partition's ISR has the write (the high watermark passed it), as Kafka's coordinator
 runtime holds a write's response until its records are committed: OffsetCommit,
 SyncGroup's assignment, DeleteGroups, OffsetDelete. Errors go out at once; on a single
-node (the high watermark at the log end) so does everything. Stub partition, manual
-timer: no broker, no network, no sleeping."""
+node (the high watermark at the log end) so does everything. A new leader epoch keeps
+the loaded groups. Stub partition, manual timer: no broker, no network, no sleeping."""
 
 from __future__ import annotations
 
@@ -228,3 +228,15 @@ def test_offset_delete_is_answered_once_the_isr_has_the_tombstones() -> None:
         assert answers[-1] == (ErrorCode.group_id_not_found, {})
 
     asyncio.run(scenario())
+
+
+def test_a_new_leader_epoch_keeps_the_loaded_groups() -> None:
+    """Led on at a new epoch, the coordinator keeps its shard: a member waiting in
+    JoinGroup is not told NOT_COORDINATOR, and nothing is loaded again."""
+    broker = Broker()
+    answers = broker.join()
+    shard = broker.coord.shards[0]
+    broker.coord.became_leader(cast(Any, broker.partition))  # the epoch bumped
+    assert broker.coord.shards[0] is shard
+    broker.time.advance(DELAY)
+    assert [a.error for a in answers] == [ErrorCode.none]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,33 @@ def test_settings_fall_back_to_kafkas_defaults() -> None:
     assert setting(config, "request.timeout.ms") == 1234
     assert setting(BrokerConfig(), "request.timeout.ms") == 30_000
     assert setting(BrokerConfig(), "transaction.max.timeout.ms") == 900_000
+
+
+def test_a_new_leader_epoch_is_the_new_coordinator_epoch(node: Node) -> None:
+    """A reassignment bumps the leader epoch of the partition and keeps it led here: the
+    coordinator reloads at the new epoch (Kafka's onElection) and writes markers with
+    it; the open transaction carries on."""
+    coordinator = node.coordinator
+
+    async def scenario() -> None:
+        node.controller.create_topic("data", 2, 1)
+        coordinator.coordinator_of(TXN)
+        pid = (await coordinator.init_producer_id(TXN, 60_000)).producer_id
+        await coordinator.add_partitions_to_txn(TXN, pid, 0, [D0])
+        tp = node.state_partition()
+        topic = node.store.topic(TRANSACTION_STATE_TOPIC)
+        assert topic is not None
+        state = topic.partitions[tp.partition]
+        node.store.alter_partition_states(
+            TRANSACTION_STATE_TOPIC,
+            {tp.partition: replace(state, leader_epoch=state.leader_epoch + 1)},
+        )
+        shard = coordinator.shard_for(TXN)
+        assert shard.coordinator_epoch == state.leader_epoch + 1
+        assert (await coordinator.end_txn(TXN, pid, 0, commit=True)).error is ErrorCode.none
+        await shard.wait_idle()
+        [marker] = node.markers
+        assert marker.coordinator_epoch == state.leader_epoch + 1
+        await coordinator.shutdown()
+
+    asyncio.run(scenario())
