@@ -41,10 +41,7 @@ def main() -> int:
     producer.init_transactions(60)
     metadata = consumer.list_topics(source, timeout=30)
     partitions = sorted(metadata.topics[source].partitions)
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(source, p), timeout=30)[1]
-        for p in partitions
-    }
+    ends = {p: _end_offset(consumer, TopicPartition(source, p)) for p in partitions}
     committed = _committed(consumer, [TopicPartition(source, p) for p in partitions])
     positions = {tp.partition: max(tp.offset, 0) for tp in committed}
     consumer.assign([TopicPartition(source, p, positions[p]) for p in partitions])
@@ -84,6 +81,22 @@ def main() -> int:
     print(f"copier {txn_id}: done at {positions}", flush=True)
     consumer.close()
     return 0
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition) -> int:
+    """The partition's high watermark, asked again while a new leader cannot tell it yet
+    (OFFSET_NOT_AVAILABLE just after a broker bounce, KIP-207) or another retriable error."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=30)[1])
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if time.monotonic() > deadline or not (
+                exc.args[0].retriable() or code == KafkaError.OFFSET_NOT_AVAILABLE
+            ):
+                raise
+            time.sleep(0.5)
 
 
 def _committed(consumer: Consumer, wanted: list[TopicPartition]) -> list[TopicPartition]:
