@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from odradek.cluster.metadata import MetadataStore
 from odradek.protocol import codec
 
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
@@ -21,6 +23,44 @@ MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 
 class BrokerConnectionError(Exception):
     """The other broker could not be reached, or the connection broke."""
+
+
+class PeerClient(Protocol):
+    """What a sender needs of a connection to another broker (``BrokerClient``; tests
+    give fakes)."""
+
+    host: str
+    port: int
+
+    async def call(self, request: Any) -> Any: ...
+    def close(self) -> None: ...
+
+
+PeerClientFactory = Callable[[str, int, str, int], PeerClient]
+"""(host, port, client id, timeout ms) -> a connection."""
+
+
+def reuse_or_connect(
+    metadata: MetadataStore,
+    broker_id: int,
+    current: PeerClient | None,
+    *,
+    factory: PeerClientFactory,
+    client_id: str,
+    timeout_ms: int,
+) -> PeerClient | None:
+    """A connection to ``broker_id``: ``current`` while the broker's registered endpoint
+    is the one it connects to, else a new one (``current`` closed); None while the
+    broker is not registered."""
+    registration = metadata.brokers().get(broker_id)
+    if registration is None:
+        return None
+    endpoint = registration.endpoint
+    if current is not None and (current.host, current.port) == (endpoint.host, endpoint.port):
+        return current
+    if current is not None:
+        current.close()
+    return factory(endpoint.host, endpoint.port, client_id, timeout_ms)
 
 
 class BrokerClient:

@@ -60,7 +60,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Final
 
 from kio.schema.add_partitions_to_txn.v5 import request as add_v5
 from kio.schema.types import ProducerId, TopicName, TransactionalId
@@ -70,7 +70,13 @@ from odradek.cluster.metadata import MetadataStore
 from odradek.protocol import records as batch
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
-from odradek.replication.broker_client import BrokerClient, BrokerConnectionError
+from odradek.replication.broker_client import (
+    BrokerClient,
+    BrokerConnectionError,
+    PeerClient,
+    PeerClientFactory,
+    reuse_or_connect,
+)
 from odradek.replication.partition import Partition
 from odradek.replication.replica_manager import ProduceResult, ReplicaManager
 from odradek.storage.verification import VerificationGuard
@@ -103,20 +109,6 @@ LocalVerifier = Callable[[str, int, int, Collection[TopicPartition]], Verdict]
 partition, when the coordinator is this broker (``verify_partitions_in_txn``)."""
 CoordinatorOf = Callable[[str], int | None]
 """The broker id leading a transactional id's ``__transaction_state`` partition, if any."""
-
-
-class VerifierClient(Protocol):
-    """What a destination needs of a connection to another broker (``BrokerClient``)."""
-
-    host: str
-    port: int
-
-    async def call(self, request: Any) -> Any: ...
-    def close(self) -> None: ...
-
-
-ClientFactory = Callable[[str, int, str, int], VerifierClient]
-"""(host, port, client id, timeout ms) -> a connection."""
 
 
 def producer_error(coordinator_error: ErrorCode, produce_version: int) -> ErrorCode:
@@ -193,7 +185,7 @@ class TxnVerifier:
         coordinator_of: CoordinatorOf,
         local: LocalVerifier,
         request_timeout_ms: int = 30_000,
-        client_factory: ClientFactory = BrokerClient,
+        client_factory: PeerClientFactory = BrokerClient,
     ) -> None:
         self.broker_id = broker_id
         self.replica_manager = replica_manager
@@ -294,20 +286,14 @@ class TxnVerifier:
         results.update(refused)
         return results
 
-    def _client(self, broker_id: int, current: VerifierClient | None) -> VerifierClient | None:
-        registration = self.metadata.brokers().get(broker_id)
-        if registration is None:
-            return None
-        endpoint = registration.endpoint
-        if current is not None and (current.host, current.port) == (endpoint.host, endpoint.port):
-            return current
-        if current is not None:
-            current.close()
-        return self._client_factory(
-            endpoint.host,
-            endpoint.port,
-            f"broker-{self.broker_id}-txn-verification",
-            self.request_timeout_ms,
+    def _client(self, broker_id: int, current: PeerClient | None) -> PeerClient | None:
+        return reuse_or_connect(
+            self.metadata,
+            broker_id,
+            current,
+            factory=self._client_factory,
+            client_id=f"broker-{self.broker_id}-txn-verification",
+            timeout_ms=self.request_timeout_ms,
         )
 
     def _warn(self, message: str) -> None:
@@ -366,7 +352,7 @@ class _Destination:
         self.verifier = verifier
         self.broker_id = broker_id
         self.queue: dict[str, _Question] = {}
-        self.client: VerifierClient | None = None
+        self.client: PeerClient | None = None
         self.task: asyncio.Task[None] | None = None
 
     def submit(

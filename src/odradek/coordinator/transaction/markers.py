@@ -32,7 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from kio.schema.types import ProducerId, TopicName
 from kio.schema.write_txn_markers.v1 import request as markers_v1
@@ -41,7 +41,13 @@ from kio.static.primitive import i16, i32
 from odradek.cluster.metadata import MetadataStore
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
-from odradek.replication.broker_client import BrokerClient, BrokerConnectionError
+from odradek.replication.broker_client import (
+    BrokerClient,
+    BrokerConnectionError,
+    PeerClient,
+    PeerClientFactory,
+    reuse_or_connect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,20 +107,6 @@ LocalMarkerWriter = Callable[[list[TxnMarker]], Awaitable[dict[TopicPartition, E
 """Appends markers to partitions this broker leads; the error of each partition."""
 
 
-class MarkerClient(Protocol):
-    """What the channel needs of a connection to another broker (``BrokerClient``)."""
-
-    host: str
-    port: int
-
-    async def call(self, request: Any) -> Any: ...
-    def close(self) -> None: ...
-
-
-ClientFactory = Callable[[str, int, str, int], MarkerClient]
-"""(host, port, client id, timeout ms) -> a connection."""
-
-
 class TxnMarkerChannel:
     def __init__(
         self,
@@ -125,7 +117,7 @@ class TxnMarkerChannel:
         request_timeout_ms: int = 30_000,
         retry_backoff_ms: int = 100,
         max_retry_backoff_ms: int = 1_000,
-        client_factory: ClientFactory = BrokerClient,
+        client_factory: PeerClientFactory = BrokerClient,
     ) -> None:
         self.broker_id = broker_id
         self.metadata = metadata
@@ -220,22 +212,16 @@ class TxnMarkerChannel:
             destination = self._destinations[leader] = _Destination(self, leader)
         return await destination.submit(marker)
 
-    def _client(self, broker_id: int, current: MarkerClient | None) -> MarkerClient | None:
-        registration = self.metadata.brokers().get(broker_id)
-        if registration is None:
-            return None
-        endpoint = registration.endpoint
-        if current is not None and (current.host, current.port) == (endpoint.host, endpoint.port):
-            return current
-        if current is not None:
-            current.close()
+    def _client(self, broker_id: int, current: PeerClient | None) -> PeerClient | None:
         # The leader answers once the markers are replicated (up to its own request
         # timeout): give the connection a little longer than that.
-        return self._client_factory(
-            endpoint.host,
-            endpoint.port,
-            f"broker-{self.broker_id}-txn-markers",
-            self.request_timeout_ms + 5_000,
+        return reuse_or_connect(
+            self.metadata,
+            broker_id,
+            current,
+            factory=self._client_factory,
+            client_id=f"broker-{self.broker_id}-txn-markers",
+            timeout_ms=self.request_timeout_ms + 5_000,
         )
 
     def _warn(self, message: str) -> None:
@@ -261,7 +247,7 @@ class _Destination:
         self.channel = channel
         self.broker_id = broker_id
         self.queue: list[tuple[TxnMarker, asyncio.Future[dict[TopicPartition, ErrorCode]]]] = []
-        self.client: MarkerClient | None = None
+        self.client: PeerClient | None = None
         self.task: asyncio.Task[None] | None = None
 
     def submit(self, marker: TxnMarker) -> asyncio.Future[dict[TopicPartition, ErrorCode]]:
