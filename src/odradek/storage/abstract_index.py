@@ -58,6 +58,28 @@ def strictly_increasing(values: array.array[int]) -> bool:
     return all(map(int.__lt__, values, values[1:]))
 
 
+def write_tail(fd: int, start: int, data: bytes, what: str) -> None:
+    """Replace the file from ``start`` on with ``data`` (an index's entries not yet on
+    disk). On failure the file is cut back to ``start`` if it can be, so no partial
+    entry stays, and the storage error says whether that undo worked."""
+    position = start
+    try:
+        os.ftruncate(fd, position)
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, position)
+            view = view[written:]
+            position += written
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            undone = False
+        else:
+            undone = True
+        raise storage_error(f"cannot write {what}", exc, undone=undone) from exc
+
+
 class AbstractIndex(ABC):
     """Common state: file path, base offset, capacity, lazily loaded entry columns."""
 
@@ -208,23 +230,8 @@ class AbstractIndex(ABC):
             os.close(fd)
 
     def _write_pending(self, fd: int) -> None:
-        data = self._encode(self._persisted)
-        start = position = self._persisted * self.ENTRY_SIZE
-        try:
-            os.ftruncate(fd, position)
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(fd, view, position)
-                view = view[written:]
-                position += written
-        except OSError as exc:
-            try:
-                os.ftruncate(fd, start)
-            except OSError:
-                undone = False
-            else:
-                undone = True
-            raise storage_error(f"cannot write index {self.path}", exc, undone=undone) from exc
+        start = self._persisted * self.ENTRY_SIZE
+        write_tail(fd, start, self._encode(self._persisted), f"index {self.path}")
         self._persisted = len(self._keys)
 
     def rename(self, new_path: str) -> None:

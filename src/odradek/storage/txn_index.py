@@ -43,6 +43,7 @@ import os
 import struct
 from dataclasses import dataclass
 
+from odradek.storage.abstract_index import write_tail
 from odradek.storage.errors import CorruptIndexError, KafkaStorageError, storage_error
 from odradek.storage.values import AbortedTxn
 
@@ -253,24 +254,8 @@ class TransactionIndex:
 
     def _write_pending(self, fd: int) -> None:
         data = b"".join(entry.encode() for entry in self._entries[self._persisted :])
-        start = position = self._persisted * ENTRY_SIZE
-        try:
-            os.ftruncate(fd, position)
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(fd, view, position)
-                view = view[written:]
-                position += written
-        except OSError as exc:
-            try:
-                os.ftruncate(fd, start)
-            except OSError:
-                undone = False
-            else:
-                undone = True
-            raise storage_error(
-                f"cannot write transaction index {self.path}", exc, undone=undone
-            ) from exc
+        start = self._persisted * ENTRY_SIZE
+        write_tail(fd, start, data, f"transaction index {self.path}")
         self._persisted = len(self._entries)
         self._unsynced = True
 
