@@ -584,6 +584,41 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
         ),
         _key("num.recovery.threads.per.data.dir", INT, 2, "Threads recovering logs at start."),
         _key("log.cleaner.enable", BOOL, True, "Run the log cleaner."),
+        _key(
+            "log.cleaner.threads",
+            INT,
+            1,
+            "Cleanings run at once. Read at start.",
+            validator=at_least(0),
+        ),
+        _key(
+            "log.cleaner.dedupe.buffer.size",
+            LONG,
+            134217728,
+            "Memory for the cleaners' offset maps, shared by the threads. Read at start.",
+            validator=at_least(1024 * 1024),
+        ),
+        _key(
+            "log.cleaner.io.buffer.load.factor",
+            DOUBLE,
+            0.9,
+            "How full an offset map may get. Read at start.",
+            validator=between(0.01, 1),
+        ),
+        _key(
+            "log.cleaner.io.buffer.size",
+            INT,
+            524288,
+            "Read and write buffer of a cleaner (accepted for compatibility).",
+            validator=at_least(0),
+        ),
+        _key(
+            "log.cleaner.backoff.ms",
+            LONG,
+            15000,
+            "Sleep of a cleaner with nothing to clean.",
+            validator=at_least(0),
+        ),
     ]
 }
 

@@ -15,9 +15,20 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 READY = re.compile(r"listening on \S+://[^ ,]+:(\d+)")
 START_TIMEOUT = 60.0
+
+
+class StopTimeout(subprocess.TimeoutExpired):
+    """The broker did not exit after SIGTERM (it was killed); says so with its log."""
+
+    def __init__(self, cmd: Any, timeout: float, log: str) -> None:
+        super().__init__(cmd, timeout, output=log)
+
+    def __str__(self) -> str:
+        return f"broker did not exit within {self.timeout:.0f} s of SIGTERM:\n{self.output}"
 
 
 def free_port() -> int:
@@ -89,9 +100,9 @@ class BrokerProcess:
         self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.kill()
-            raise
+            raise StopTimeout(self.process.args, timeout, self.log()) from exc
 
     def kill(self) -> None:
         """kill -9."""

@@ -25,6 +25,7 @@ from odradek.broker.connection import KafkaConnection
 from odradek.broker.connections import ConnectionRegistry
 from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
+from odradek.broker.log_cleaner import LogCleaner
 from odradek.broker.txn_markers import write_local_txn_markers
 from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
 from odradek.cluster.controller import Controller
@@ -129,6 +130,11 @@ class Broker:
         self.reassignments = ReassignmentController(self.metadata)
         self.metadata.add_listener(self.reassignments)
         self.leader_rebalancer = LeaderRebalancer(self.metadata, config)
+        self.log_cleaner = (
+            LogCleaner(self.log_manager, config, self.clock)
+            if config.get("log.cleaner.enable")
+            else None
+        )
         self.metadata.add_listener(self.leader_rebalancer)
         self.group_coordinator = GroupCoordinator(
             config,
@@ -287,6 +293,8 @@ class Broker:
         for connection in list(self.connections):
             connection.close()
         await self.replica_manager.fetchers.shutdown()
+        if self.log_cleaner is not None:
+            self.log_cleaner.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -351,6 +359,8 @@ class Broker:
 
     def _schedule_jobs(self) -> None:
         config = self.config
+        if self.log_cleaner is not None:
+            self.spawn(self.log_cleaner.run())
         sweep_ms = self.connections.sweep_interval_ms
         if sweep_ms is not None:
             expire = self.connections.expire_idle

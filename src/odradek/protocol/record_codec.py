@@ -37,6 +37,10 @@ from odradek.protocol.records import BatchHeader, CompressionType
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER_SIZE = 16
 _UINT32 = struct.Struct(">I")
+_BEFORE_CRC = struct.Struct(">qiibI")
+"""base offset, batch length, partition leader epoch, magic, crc"""
+_AFTER_CRC = struct.Struct(">hiqqqhii")
+"""attributes ... records count: the checksummed header fields"""
 
 
 class RecordDecodeError(ValueError):
@@ -153,14 +157,7 @@ def _read_bytes(data: bytes, position: int) -> tuple[bytes | None, int]:
 
 def decode_records(buffer: bytes | bytearray | memoryview, header: BatchHeader) -> list[Record]:
     """All records of the batch whose header is given, with absolute offsets and timestamps."""
-    start = header.position + batch.BATCH_HEADER_SIZE
-    end = header.position + header.size
-    try:
-        data = decompress(header.compression, memoryview(buffer)[start:end])
-    except RecordDecodeError:
-        raise
-    except Exception as exc:  # cramjam raises its own error types
-        raise RecordDecodeError(f"cannot decompress batch: {exc}") from exc
+    data = batch_payload(buffer, header)
     log_append_time = header.timestamp_type == batch.TimestampType.LOG_APPEND_TIME
     out: list[Record] = []
     position = 0
@@ -245,8 +242,7 @@ def build_batch(records: Sequence[NewRecord], spec: BatchSpec | None = None) -> 
         attributes |= batch.TRANSACTIONAL_FLAG
     if spec.control:
         attributes |= batch.CONTROL_FLAG
-    after_crc = struct.pack(
-        ">hiqqqhii",
+    after_crc = _AFTER_CRC.pack(
         attributes,
         len(records) - 1,
         base_timestamp,
@@ -259,9 +255,7 @@ def build_batch(records: Sequence[NewRecord], spec: BatchSpec | None = None) -> 
     after_crc += payload
     crc = int(crc32c.crc32c(after_crc))
     batch_length = len(after_crc) + 4 + 1 + 4  # leader epoch, magic, crc
-    head = struct.pack(
-        ">qiibI", spec.base_offset, batch_length, spec.partition_leader_epoch, 2, crc
-    )
+    head = _BEFORE_CRC.pack(spec.base_offset, batch_length, spec.partition_leader_epoch, 2, crc)
     return head + after_crc
 
 
@@ -336,3 +330,138 @@ def read_end_txn_marker(
         raise RecordDecodeError("transaction marker without a valid value")
     _version, coordinator_epoch = _END_TXN_VALUE.unpack_from(value)
     return EndTxnMarker(commit=kind == CONTROL_TYPE_COMMIT, coordinator_epoch=coordinator_epoch)
+
+
+# -- rewriting a batch (the log cleaner) -----------------------------------------------
+#
+# Compaction drops records from a batch and keeps the rest byte for byte: each record is
+# self-contained (length, deltas from the batch's base offset and base timestamp), so a
+# cleaned batch is the original header (base offset, last offset delta, producer id,
+# epoch and base sequence all kept, so producer state reads the same) over the kept
+# records, recompressed with the batch's codec. KIP-534: a batch holding tombstones or a
+# transaction marker gets a delete horizon when first cleaned: attribute bit 6 set and
+# the base timestamp replaced by the horizon, the records' timestamp deltas moved by the
+# same amount so that every record keeps its timestamp.
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSpan:
+    """Where one record lies in a batch's (decompressed) records, and what compaction
+    needs of it: its key and whether it is a tombstone (null value)."""
+
+    start: int
+    """First byte of the record (its length varint)."""
+    end: int
+    offset_delta: int
+    timestamp_delta: int
+    key: bytes | None
+    tombstone: bool
+
+
+def batch_payload(buffer: bytes | bytearray | memoryview, header: BatchHeader) -> bytes:
+    """The batch's records, decompressed."""
+    start = header.position + batch.BATCH_HEADER_SIZE
+    end = header.position + header.size
+    try:
+        return decompress(header.compression, memoryview(buffer)[start:end])
+    except RecordDecodeError:
+        raise
+    except Exception as exc:  # cramjam raises its own error types
+        raise RecordDecodeError(f"cannot decompress batch: {exc}") from exc
+
+
+def scan_records(payload: bytes, count: int) -> list[RecordSpan]:
+    """The ``count`` records of a batch's decompressed ``payload``, without decoding
+    their values or headers."""
+    spans: list[RecordSpan] = []
+    position = 0
+    size = len(payload)
+    for _ in range(count):
+        start = position
+        length, position = _read_varint(payload, position)
+        end = position + length
+        if length < 1 or end > size:
+            raise RecordDecodeError("record length runs past the end of the batch")
+        position += 1  # attributes
+        timestamp_delta, position = _read_varint(payload, position)
+        offset_delta, position = _read_varint(payload, position)
+        key, position = _read_bytes(payload, position)
+        value_length, position = _read_varint(payload, position)
+        if position > end or (value_length > 0 and position + value_length > end):
+            raise RecordDecodeError("record fields run past the record length")
+        spans.append(RecordSpan(start, end, offset_delta, timestamp_delta, key, value_length < 0))
+        position = end
+    if position != size:
+        raise RecordDecodeError("bytes left over after the batch's last record")
+    return spans
+
+
+def rebuild_batch(
+    header: BatchHeader,
+    payload: bytes,
+    kept: Sequence[RecordSpan],
+    *,
+    delete_horizon: int | None = None,
+) -> bytes:
+    """The batch of ``header`` holding only the ``kept`` records of its ``payload``
+    (Kafka's ``MemoryRecords.filterTo``); with ``delete_horizon``, marked with it.
+
+    With no record kept, the result is Kafka's empty batch (``writeEmptyHeader``): the
+    header alone, uncompressed, still spanning the original offsets, so the producer's
+    last sequence survives compaction.
+    """
+    attributes = header.attributes
+    base_timestamp = header.base_timestamp
+    shift = 0
+    if delete_horizon is not None:
+        attributes |= batch.DELETE_HORIZON_FLAG
+        shift = header.base_timestamp - delete_horizon
+        base_timestamp = delete_horizon
+    log_append_time = header.timestamp_type == batch.TimestampType.LOG_APPEND_TIME
+    if kept:
+        body = bytearray()
+        for span in kept:
+            if shift:
+                _append_shifted(body, payload, span, shift)
+            else:
+                body += payload[span.start : span.end]
+        records = compress(header.compression, bytes(body))
+        max_timestamp = (
+            header.max_timestamp
+            if log_append_time
+            else max(header.base_timestamp + span.timestamp_delta for span in kept)
+        )
+    else:
+        records = b""
+        attributes &= ~batch.COMPRESSION_MASK
+        max_timestamp = header.max_timestamp
+        if delete_horizon is None and not attributes & batch.DELETE_HORIZON_FLAG:
+            base_timestamp = max_timestamp
+    after_crc = _AFTER_CRC.pack(
+        attributes,
+        header.last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        len(kept),
+    )
+    after_crc += records
+    crc = int(crc32c.crc32c(after_crc))
+    head = _BEFORE_CRC.pack(
+        header.base_offset, len(after_crc) + 9, header.partition_leader_epoch, 2, crc
+    )
+    return head + after_crc
+
+
+def _append_shifted(body: bytearray, payload: bytes, span: RecordSpan, shift: int) -> None:
+    """Append the record of ``span`` with its timestamp delta moved by ``shift``."""
+    _length, position = _read_varint(payload, span.start)
+    attributes_at = position
+    _delta, rest = _read_varint(payload, attributes_at + 1)
+    inner = bytearray(payload[attributes_at : attributes_at + 1])
+    inner += _varint(span.timestamp_delta + shift)
+    inner += payload[rest : span.end]
+    body += _varint(len(inner))
+    body += inner

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from odradek.config import LogConfig
 from odradek.protocol.types import TopicPartition
-from odradek.storage import log_files
+from odradek.storage import checkpoints, log_files
 from odradek.storage.errors import KafkaStorageError, OffsetOutOfRangeError
 from odradek.storage.file_records import HandleCache
 from odradek.storage.segment import Clock, LogSegment
@@ -342,6 +342,40 @@ class LocalLog:
             self._pending_deletes.append((due, segment))
         if not delay:
             self.delete_pending_files(due)
+
+    def replace_segments(self, base_offset: int, old_segments: list[LogSegment]) -> LogSegment:
+        """Swap the cleaner's ``<base_offset>.*.cleaned`` files in for ``old_segments``
+        (Kafka's ``replaceSegments``), in an order a crash cannot hurt:
+
+        1. the new files are renamed ``.swap``: from here recovery finishes the swap
+           (it deletes the old segments within the swap's offset range);
+        2. the old segments leave the log and are renamed ``.deleted`` (deleted after
+           ``file.delete.delay.ms``; fetches already reading them keep their regions);
+        3. the new files lose the ``.swap`` suffix and the segment joins the log.
+        """
+        new = LogSegment(
+            self.dir,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            max_index_size=self.config.segment_index_bytes,
+            clock=self.clock,
+            suffix=log_files.CLEANED_FILE_SUFFIX,
+        )
+        new.change_file_suffixes(log_files.CLEANED_FILE_SUFFIX, log_files.SWAP_FILE_SUFFIX)
+        checkpoints.fsync_dir(self.dir)
+        self.remove_and_delete_segments(old_segments, delay=True)
+        new.change_file_suffixes(log_files.SWAP_FILE_SUFFIX, "")
+        checkpoints.fsync_dir(self.dir)
+        segment = LogSegment(
+            self.dir,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            max_index_size=self.config.segment_index_bytes,
+            clock=self.clock,
+            handle_cache=self.handle_cache,
+        )
+        self.segments.add(segment)
+        return segment
 
     def delete_pending_files(self, now: int) -> int:
         """Unlink segments whose ``file.delete.delay.ms`` has passed; returns how many."""

@@ -840,6 +840,33 @@ class Log:
             self._producer_state.delete_snapshots_before(following.base_offset)
         return count
 
+    # -- compaction ------------------------------------------------------------------------
+
+    @property
+    def truncations(self) -> int:
+        """Bumped by every truncation (a cleaning planned before one is abandoned)."""
+        return self._local.truncations
+
+    def has_segments(self, expected: list[tuple[int, int]]) -> bool:
+        """Whether each (base offset, size) is an inactive segment of the log as it was:
+        not deleted by retention, not truncated, not become the active segment."""
+        segments = self._local.segments
+        active = self._local.active_segment
+        for base, size in expected:
+            segment = segments.get(base)
+            if segment is None or segment is active or segment.size != size:
+                return False
+        return True
+
+    @_storage_guard("error while swapping cleaned segments into")
+    def replace_segments(self, base_offset: int, old: list[tuple[int, int]]) -> None:
+        """Swap the cleaner's ``.cleaned`` segment at ``base_offset`` in for the segments
+        of ``old`` (base offset, size), which ``has_segments`` found in place."""
+        segments = self._local.segments
+        current = [segments.get(base) for base, _ in old]
+        assert all(s is not None for s in current)
+        self._local.replace_segments(base_offset, [s for s in current if s is not None])
+
     @_storage_guard("error while moving the log start offset of")
     def maybe_increment_log_start_offset(self, offset: int) -> bool:
         """Move the log start offset up (DeleteRecords, retention); not past the high

@@ -45,6 +45,7 @@ from pathlib import Path
 from odradek.config import BrokerConfig, LogConfig
 from odradek.protocol.types import TopicPartition
 from odradek.storage import checkpoints, log_files
+from odradek.storage.cleaner.manager import CLEANER_OFFSET_CHECKPOINT, LogCleanerManager
 from odradek.storage.errors import KafkaStorageError, LogDirFullError
 from odradek.storage.file_records import HandleCache
 from odradek.storage.log import (
@@ -92,6 +93,8 @@ class LogManager:
         self.log_dir_failure_channel = LogDirFailureChannel()
         """Given to every log; this manager is its first listener."""
         self.log_dir_failure_channel.add_listener(self.handle_log_dir_failure)
+        self.cleaner_manager = LogCleanerManager(lambda: self._logs)
+        """State of the log cleaner (``broker.log_cleaner`` runs the cleanings)."""
         for directory in self.log_dirs:
             os.makedirs(directory, exist_ok=True)
 
@@ -127,6 +130,7 @@ class LogManager:
             high_watermarks = checkpoints.read_offset_checkpoint(
                 os.path.join(log_dir, checkpoints.HIGH_WATERMARK_CHECKPOINT)
             )
+            self.cleaner_manager.load_checkpoints(log_dir)
             for name in sorted(os.listdir(log_dir)):
                 path = os.path.join(log_dir, name)
                 if not os.path.isdir(path):
@@ -257,6 +261,7 @@ class LogManager:
             removed = self._logs.pop(tp, None)
             if removed is None:
                 continue
+            self.cleaner_manager.forget(tp)
             deleted += 1
             parent = removed.parent_dir
             self._counts[parent] -= 1
@@ -337,6 +342,13 @@ class LogManager:
     def checkpoint_high_watermarks(self) -> bool:
         return self._write_checkpoint(
             checkpoints.HIGH_WATERMARK_CHECKPOINT, lambda item: item.high_watermark
+        )
+
+    def checkpoint_cleaner_offsets(self) -> bool:
+        """Each compacted log's first dirty offset (``cleaner-offset-checkpoint``)."""
+        return self._write_checkpoint(
+            CLEANER_OFFSET_CHECKPOINT,
+            lambda item: self.cleaner_manager.checkpoint(item.topic_partition),
         )
 
     def checkpoint_all(self) -> bool:

@@ -117,8 +117,10 @@ class LogSegment:
         clock: Clock,
         roll_jitter_ms: int = 0,
         handle_cache: HandleCache | None = None,
+        suffix: str = "",
     ) -> LogSegment:
-        """A new, empty segment: creates the ``.log`` file and empty index files."""
+        """A new, empty segment: creates the ``.log`` file and empty index files (with
+        ``suffix``: a segment in transit, such as the cleaner's ``.cleaned``)."""
         segment = cls(
             directory,
             base_offset,
@@ -127,6 +129,7 @@ class LogSegment:
             clock=clock,
             roll_jitter_ms=roll_jitter_ms,
             handle_cache=handle_cache,
+            suffix=suffix,
             txn_index_exists=False,
         )
         try:

@@ -1,0 +1,94 @@
+"""Runs the log cleaner (Kafka's ``LogCleaner`` and its ``CleanerThread``s).
+
+``log.cleaner.threads`` workers, each a task on the event loop with a thread of its
+own: the worker asks the ``LogCleanerManager`` for the filthiest log (on the loop, where
+the logs live), cleans it in its thread (``Cleaner.clean`` only reads and writes files),
+then swaps the cleaned segments in and writes the checkpoint back on the loop. With
+nothing to clean it sleeps ``log.cleaner.backoff.ms``. Each worker's offset map gets
+``log.cleaner.dedupe.buffer.size / log.cleaner.threads`` bytes. ``stop`` asks a cleaning
+under way to give up at its next batch (its files are deleted), so a shutdown is not
+held up by a big log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from odradek.config import BrokerConfig
+from odradek.storage.cleaner.cleaner import Cleaner, CleaningAbortedError
+from odradek.storage.log_manager import LogManager
+from odradek.storage.segment import Clock
+
+log = logging.getLogger(__name__)
+
+
+class LogCleaner:
+    def __init__(self, log_manager: LogManager, config: BrokerConfig, clock: Clock) -> None:
+        self.log_manager = log_manager
+        self.threads = max(int(config.get("log.cleaner.threads")), 1)
+        self.backoff = max(int(config.get("log.cleaner.backoff.ms")), 10) / 1000
+        memory = int(config.get("log.cleaner.dedupe.buffer.size")) // self.threads
+        load_factor = float(config.get("log.cleaner.io.buffer.load.factor"))
+        self._abort = threading.Event()
+        self._cleaners = [
+            Cleaner(memory, load_factor=load_factor, clock=clock, abort=self._abort)
+            for _ in range(self.threads)
+        ]
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="log-cleaner")
+        self._wake = asyncio.Event()
+        self.cleanings = 0
+        """Cleanings swapped in since start (for logs and tests)."""
+
+    async def run(self) -> None:
+        """The workers; returns when they are cancelled."""
+        await asyncio.gather(*(self._worker(cleaner) for cleaner in self._cleaners))
+
+    def wake(self) -> None:
+        """Look for work now rather than after the backoff (a config changed)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._abort.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _worker(self, cleaner: Cleaner) -> None:
+        manager = self.log_manager.cleaner_manager
+        loop = asyncio.get_running_loop()
+        while True:
+            plan = manager.grab_filthiest_log(self._clock())
+            if plan is None:
+                await self._sleep()
+                continue
+            try:
+                result = await loop.run_in_executor(self._executor, cleaner.clean, plan)
+            except (CleaningAbortedError, asyncio.CancelledError):
+                manager.abort_cleaning(plan)
+                raise
+            except Exception as exc:
+                manager.abort_cleaning(plan)
+                log.warning("cleaning %s failed: %s", plan.topic_partition, exc)
+                await self._sleep()
+                continue
+            if manager.done_cleaning(plan, result):
+                self.cleanings += 1
+                self.log_manager.checkpoint_cleaner_offsets()
+                stats = result.stats
+                log.info(
+                    "cleaned %s up to offset %d: %d of %d records removed, %d bytes -> %d",
+                    plan.topic_partition,
+                    result.end_offset,
+                    stats.records_removed,
+                    stats.records_read,
+                    stats.bytes_read,
+                    stats.bytes_written,
+                )
+
+    async def _sleep(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.backoff)
