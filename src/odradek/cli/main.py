@@ -24,19 +24,25 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    # Imported here so `odradek --help` stays fast and each module registers itself.
-    from odradek.cli import (  # noqa: PLC0415
-        cluster,
-        consume,
-        groups,
-        produce,
-        server,
-        topics,
-        transactions,
-    )
+    """Every public module of this package with a ``register(app)`` adds its commands: a
+    new command group is a new module. Imported here so ``odradek --help`` stays fast."""
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
 
-    for module in (server, topics, produce, consume, groups, cluster, transactions):
-        module.register(app)
+    import odradek.cli  # noqa: PLC0415
+
+    first = ("server", "topics", "produce", "consume")
+
+    def order(info: pkgutil.ModuleInfo) -> tuple[int, str]:
+        return (first.index(info.name) if info.name in first else len(first), info.name)
+
+    for info in sorted(pkgutil.iter_modules(odradek.cli.__path__), key=order):
+        if info.name.startswith("_") or info.name in ("main", "common"):
+            continue
+        module = importlib.import_module(f"odradek.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
 
 
 def main() -> None:

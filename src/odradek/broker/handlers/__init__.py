@@ -1,85 +1,26 @@
-"""One module per Kafka API; each exposes ``HANDLER``. ApiVersions is computed from these."""
+"""One module per Kafka API; each exposes ``HANDLER`` (or ``HANDLERS``, for a module that
+serves two APIs). ``all_handlers`` finds them: a new API is a new module, nothing else.
+ApiVersions is computed from these."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from odradek.broker.api import Handler
-from odradek.broker.handlers import (
-    add_offsets_to_txn,
-    add_partitions_to_txn,
-    alter_partition_reassignments,
-    api_versions,
-    create_partitions,
-    create_topics,
-    delete_groups,
-    delete_records,
-    delete_topics,
-    describe_cluster,
-    describe_configs,
-    describe_groups,
-    describe_producers,
-    describe_transactions,
-    elect_leaders,
-    end_txn,
-    fetch,
-    find_coordinator,
-    heartbeat,
-    init_producer_id,
-    join_group,
-    leave_group,
-    list_groups,
-    list_offsets,
-    list_partition_reassignments,
-    list_transactions,
-    metadata,
-    offset_commit,
-    offset_delete,
-    offset_fetch,
-    offset_for_leader_epoch,
-    produce,
-    sync_group,
-    txn_offset_commit,
-    write_txn_markers,
-)
-from odradek.broker.handlers.alter_configs import ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS
 
 
 def all_handlers() -> list[Handler]:
-    return [
-        api_versions.HANDLER,
-        produce.HANDLER,
-        fetch.HANDLER,
-        list_offsets.HANDLER,
-        metadata.HANDLER,
-        create_topics.HANDLER,
-        delete_topics.HANDLER,
-        create_partitions.HANDLER,
-        delete_records.HANDLER,
-        init_producer_id.HANDLER,
-        offset_for_leader_epoch.HANDLER,
-        describe_cluster.HANDLER,
-        elect_leaders.HANDLER,
-        alter_partition_reassignments.HANDLER,
-        list_partition_reassignments.HANDLER,
-        describe_configs.HANDLER,
-        ALTER_CONFIGS,
-        INCREMENTAL_ALTER_CONFIGS,
-        find_coordinator.HANDLER,
-        join_group.HANDLER,
-        sync_group.HANDLER,
-        heartbeat.HANDLER,
-        leave_group.HANDLER,
-        offset_commit.HANDLER,
-        offset_fetch.HANDLER,
-        list_groups.HANDLER,
-        describe_groups.HANDLER,
-        delete_groups.HANDLER,
-        offset_delete.HANDLER,
-        add_partitions_to_txn.HANDLER,
-        add_offsets_to_txn.HANDLER,
-        end_txn.HANDLER,
-        write_txn_markers.HANDLER,
-        txn_offset_commit.HANDLER,
-        describe_producers.HANDLER,
-        describe_transactions.HANDLER,
-        list_transactions.HANDLER,
-    ]
+    """Every handler of the modules in this package, by API key."""
+    found: dict[int, Handler] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        handlers: list[Handler] = list(getattr(module, "HANDLERS", ()))
+        single = getattr(module, "HANDLER", None)
+        if single is not None:
+            handlers.append(single)
+        for handler in handlers:
+            if handler.api_key in found:
+                raise RuntimeError(f"two handlers for API key {handler.api_key}")
+            found[handler.api_key] = handler
+    return [found[key] for key in sorted(found)]

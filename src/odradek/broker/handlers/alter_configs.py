@@ -119,3 +119,5 @@ INCREMENTAL_ALTER_CONFIGS = Handler(
     max_version=1,
     handle=lambda ctx, request: _respond(ctx, 44, request, _increment),
 )
+
+HANDLERS = (ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS)
