@@ -146,6 +146,17 @@ class MetadataListener:
         """The store's view can no longer be trusted (ZooKeeper session expired): stop
         acting on it until changes arrive again."""
 
+    def entity_configs_changed(self, entity_type: str, name: str) -> None:
+        """The configs of a non-topic entity (see ``ENTITY_TYPES``) changed."""
+
+
+ENTITY_TYPES = ("brokers", "clients", "users", "ips")
+"""Entities with configs besides topics, as Kafka's ``/config/<type>/<name>``: dynamic
+broker configs (name: a broker id, or ``<default>`` for every broker) and client quotas
+(clients, users, ips; ``<default>`` is the default entity; a user's client is named
+``<user>/clients/<client>``)."""
+DEFAULT_ENTITY = "<default>"
+
 
 class MetadataStore(Protocol):
     """What the broker reads and changes of cluster metadata."""
@@ -183,6 +194,20 @@ class MetadataStore(Protocol):
 
     def allocate_producer_id(self) -> int: ...
 
+    def entity_configs(self, entity_type: str) -> Mapping[str, Mapping[str, str]]:
+        """Every entity of ``entity_type`` (one of ``ENTITY_TYPES``) that has configs."""
+        ...
+
+    def set_entity_configs(self, entity_type: str, name: str, configs: Mapping[str, str]) -> None:
+        """Replace an entity's configs (empty: remove the entity's entry); listeners are
+        told with ``entity_configs_changed``."""
+        ...
+
+
+def check_entity_type(entity_type: str) -> None:
+    if entity_type not in ENTITY_TYPES:
+        raise ValueError(f"unknown config entity type {entity_type!r}")
+
 
 class LocalStore:
     """Single-node metadata kept in one atomically replaced JSON file."""
@@ -198,6 +223,7 @@ class LocalStore:
         self._producer_id_limit = 0
         self._broker: BrokerRegistration | None = None
         self._listeners: list[MetadataListener] = []
+        self._entities: dict[str, dict[str, dict[str, str]]] = {t: {} for t in ENTITY_TYPES}
         self._load()
 
     # -- reads -----------------------------------------------------------------------------
@@ -311,6 +337,29 @@ class LocalStore:
         self._next_producer_id += 1
         return producer_id
 
+    def entity_configs(self, entity_type: str) -> Mapping[str, Mapping[str, str]]:
+        check_entity_type(entity_type)
+        return self._entities[entity_type]
+
+    def set_entity_configs(self, entity_type: str, name: str, configs: Mapping[str, str]) -> None:
+        check_entity_type(entity_type)
+        entities = self._entities[entity_type]
+        old = entities.get(name)
+        if configs:
+            entities[name] = dict(configs)
+        else:
+            entities.pop(name, None)
+
+        def undo() -> None:
+            if old is None:
+                entities.pop(name, None)
+            else:
+                entities[name] = old
+
+        self._save_or_undo(undo)
+        for listener in self._listeners:
+            listener.entity_configs_changed(entity_type, name)
+
     # -- persistence -----------------------------------------------------------------------
 
     def _require(self, name: str) -> TopicMetadata:
@@ -353,6 +402,12 @@ class LocalStore:
         self._producer_id_limit = self._next_producer_id
         for raw in document.get("topics", []):
             self._put(_topic_from_json(raw))
+        for entity_type, entities in document.get("entity_configs", {}).items():
+            if entity_type in self._entities:
+                self._entities[entity_type] = {
+                    str(name): {str(k): str(v) for k, v in configs.items()}
+                    for name, configs in entities.items()
+                }
 
     def _save(self) -> None:
         """The whole document, one topic per line; only changed topics are re-encoded,
@@ -363,6 +418,7 @@ class LocalStore:
                 "version": FORMAT_VERSION,
                 "cluster_id": self._cluster_id,
                 "producer_id_limit": self._producer_id_limit,
+                "entity_configs": {t: e for t, e in self._entities.items() if e},
             }
         )
         topics = ",\n".join(self._json.values())

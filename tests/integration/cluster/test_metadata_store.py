@@ -54,6 +54,9 @@ class Recorder(MetadataListener):
     def controller_changed(self, controller_id: int, is_self: bool) -> None:
         self.events.append(("controller", controller_id))
 
+    def entity_configs_changed(self, entity_type: str, name: str) -> None:
+        self.events.append(("entity", (entity_type, name)))
+
 
 class Stores:
     """Opens stores of one kind that share their metadata (one dir, or one chroot)."""
@@ -206,6 +209,38 @@ def test_producer_ids_never_repeat(stores: Stores) -> None:
         seen += [second.allocate_producer_id() for _ in range(3)]
         seen += [first.allocate_producer_id() for _ in range(3)]
         assert len(set(seen)) == len(seen)
+
+    run(body)
+
+
+def test_entity_configs_round_trip_persist_and_are_announced(stores: Stores) -> None:
+    async def body() -> None:
+        store = await stores.open()
+        recorder = Recorder()
+        store.add_listener(recorder)
+        store.set_entity_configs("brokers", "<default>", {"log.retention.ms": "1000"})
+        store.set_entity_configs("clients", "app-1", {"producer_byte_rate": "1024"})
+        store.set_entity_configs("users", "alice/clients/app-1", {"request_percentage": "50"})
+        store.set_entity_configs("clients", "app-2", {"consumer_byte_rate": "1"})
+        store.set_entity_configs("clients", "app-2", {})
+        assert dict(store.entity_configs("clients")) == {"app-1": {"producer_byte_rate": "1024"}}
+        assert ("entity", ("clients", "app-2")) in recorder.events
+        with pytest.raises(ValueError, match="entity type"):
+            store.entity_configs("topics")
+        again = await stores.open(2)
+        await eventually(lambda: bool(again.entity_configs("users")))
+        assert dict(again.entity_configs("brokers")) == {"<default>": {"log.retention.ms": "1000"}}
+        assert dict(again.entity_configs("users")) == {
+            "alice/clients/app-1": {"request_percentage": "50"}
+        }
+        assert dict(again.entity_configs("clients")) == {"app-1": {"producer_byte_rate": "1024"}}
+        if stores.kind == "zookeeper":
+            # A change made by one broker reaches the other through the notifications.
+            watcher = Recorder()
+            again.add_listener(watcher)
+            store.set_entity_configs("clients", "app-1", {"producer_byte_rate": "2048"})
+            await eventually(lambda: ("entity", ("clients", "app-1")) in watcher.events)
+            assert again.entity_configs("clients")["app-1"] == {"producer_byte_rate": "2048"}
 
     run(body)
 

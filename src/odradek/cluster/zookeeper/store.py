@@ -44,6 +44,7 @@ from kazoo.retry import KazooRetry
 
 from odradek.cluster.brokers import BrokerRegistration
 from odradek.cluster.metadata import (
+    ENTITY_TYPES,
     PRODUCER_ID_BLOCK,
     MetadataListener,
     MetadataUnavailableError,
@@ -52,6 +53,7 @@ from odradek.cluster.metadata import (
     TopicExistsError,
     TopicMetadata,
     UnknownTopicError,
+    check_entity_type,
     check_partition_update,
     new_topic_id,
 )
@@ -113,6 +115,8 @@ class ZooKeeperStore:
         self._topic_read: dict[str, int] = {}
         self._brokers: dict[int, BrokerRegistration] = {}
         self._brokers_read = 0
+        self._entities: dict[str, dict[str, dict[str, str]]] = {t: {} for t in ENTITY_TYPES}
+        self._entity_read: dict[tuple[str, str], int] = {}
         self._controller_id = -1
         self._controller_epoch = 0
         # The reader's own state (touched by the reader thread only).
@@ -215,6 +219,15 @@ class ZooKeeperStore:
         self._read_brokers()
         names = self._client.get_children(self._path(znodes.TOPICS))
         self._read_topics(names)
+        seq = next(self._sequence)
+        entities: dict[tuple[str, str], dict[str, str] | None] = {}
+        for entity_type in ENTITY_TYPES:
+            for child in self._client.get_children(
+                self._path(f"{znodes.ENTITY_CONFIGS}/{entity_type}")
+            ):
+                name = znodes.entity_name(child)
+                entities[(entity_type, name)] = self._read_entity(entity_type, name)
+        self._post(self._apply_entities, seq, entities)
 
     # watches (kazoo threads)
 
@@ -309,6 +322,7 @@ class ZooKeeperStore:
         if not fresh:
             return
         changed: dict[str, set[int] | None] = {}
+        entities: set[tuple[str, str]] = set()
         for change_seq, child in fresh:
             self._last_change = max(self._last_change, change_seq)
             try:
@@ -316,6 +330,9 @@ class ZooKeeperStore:
             except NoNodeError:
                 continue
             for change in znodes.decode_changes(data):
+                if change.entity_type is not None:
+                    entities.add((change.entity_type, change.topic))
+                    continue
                 merged = changed.get(change.topic, set())
                 if change.partitions is None or merged is None:
                     changed[change.topic] = None
@@ -330,8 +347,18 @@ class ZooKeeperStore:
             else:
                 updates[name] = self._read_states(current, sorted(indices))
         self._publish(seq, updates)
+        if entities:
+            read = {key: self._read_entity(*key) for key in entities}
+            self._post(self._apply_entities, seq, read)
         if self._epoch_zk_version >= 0:
             self._expire_changes(children)
+
+    def _read_entity(self, entity_type: str, name: str) -> dict[str, str] | None:
+        try:
+            data, _ = self._client.get(self._path(znodes.entity_config_path(entity_type, name)))
+        except NoNodeError:
+            return None
+        return znodes.decode_topic_config(data) or None
 
     def _read_states(self, topic: TopicMetadata, indices: Sequence[int]) -> TopicMetadata | None:
         partitions = list(topic.partitions)
@@ -510,6 +537,25 @@ class ZooKeeperStore:
         if new.configs != old.configs:
             for listener in listeners:
                 listener.topic_configs_changed(new)
+
+    def _apply_entities(
+        self, seq: int, updates: Mapping[tuple[str, str], dict[str, str] | None]
+    ) -> None:
+        for (entity_type, name), configs in updates.items():
+            if entity_type not in self._entities:
+                continue
+            if seq <= self._entity_read.get((entity_type, name), 0):
+                continue
+            self._entity_read[(entity_type, name)] = seq
+            entities = self._entities[entity_type]
+            if entities.get(name) == configs:
+                continue
+            if configs is None:
+                entities.pop(name, None)
+            else:
+                entities[name] = configs
+            for listener in self._listeners:
+                listener.entity_configs_changed(entity_type, name)
 
     def _apply_controller(self, controller_id: int, epoch: int) -> None:
         if epoch < self._controller_epoch or (
@@ -784,6 +830,34 @@ class ZooKeeperStore:
         self._commit(build)
         self._refresh_now([name])
         return self._topics[name]
+
+    def entity_configs(self, entity_type: str) -> Mapping[str, Mapping[str, str]]:
+        check_entity_type(entity_type)
+        return self._entities[entity_type]
+
+    def set_entity_configs(self, entity_type: str, name: str, configs: Mapping[str, str]) -> None:
+        check_entity_type(entity_type)
+        path = self._path(znodes.entity_config_path(entity_type, name))
+        exists = self._require_connected().exists(path) is not None
+
+        def build(transaction: Any) -> None:
+            if configs:
+                data = znodes.encode_topic_config(configs)
+                if exists:
+                    transaction.set_data(path, data)
+                else:
+                    transaction.create(path, data)
+            elif exists:
+                transaction.delete(path)
+            self._notify(transaction, [Change(name, None, entity_type)])
+
+        self._commit(build)
+
+        def job() -> tuple[int, dict[tuple[str, str], dict[str, str] | None]]:
+            return next(self._sequence), {(entity_type, name): self._read_entity(entity_type, name)}
+
+        seq, updates = self._reader.submit(job).result(WRITE_TIMEOUT_SECONDS)
+        self._apply_entities(seq, updates)
 
     def alter_partition_states(
         self, name: str, states: Mapping[int, PartitionState]

@@ -18,9 +18,15 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
-from odradek.cluster.metadata import PartitionState, topic_id_from_base64, topic_id_to_base64
+from odradek.cluster.metadata import (
+    ENTITY_TYPES,
+    PartitionState,
+    topic_id_from_base64,
+    topic_id_to_base64,
+)
 
 CLUSTER_ID = "/cluster/id"
 BROKER_IDS = "/brokers/ids"
@@ -31,7 +37,15 @@ TOPIC_CONFIGS = "/config/topics"
 PRODUCER_ID_BLOCK = "/latest_producer_id_block"
 CHANGES = "/odradek/changes"
 CHANGE_PREFIX = "change_"
-PERSISTENT_PATHS = (BROKER_IDS, TOPICS, TOPIC_CONFIGS, CHANGES, "/cluster")
+ENTITY_CONFIGS = "/config"
+PERSISTENT_PATHS = (
+    BROKER_IDS,
+    TOPICS,
+    TOPIC_CONFIGS,
+    CHANGES,
+    "/cluster",
+    *(f"{ENTITY_CONFIGS}/{t}" for t in ENTITY_TYPES),
+)
 
 
 def broker_path(broker_id: int) -> str:
@@ -56,6 +70,16 @@ def state_path(name: str, index: int) -> str:
 
 def topic_config_path(name: str) -> str:
     return f"{TOPIC_CONFIGS}/{name}"
+
+
+def entity_config_path(entity_type: str, name: str) -> str:
+    """``/config/<type>/<name>``; a name with ``/`` (a user's client) is quoted into one
+    znode name, so every entity of a type is one child of ``/config/<type>``."""
+    return f"{ENTITY_CONFIGS}/{entity_type}/{quote(name, safe='<>')}"
+
+
+def entity_name(znode: str) -> str:
+    return unquote(znode)
 
 
 def change_sequence(child: str) -> int:
@@ -220,36 +244,39 @@ def decode_topic_config(data: bytes) -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class Change:
     """What a change notification names: a topic, and which of its partitions' states
-    changed (None: the topic itself — assignment or configs — so re-read all of it)."""
+    changed (None: the topic itself — assignment or configs — so re-read all of it); or,
+    with ``entity_type``, the configs of that entity (``topic`` is then its name)."""
 
     topic: str
     partitions: tuple[int, ...] | None
+    entity_type: str | None = None
 
 
 def encode_changes(changes: Iterable[Change]) -> bytes:
-    return _dump(
-        {
-            "version": 1,
-            "changes": [
+    items: list[dict[str, Any]] = []
+    for c in changes:
+        if c.entity_type is not None:
+            items.append({"entity_type": c.entity_type, "entity_name": c.topic})
+        else:
+            items.append(
                 {
                     "topic": c.topic,
                     "partitions": None if c.partitions is None else list(c.partitions),
                 }
-                for c in changes
-            ],
-        }
-    )
+            )
+    return _dump({"version": 1, "changes": items})
 
 
 def decode_changes(data: bytes) -> list[Change]:
     raw = _load(data)
-    return [
-        Change(
-            item["topic"],
-            None if item.get("partitions") is None else tuple(item["partitions"]),
-        )
-        for item in raw.get("changes", [])
-    ]
+    out = []
+    for item in raw.get("changes", []):
+        if "entity_type" in item:
+            out.append(Change(str(item["entity_name"]), None, str(item["entity_type"])))
+        else:
+            partitions = item.get("partitions")
+            out.append(Change(item["topic"], None if partitions is None else tuple(partitions)))
+    return out
 
 
 def encode_producer_id_block(broker_id: int, start: int, end: int) -> bytes:
