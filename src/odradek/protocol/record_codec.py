@@ -402,9 +402,12 @@ def rebuild_batch(
     kept: Sequence[RecordSpan],
     *,
     delete_horizon: int | None = None,
+    compression: int | None = None,
 ) -> bytes:
     """The batch of ``header`` holding only the ``kept`` records of its ``payload``
-    (Kafka's ``MemoryRecords.filterTo``); with ``delete_horizon``, marked with it.
+    (Kafka's ``MemoryRecords.filterTo``); with ``delete_horizon``, marked with it; with
+    ``compression``, compressed with that codec instead of the batch's own (the broker's
+    recompression for a topic's ``compression.type``).
 
     With no record kept, the result is Kafka's empty batch (``writeEmptyHeader``): the
     header alone, uncompressed, still spanning the original offsets, so the producer's
@@ -425,7 +428,9 @@ def rebuild_batch(
                 _append_shifted(body, payload, span, shift)
             else:
                 body += payload[span.start : span.end]
-        records = compress(header.compression, bytes(body))
+        codec = header.compression if compression is None else compression
+        attributes = (attributes & ~batch.COMPRESSION_MASK) | codec
+        records = compress(codec, bytes(body))
         max_timestamp = (
             header.max_timestamp
             if log_append_time

@@ -457,6 +457,8 @@ class Log:
             now=now,
             origin=origin,
         )
+        if result.records is not None:
+            buffer = result.records
         updated, duplicate, completed = self._producer_state.analyze(result.headers, origin, buffer)
         if duplicate is not None:
             lat = result.log_append_time != NO_TIMESTAMP

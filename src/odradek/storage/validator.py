@@ -23,8 +23,12 @@ Rules, in Kafka's order, with the error each breach raises:
   topics get ``now`` stamped as the batch max timestamp;
 - compacted topics: every record has a key (INVALID_RECORD).
 
-Compressed batches are stored as sent (no broker-side recompression for a topic whose
-``compression.type`` differs; inner offsets are not inspected).
+Recompression: a topic whose ``compression.type`` is not ``producer`` stores its codec
+(``uncompressed`` for none): a client's batch in another codec is rebuilt with it, its
+records byte for byte (producer id, epoch, sequence and timestamps kept), and the rebuilt
+batch must still fit ``max.message.bytes``. Control batches are kept as written. This is
+the one per-record path of a leader append, paid only when the codecs differ. Inner
+offsets of compressed batches are not inspected.
 
 Stateless apart from its config; thread-safe.
 """
@@ -35,7 +39,13 @@ from dataclasses import dataclass
 
 from odradek.config import LogConfig
 from odradek.protocol import records as batch
-from odradek.protocol.record_codec import RecordDecodeError, decode_records
+from odradek.protocol.record_codec import (
+    RecordDecodeError,
+    batch_payload,
+    decode_records,
+    rebuild_batch,
+    scan_records,
+)
 from odradek.protocol.records import BatchHeader, CompressionType
 from odradek.protocol.types import TopicPartition
 from odradek.storage.errors import (
@@ -48,6 +58,14 @@ from odradek.storage.errors import (
 from odradek.storage.values import AppendOrigin
 
 _MAX_COMPRESSION = max(CompressionType)
+_TARGET_CODECS = {
+    "uncompressed": CompressionType.NONE,
+    "gzip": CompressionType.GZIP,
+    "snappy": CompressionType.SNAPPY,
+    "lz4": CompressionType.LZ4,
+    "zstd": CompressionType.ZSTD,
+}
+"""``compression.type`` -> the codec a topic stores (``producer``: the batch's own)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +80,8 @@ class ValidationResult:
     log_append_time: int
     record_count: int
     valid_bytes: int
+    records: bytearray | memoryview | None = None
+    """What to append when it is not the input buffer (the batches were recompressed)."""
 
 
 class LogValidator:
@@ -83,6 +103,12 @@ class LogValidator:
         """Validate every batch in ``buffer`` and give them offsets from ``first_offset``."""
         headers = self.analyze(buffer, origin=origin)
         config = self.config
+        recompressed = self._recompress(buffer, headers)
+        if recompressed is not None:
+            buffer = recompressed
+            headers = list(batch.iter_headers(buffer))
+            for header in headers:
+                self._check_size(header)
         log_append_time = config.message_timestamp_type == "LogAppendTime"
         next_offset = first_offset
         max_timestamp = batch.NO_TIMESTAMP
@@ -113,7 +139,33 @@ class LogValidator:
             log_append_time=now if log_append_time else batch.NO_TIMESTAMP,
             record_count=record_count,
             valid_bytes=len(buffer),
+            records=recompressed,
         )
+
+    def _recompress(
+        self, buffer: bytearray | memoryview, headers: list[BatchHeader]
+    ) -> bytearray | None:
+        """The batches rebuilt with the topic's codec, or None when they already have it."""
+        target = _TARGET_CODECS.get(self.config.compression_type)
+        if target is None or all(h.compression == target or h.is_control for h in headers):
+            return None
+        out = bytearray()
+        view = memoryview(buffer)
+        for header in headers:
+            raw = view[header.position : header.position + header.size]
+            if header.is_control or header.compression == target:
+                out += raw
+                continue
+            local = batch.read_header(raw)
+            try:
+                payload = batch_payload(raw, local)
+                spans = scan_records(payload, local.records_count)
+            except RecordDecodeError as exc:
+                raise CorruptRecordError(
+                    f"cannot decode records in {self.topic_partition}: {exc}"
+                ) from exc
+            out += rebuild_batch(local, payload, spans, compression=target)
+        return out
 
     def analyze_follower_records(self, records: bytes | bytearray | memoryview) -> ValidationResult:
         """Framing, size and CRC of batches copied from the leader, whose offsets must not
@@ -188,11 +240,7 @@ class LogValidator:
                 f"the baseOffset of the record batch in the append to {tp} should be 0, "
                 f"but it is {header.base_offset}"
             )
-        if header.size > self.config.max_message_bytes:
-            raise RecordTooLargeError(
-                f"the record batch size in the append to {tp} is {header.size} bytes which "
-                f"exceeds the maximum configured value of {self.config.max_message_bytes}"
-            )
+        self._check_size(header)
         if batch.compute_crc(buffer, header.position, header.size) != header.crc:
             raise CorruptRecordError(
                 f"record is corrupt (stored crc = {header.crc}) in topic partition {tp}"
@@ -221,6 +269,14 @@ class LogValidator:
             raise InvalidRecordError(
                 f"invalid sequence number {header.base_sequence} in record batch with "
                 f"producerId {header.producer_id} in topic partition {tp}"
+            )
+
+    def _check_size(self, header: BatchHeader) -> None:
+        if header.size > self.config.max_message_bytes:
+            raise RecordTooLargeError(
+                f"the record batch size in the append to {self.topic_partition} is "
+                f"{header.size} bytes which exceeds the maximum configured value of "
+                f"{self.config.max_message_bytes}"
             )
 
     def _check_timestamps(self, header: BatchHeader, now: int, log_append_time: bool) -> None:

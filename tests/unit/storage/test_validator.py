@@ -8,7 +8,7 @@ import pytest
 
 from odradek.protocol import records as batch
 from odradek.protocol.errors import ErrorCode, KafkaError
-from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
+from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch, decode_records
 from odradek.protocol.types import TopicPartition
 from odradek.storage.validator import LogValidator
 from odradek.storage.values import AppendOrigin
@@ -170,3 +170,57 @@ def test_compacted_topics_need_keys() -> None:
 def test_unknown_compression_codec() -> None:
     data = patch(make_batch([b"a"]), batch.ATTRIBUTES_OFFSET, ">h", 7)
     assert error_of(data) is ErrorCode.invalid_record
+
+
+# -- broker-side recompression ---------------------------------------------------------------
+
+
+def stored(data: bytes, **config: object) -> tuple[bytes, list[batch.BatchHeader]]:
+    buffer, result = validate(data, **config)
+    records = getattr(result, "records", None)
+    out = bytes(buffer if records is None else records)
+    return out, list(batch.iter_headers(out))
+
+
+@pytest.mark.parametrize(
+    ("topic_codec", "sent", "expected"),
+    [
+        ("gzip", batch.CompressionType.NONE, batch.CompressionType.GZIP),
+        ("zstd", batch.CompressionType.SNAPPY, batch.CompressionType.ZSTD),
+        ("uncompressed", batch.CompressionType.LZ4, batch.CompressionType.NONE),
+        ("producer", batch.CompressionType.SNAPPY, batch.CompressionType.SNAPPY),
+        ("lz4", batch.CompressionType.LZ4, batch.CompressionType.LZ4),
+    ],
+)
+def test_topic_compression_type_is_what_is_stored(
+    topic_codec: str, sent: batch.CompressionType, expected: batch.CompressionType
+) -> None:
+    values = [b"value-%d" % i * 20 for i in range(30)]
+    data = make_batch(
+        values,
+        compression=sent,
+        producer_id=5,
+        producer_epoch=1,
+        base_sequence=7,
+        timestamps=[START_MS + i for i in range(30)],
+    )
+    out, headers = stored(data, compression_type=topic_codec)
+    assert len(headers) == 1
+    header = headers[0]
+    assert header.compression == expected
+    assert batch.compute_crc(out, 0, header.size) == header.crc
+    assert (header.base_offset, header.records_count, header.last_offset_delta) == (100, 30, 29)
+    assert (header.producer_id, header.producer_epoch, header.base_sequence) == (5, 1, 7)
+    assert header.partition_leader_epoch == 4
+    records = decode_records(out, header)
+    assert [r.value for r in records] == values
+    assert [r.offset for r in records] == list(range(100, 130))
+    assert [r.timestamp for r in records] == [START_MS + i for i in range(30)]
+    assert header.max_timestamp == START_MS + 29
+
+
+def test_a_recompressed_batch_must_still_fit_max_message_bytes() -> None:
+    data = make_batch([b"a" * 2000] * 5, compression=batch.CompressionType.GZIP)
+    assert len(data) < 1000
+    code = error_of(data, compression_type="uncompressed", max_message_bytes=5000)
+    assert code == ErrorCode.message_too_large
