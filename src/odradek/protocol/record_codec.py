@@ -27,6 +27,7 @@ import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cramjam
 import crc32c
@@ -344,10 +345,10 @@ def read_end_txn_marker(
 # same amount so that every record keeps its timestamp.
 
 
-@dataclass(frozen=True, slots=True)
-class RecordSpan:
+class RecordSpan(NamedTuple):
     """Where one record lies in a batch's (decompressed) records, and what compaction
-    needs of it: its key and whether it is a tombstone (null value)."""
+    needs of it: its key and whether it is a tombstone (null value). A tuple: the
+    cleaner makes one per record."""
 
     start: int
     """First byte of the record (its length varint)."""
@@ -372,25 +373,76 @@ def batch_payload(buffer: bytes | bytearray | memoryview, header: BatchHeader) -
 
 def scan_records(payload: bytes, count: int) -> list[RecordSpan]:
     """The ``count`` records of a batch's decompressed ``payload``, without decoding
-    their values or headers."""
+    their values or headers (a tombstone's value length is -1, one byte: 0x01).
+
+    The log cleaner's hot loop: varints of one or two bytes (nearly all of them in a
+    record's length, deltas and key length) are read inline, longer ones through
+    ``_read_varint``."""
     spans: list[RecordSpan] = []
+    append = spans.append
     position = 0
     size = len(payload)
-    for _ in range(count):
-        start = position
-        length, position = _read_varint(payload, position)
-        end = position + length
-        if length < 1 or end > size:
-            raise RecordDecodeError("record length runs past the end of the batch")
-        position += 1  # attributes
-        timestamp_delta, position = _read_varint(payload, position)
-        offset_delta, position = _read_varint(payload, position)
-        key, position = _read_bytes(payload, position)
-        value_length, position = _read_varint(payload, position)
-        if position > end or (value_length > 0 and position + value_length > end):
-            raise RecordDecodeError("record fields run past the record length")
-        spans.append(RecordSpan(start, end, offset_delta, timestamp_delta, key, value_length < 0))
-        position = end
+    read = _read_varint
+    try:
+        for _ in range(count):
+            start = position
+            raw = payload[position]
+            if raw < 0x80:
+                position += 1
+            elif (second := payload[position + 1]) < 0x80:
+                raw = (raw & 0x7F) | (second << 7)
+                position += 2
+            else:
+                raw, position = read(payload, position)
+                raw = (raw << 1) ^ (raw >> 63)
+            length = (raw >> 1) ^ -(raw & 1)
+            end = position + length
+            if length < 1 or end > size:
+                raise RecordDecodeError("record length runs past the end of the batch")
+            position += 1  # attributes
+            raw = payload[position]
+            if raw < 0x80:
+                position += 1
+            elif (second := payload[position + 1]) < 0x80:
+                raw = (raw & 0x7F) | (second << 7)
+                position += 2
+            else:
+                raw, position = read(payload, position)
+                raw = (raw << 1) ^ (raw >> 63)
+            timestamp_delta = (raw >> 1) ^ -(raw & 1)
+            raw = payload[position]
+            if raw < 0x80:
+                position += 1
+            elif (second := payload[position + 1]) < 0x80:
+                raw = (raw & 0x7F) | (second << 7)
+                position += 2
+            else:
+                raw, position = read(payload, position)
+                raw = (raw << 1) ^ (raw >> 63)
+            offset_delta = (raw >> 1) ^ -(raw & 1)
+            raw = payload[position]
+            if raw < 0x80:
+                position += 1
+            elif (second := payload[position + 1]) < 0x80:
+                raw = (raw & 0x7F) | (second << 7)
+                position += 2
+            else:
+                raw, position = read(payload, position)
+                raw = (raw << 1) ^ (raw >> 63)
+            key_length = (raw >> 1) ^ -(raw & 1)
+            if key_length < 0:
+                key = None
+            else:
+                key = payload[position : position + key_length]
+                position += key_length
+            if position >= end:
+                raise RecordDecodeError("record fields run past the record length")
+            append(
+                RecordSpan(start, end, offset_delta, timestamp_delta, key, payload[position] == 1)
+            )
+            position = end
+    except IndexError:
+        raise RecordDecodeError("record runs past the end of the batch") from None
     if position != size:
         raise RecordDecodeError("bytes left over after the batch's last record")
     return spans

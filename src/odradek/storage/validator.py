@@ -42,7 +42,6 @@ from odradek.protocol import records as batch
 from odradek.protocol.record_codec import (
     RecordDecodeError,
     batch_payload,
-    decode_records,
     rebuild_batch,
     scan_records,
 )
@@ -300,12 +299,12 @@ class LogValidator:
 
     def _check_keys(self, buffer: bytes | bytearray | memoryview, header: BatchHeader) -> None:
         try:
-            records = decode_records(buffer, header)
+            spans = scan_records(batch_payload(buffer, header), header.records_count)
         except RecordDecodeError as exc:
             raise CorruptRecordError(
                 f"cannot decode records in {self.topic_partition}: {exc}"
             ) from exc
-        if any(record.key is None for record in records):
+        if any(span.key is None for span in spans):
             raise InvalidRecordError(
                 "compacted topic cannot accept message without key in topic partition "
                 f"{self.topic_partition}"
