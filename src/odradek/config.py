@@ -468,6 +468,13 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
         ),
         _key("offsets.topic.replication.factor", INT, 3, "Replication of __consumer_offsets."),
         _key(
+            "offsets.topic.segment.bytes",
+            INT,
+            104857600,
+            "Segment size of __consumer_offsets (small, so it is compacted soon).",
+            validator=at_least(1),
+        ),
+        _key(
             "group.min.session.timeout.ms",
             INT,
             6000,

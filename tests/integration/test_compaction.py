@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from odradek.storage.file_records import FileHandle, iter_headers
 from tests.support.broker import BrokerProcess
 from tests.support.clients import create_topic
 
@@ -153,3 +154,62 @@ def test_kill_during_cleaning_loses_nothing(
     assert {key: value for _, key, value in data()} == latest
     directory = broker.partition_dir("survivor", 0)
     assert not [p for p in directory.iterdir() if p.suffix in (".cleaned", ".swap")]
+
+
+def test_consumer_offsets_are_compacted_and_reload_after_restart(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """``__consumer_offsets`` is a compacted topic like any other: after many commits the
+    cleaner leaves one record per group and partition, and the coordinator, loading the
+    compacted partition after a restart, serves the last commits."""
+    broker = broker_factory(
+        {
+            **CLEANER,
+            "offsets.topic.num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.segment.bytes": "8192",
+        }
+    )
+    create_topic(broker.bootstrap, "input", partitions=3)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "committer",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        for n in range(1, 301):
+            consumer.commit(
+                offsets=[TopicPartition("input", p, n * 10 + p) for p in range(3)],
+                asynchronous=False,
+            )
+    finally:
+        consumer.close()
+    directory = broker.partition_dir("__consumer_offsets", 0)
+
+    def records_on_disk() -> int:
+        count = 0
+        for path in directory.glob("*.log"):
+            handle = FileHandle.open(str(path), writable=False)
+            try:
+                count += sum(h.records_count for h in iter_headers(handle, 0, path.stat().st_size))
+            finally:
+                handle.close()
+        return count
+
+    # Commits go on into the active segment; what was rolled shrinks to a few records.
+    wait_for(lambda: records_on_disk() < 150, 30, "__consumer_offsets to be compacted")
+    broker.restart()
+    reader = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "committer",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        committed = reader.committed([TopicPartition("input", p) for p in range(3)], timeout=30)
+    finally:
+        reader.close()
+    assert [(tp.partition, tp.offset) for tp in committed] == [(p, 3000 + p) for p in range(3)]

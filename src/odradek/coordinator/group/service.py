@@ -61,11 +61,8 @@ OFFSETS_TOPIC = "__consumer_offsets"
 OFFSET_COMMIT_TIMEOUT_MS = 5000
 """How long an answer waits for the ISR to have a write (Kafka's default
 ``offsets.commit.timeout.ms``)."""
-OFFSETS_TOPIC_CONFIGS = {
-    "cleanup.policy": "compact",
-    "segment.bytes": "104857600",
-    "compression.type": "producer",
-}
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "compression.type": "producer"}
+"""Plus ``segment.bytes`` from ``offsets.topic.segment.bytes``."""
 
 
 class _Answer(Protocol):
@@ -406,7 +403,10 @@ class GroupCoordinator:
                 int(self.config.get("offsets.topic.replication.factor")),
                 len(self.live_brokers()),
             ),
-            configs=OFFSETS_TOPIC_CONFIGS,
+            configs={
+                **OFFSETS_TOPIC_CONFIGS,
+                "segment.bytes": str(self.config.get("offsets.topic.segment.bytes")),
+            },
         )
 
     # -- leadership ------------------------------------------------------------------------
