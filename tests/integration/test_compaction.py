@@ -41,7 +41,9 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes | None]])
     assert not errors, errors[:3]
 
 
-def read_from_beginning(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes | None]]:
+def read_from_beginning(
+    bootstrap: str, topic: str, isolation: str = "read_uncommitted"
+) -> list[tuple[int, bytes, bytes | None]]:
     """(offset, key, value) of every record of partition 0, up to its end."""
     consumer = Consumer(
         {
@@ -49,6 +51,7 @@ def read_from_beginning(bootstrap: str, topic: str) -> list[tuple[int, bytes, by
             "group.id": "compaction-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "isolation.level": isolation,
         }
     )
     try:
@@ -213,3 +216,38 @@ def test_consumer_offsets_are_compacted_and_reload_after_restart(
     finally:
         reader.close()
     assert [(tp.partition, tp.offset) for tp in committed] == [(p, 3000 + p) for p in range(3)]
+
+
+def test_aborted_transactions_vanish_and_committed_ones_compact(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """The cleaner drops the records of aborted transactions (and, in time, their
+    markers); committed transactional records compact like any other, and both
+    isolation levels then read the same, committed, last values."""
+    broker = broker_factory(CLEANER)
+    create_topic(broker.bootstrap, "txns", config=TOPIC_CONFIG)
+    producer = Producer(
+        {"bootstrap.servers": broker.bootstrap, "transactional.id": "compactor", "linger.ms": 5}
+    )
+    producer.init_transactions(30)
+    latest: dict[bytes, bytes] = {}
+    for n in range(30):
+        producer.begin_transaction()
+        pairs = [(b"key-%02d" % k, b"txn-%d-%d" % (n, k)) for k in range(20)]
+        for key, value in pairs:
+            producer.produce("txns", key=key, value=value)
+        if n % 3 == 2:
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+            latest.update(pairs)
+    roll_active_segment(broker.bootstrap, "txns")
+
+    def read(isolation: str) -> list[tuple[int, bytes, bytes | None]]:
+        return [
+            r for r in read_from_beginning(broker.bootstrap, "txns", isolation) if r[1] != b"~roll"
+        ]
+
+    wait_for(lambda: len(read("read_uncommitted")) == 20, 30, "the aborted records to go")
+    for isolation in ("read_committed", "read_uncommitted"):
+        assert {key: value for _, key, value in read(isolation)} == latest
