@@ -620,6 +620,13 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
             validator=at_least(0),
         ),
         _key(
+            "log.cleaner.io.max.bytes.per.second",
+            DOUBLE,
+            1.7976931348623157e308,
+            "Bytes per second a cleaner may read. Read at start.",
+            validator=at_least(1),
+        ),
+        _key(
             "log.cleaner.backoff.ms",
             LONG,
             15000,

@@ -33,9 +33,17 @@ class LogCleaner:
         self.backoff = max(int(config.get("log.cleaner.backoff.ms")), 10) / 1000
         memory = int(config.get("log.cleaner.dedupe.buffer.size")) // self.threads
         load_factor = float(config.get("log.cleaner.io.buffer.load.factor"))
+        # Each cleaner gets the whole rate, as Kafka gives each cleaner thread its own.
+        io_rate = float(config.get("log.cleaner.io.max.bytes.per.second"))
         self._abort = threading.Event()
         self._cleaners = [
-            Cleaner(memory, load_factor=load_factor, clock=clock, abort=self._abort)
+            Cleaner(
+                memory,
+                load_factor=load_factor,
+                clock=clock,
+                abort=self._abort,
+                max_io_bytes_per_second=io_rate,
+            )
             for _ in range(self.threads)
         ]
         self._clock = clock

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch, bui
 from odradek.protocol.records import DELETE_HORIZON_FLAG, CompressionType
 from odradek.protocol.types import TopicPartition
 from odradek.storage import log_files
-from odradek.storage.cleaner.cleaner import Cleaner, CleaningResult
+from odradek.storage.cleaner.cleaner import Cleaner, CleaningResult, Throttler
 from odradek.storage.cleaner.manager import LogCleanerManager
 from odradek.storage.file_records import FileHandle, iter_headers
 from odradek.storage.log import Log
@@ -374,3 +376,17 @@ def test_cleaned_segments_read_back_with_valid_crcs(tmp_path: Path) -> None:
             assert sum(x.size for x in headers) == os.path.getsize(path)
     reopened = Log.open(str(copy), h.config, clock=h.clock, recovery_point=0)
     assert len(read_all(reopened)) == 10
+
+
+def test_the_throttler_holds_reads_to_the_rate() -> None:
+    abort = threading.Event()
+    throttler = Throttler(4 << 20, abort)
+    started = time.monotonic()
+    for _ in range(12):
+        throttler.maybe_throttle(256 << 10)  # 3 MiB at 4 MiB/s
+    assert time.monotonic() - started >= 0.5
+    unlimited = Throttler(Throttler.UNLIMITED, abort)
+    started = time.monotonic()
+    for _ in range(1000):
+        unlimited.maybe_throttle(1 << 20)
+    assert time.monotonic() - started < 0.5

@@ -43,6 +43,7 @@ import copy
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -152,10 +153,12 @@ class Cleaner:
         load_factor: float = 0.9,
         clock: Clock,
         abort: threading.Event | None = None,
+        max_io_bytes_per_second: float = float("inf"),
     ) -> None:
         self.offset_map = OffsetMap(map_memory, load_factor)
         self._clock = clock
         self._abort = abort or threading.Event()
+        self._throttler = Throttler(max_io_bytes_per_second, self._abort)
 
     def clean(self, plan: LogToClean) -> CleaningResult:
         """Write the cleaned segments of ``plan``; the caller swaps them in (or, if the
@@ -273,7 +276,38 @@ class Cleaner:
         for item in _read_batches(segment):
             if self._abort.is_set():
                 raise CleaningAbortedError(f"cleaning of {segment.log_path} stopped")
+            self._throttler.maybe_throttle(item[0].size)
             yield item
+
+
+class Throttler:
+    """Holds a cleaner's reads to ``log.cleaner.io.max.bytes.per.second`` (Kafka's
+    ``Throttler``): after each slice of bytes, sleep for as long as the bytes were read
+    ahead of the rate. Sleeps wake early when the cleaner is told to stop."""
+
+    CHECK_BYTES = 1 << 20
+
+    def __init__(self, rate: float, abort: threading.Event) -> None:
+        self.rate = rate
+        self._abort = abort
+        self._bytes = 0
+        self._since = time.monotonic()
+
+    UNLIMITED = 1e300
+    """Kafka's default is Double.MAX_VALUE: no limit."""
+
+    def maybe_throttle(self, size: int) -> None:
+        if self.rate >= self.UNLIMITED:
+            return
+        self._bytes += size
+        if self._bytes < min(self.CHECK_BYTES, self.rate):
+            return
+        now = time.monotonic()
+        ahead = self._bytes / self.rate - (now - self._since)
+        if ahead > 0:
+            self._abort.wait(ahead)
+        self._bytes = 0
+        self._since = time.monotonic()
 
 
 # -- grouping ------------------------------------------------------------------------------
