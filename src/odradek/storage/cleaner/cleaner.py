@@ -267,6 +267,9 @@ class Cleaner:
             cleaned.on_become_inactive()
             cleaned.flush()
             cleaned.close_handles()
+            # The cleaned segment keeps the age of the data it holds, as Kafka's does.
+            modified = os.stat(group[-1].log_path).st_mtime_ns
+            os.utime(cleaned.log_path, ns=(modified, modified))
         except BaseException:
             cleaned.close_handles()
             delete_cleaned_files(plan.directory, base)

@@ -178,9 +178,11 @@ class LogCleanerManager:
         needs_now = False
         max_lag = item.config.max_compaction_lag_ms
         if dirty and max_lag < LONG_MAX:
-            first = next(dirty[0].iter_headers(), None)
-            if first is not None and first.max_timestamp >= 0:
-                needs_now = now - first.max_timestamp > max_lag
+            # Kafka's maxCompactionDelay: the earliest first-batch timestamp of the dirty
+            # inactive segments, against now - max.compaction.lag.ms.
+            firsts = (next(segment.iter_headers(), None) for segment in dirty)
+            stamps = [h.max_timestamp for h in firsts if h is not None and h.max_timestamp > 0]
+            needs_now = bool(stamps) and min(stamps) < now - max(max_lag, 0)
         return CleanableLog(item, first_dirty, uncleanable, clean_bytes, dirty_bytes, needs_now)
 
     def _snapshot(self, candidate: CleanableLog, now: int) -> LogToClean | None:
