@@ -433,7 +433,7 @@ class _TransactionTracker:
         pending = self._pending
         while self._next < len(pending) and pending[self._next].first_offset <= offset:
             entry = pending[self._next]
-            self._aborted[entry.producer_id] = [entry, False]
+            self._aborted.setdefault(entry.producer_id, [entry, False])
             self._next += 1
 
     def on_data_batch(self, header: BatchHeader) -> bool:
@@ -449,8 +449,11 @@ class _TransactionTracker:
         return False
 
     def on_control_batch(self, header: BatchHeader, commit: bool | None) -> bool:
-        """True when the marker ends a transaction with nothing left in the log."""
+        """True when the marker ends a transaction with nothing left in the log (or the
+        control batch is empty already: a producer's last batch, kept empty)."""
         self._reach(header.last_offset)
+        if header.records_count <= 0:
+            return True
         if commit is None:
             return False
         producer_id = header.producer_id
