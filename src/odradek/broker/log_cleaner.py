@@ -19,7 +19,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from odradek.config import BrokerConfig
-from odradek.storage.cleaner.cleaner import Cleaner, CleaningAbortedError
+from odradek.storage.cleaner.cleaner import Cleaner, CleaningAbortedError, LogToClean
+from odradek.storage.errors import KafkaStorageError, LogDirFullError
 from odradek.storage.log_manager import LogManager
 from odradek.storage.segment import Clock
 
@@ -78,8 +79,7 @@ class LogCleaner:
                 manager.abort_cleaning(plan)
                 raise
             except Exception as exc:
-                manager.abort_cleaning(plan)
-                log.warning("cleaning %s failed: %s", plan.topic_partition, exc)
+                self._failed(plan, exc)
                 await self._sleep()
                 continue
             if manager.done_cleaning(plan, result):
@@ -95,6 +95,27 @@ class LogCleaner:
                     stats.bytes_read,
                     stats.bytes_written,
                 )
+
+    def _failed(self, plan: LogToClean, error: Exception) -> None:
+        """As Kafka's cleaner thread: a full disk is tried again later; another disk
+        error takes the log dir offline (the cleaner cannot tell a failing disk from a
+        failing cleaning); anything else (a corrupt batch) leaves that log uncleanable
+        until restart. A log deleted or moved while it was being cleaned explains any
+        error and is just forgotten."""
+        manager = self.log_manager.cleaner_manager
+        item = manager.abort_cleaning(plan)
+        tp = plan.topic_partition
+        if item is None:
+            return
+        if isinstance(error, LogDirFullError):
+            log.warning("cleaning %s stopped, the disk is full; trying again later", tp)
+        elif isinstance(error, (KafkaStorageError, OSError)):
+            self.log_manager.log_dir_failure_channel.maybe_add_offline_log_dir(
+                item.parent_dir, f"error while cleaning {tp}", error
+            )
+        else:
+            manager.mark_uncleanable(tp)
+            log.error("cleaning %s failed; it is not cleaned until restart: %s", tp, error)
 
     async def _sleep(self) -> None:
         self._wake.clear()

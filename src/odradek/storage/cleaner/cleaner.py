@@ -60,7 +60,7 @@ from odradek.protocol.records import BatchHeader
 from odradek.protocol.types import TopicPartition
 from odradek.storage import log_files
 from odradek.storage.cleaner.offset_map import OffsetMap
-from odradek.storage.errors import KafkaStorageError
+from odradek.storage.errors import CorruptRecordError, KafkaStorageError
 from odradek.storage.file_records import FileHandle, iter_headers
 from odradek.storage.segment import Clock, LogSegment
 from odradek.storage.txn_index import TxnIndexEntry
@@ -384,7 +384,7 @@ def _spans(header: BatchHeader, data: bytes) -> list[RecordSpan]:
     try:
         return scan_records(batch_payload(data, header), header.records_count)
     except RecordDecodeError as exc:
-        raise KafkaStorageError(
+        raise CorruptRecordError(
             f"corrupt batch at offset {header.base_offset} found while cleaning: {exc}"
         ) from exc
 
@@ -518,7 +518,7 @@ class _Retention:
             try:
                 spans = scan_records(payload, header.records_count)
             except RecordDecodeError as exc:
-                raise KafkaStorageError(
+                raise CorruptRecordError(
                     f"corrupt batch at offset {header.base_offset} found while cleaning: {exc}"
                 ) from exc
             if header.is_control:

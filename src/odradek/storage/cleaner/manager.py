@@ -76,6 +76,9 @@ class LogCleanerManager:
         meanwhile is another object) and its truncation count then."""
         self._horizons: dict[TopicPartition, int] = {}
         self._truncations: dict[TopicPartition, int] = {}
+        self._uncleanable: set[TopicPartition] = set()
+        """Logs whose cleaning failed on something other than the disk (a corrupt batch):
+        left alone until restart, as Kafka's ``markPartitionUncleanable``."""
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -93,6 +96,14 @@ class LogCleanerManager:
         self._checkpoints.pop(tp, None)
         self._horizons.pop(tp, None)
         self._truncations.pop(tp, None)
+        self._uncleanable.discard(tp)
+
+    def mark_uncleanable(self, tp: TopicPartition) -> None:
+        self._uncleanable.add(tp)
+
+    @property
+    def uncleanable(self) -> frozenset[TopicPartition]:
+        return frozenset(self._uncleanable)
 
     def maybe_truncate_checkpoint(self, tp: TopicPartition, offset: int) -> None:
         checkpoint = self._checkpoints.get(tp)
@@ -109,7 +120,7 @@ class LogCleanerManager:
         """Every compacted log not being cleaned, with its offsets and ratio."""
         out = []
         for tp, item in self._logs().items():
-            if not item.config.compact or tp in self._in_progress:
+            if not item.config.compact or tp in self._in_progress or tp in self._uncleanable:
                 continue
             self._note_truncation(tp, item)
             out.append(self._cleanable(item, now))
@@ -277,12 +288,17 @@ class LogCleanerManager:
     def _sources(cleaned: CleanedSegment) -> list[tuple[int, int]]:
         return [(s.base_offset, s.size) for s in cleaned.replaces]
 
-    def abort_cleaning(self, plan: LogToClean) -> None:
+    def abort_cleaning(self, plan: LogToClean) -> Log | None:
         """The cleaning failed: nothing was swapped; forget it (the cleaner deleted what
-        it had written; this makes sure)."""
-        self._in_progress.pop(plan.topic_partition, None)
+        it had written; this makes sure). Returns the log if it is still the one planned
+        (not deleted or replaced meanwhile, which would explain the failure)."""
+        planned = self._in_progress.pop(plan.topic_partition, None)
+        current = self._logs().get(plan.topic_partition)
         for segment in plan.segments:
             delete_cleaned_files(plan.directory, segment.base_offset)
+        if planned is None or current is not planned[0]:
+            return None
+        return current
 
     def checkpoints_for(self, items: Iterable[Log]) -> dict[TopicPartition, int]:
         return {
