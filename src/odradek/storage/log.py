@@ -184,6 +184,7 @@ class Log:
         self._high_watermark = log_start_offset
         self._high_watermark_metadata: LogOffsetMetadata | None = None
         self._first_unstable_offset: int | None = None
+        self._truncated_to: int | None = None
         self._first_unstable_metadata: LogOffsetMetadata | None = None
         self._flush_scheduler: FlushScheduler | None = None
 
@@ -849,6 +850,16 @@ class Log:
         """Bumped by every truncation (a cleaning planned before one is abandoned)."""
         return self._local.truncations
 
+    def _note_truncation(self, offset: int) -> None:
+        lowest = self._truncated_to
+        self._truncated_to = offset if lowest is None else min(lowest, offset)
+
+    def take_truncation_point(self) -> int | None:
+        """The lowest offset truncated to since the last call (None: no truncation), for
+        the cleaner's checkpoint (Kafka's ``maybeTruncateCheckpoint``)."""
+        lowest, self._truncated_to = self._truncated_to, None
+        return lowest
+
     def has_segments(self, expected: list[tuple[int, int]]) -> bool:
         """Whether each (base offset, size) is an inactive segment of the log as it was:
         not deleted by retention, not truncated, not become the active segment."""
@@ -912,6 +923,7 @@ class Log:
             self.truncate_fully_and_start_at(target_offset)
             return True
         self._local.truncate_to(target_offset)
+        self._note_truncation(target_offset)
         self._leader_epoch_cache.truncate_from_end(self.log_end_offset)
         self._log_start_offset = min(self._log_start_offset, self.log_end_offset)
         self._rebuild_producer_state(self.log_end_offset, reload_from_clean_shutdown=False)
@@ -924,6 +936,7 @@ class Log:
     def truncate_fully_and_start_at(self, new_offset: int) -> None:
         """Delete all data and start empty at ``new_offset``."""
         self._local.truncate_fully_and_start_at(new_offset)
+        self._note_truncation(new_offset)
         self._leader_epoch_cache.clear_and_flush()
         self._producer_state.truncate_fully_and_start_at(new_offset)
         self._log_start_offset = new_offset

@@ -390,3 +390,17 @@ def test_the_throttler_holds_reads_to_the_rate() -> None:
     for _ in range(1000):
         unlimited.maybe_throttle(1 << 20)
     assert time.monotonic() - started < 0.5
+
+
+def test_a_truncation_moves_the_checkpoint_back_to_the_truncation_point(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    updates(h, 40)
+    h.log.roll()
+    h.clean()
+    assert h.manager.checkpoint(TP) == 400
+    h.log.truncate_to(300)
+    # A new leader's data arrives above the truncation point before the cleaner looks.
+    updates(h, 20)
+    h.log.roll()
+    plan = h.manager.grab_filthiest_log(h.clock())
+    assert plan is not None and plan.first_dirty_offset == 300

@@ -75,7 +75,6 @@ class LogCleanerManager:
         """Logs being cleaned: the very ``Log`` planned (a log deleted and created again
         meanwhile is another object) and its truncation count then."""
         self._horizons: dict[TopicPartition, int] = {}
-        self._truncations: dict[TopicPartition, int] = {}
         self._uncleanable: set[TopicPartition] = set()
         """Logs whose cleaning failed on something other than the disk (a corrupt batch):
         left alone until restart, as Kafka's ``markPartitionUncleanable``."""
@@ -95,7 +94,6 @@ class LogCleanerManager:
         dirty), and a cleaning under way is abandoned when it ends."""
         self._checkpoints.pop(tp, None)
         self._horizons.pop(tp, None)
-        self._truncations.pop(tp, None)
         self._uncleanable.discard(tp)
 
     def mark_uncleanable(self, tp: TopicPartition) -> None:
@@ -152,12 +150,10 @@ class LogCleanerManager:
         return horizon is not None and horizon <= now
 
     def _note_truncation(self, tp: TopicPartition, item: Log) -> None:
-        seen = self._truncations.get(tp)
-        if seen is not None and seen != item.truncations:
-            # A truncation since the last look: what lies above the log end now may be
-            # new data where cleaned data was.
-            self.maybe_truncate_checkpoint(tp, item.log_end_offset)
-        self._truncations[tp] = item.truncations
+        # What lies above a truncation point may be new data where cleaned data was.
+        point = item.take_truncation_point()
+        if point is not None:
+            self.maybe_truncate_checkpoint(tp, point)
 
     def _cleanable(self, item: Log, now: int) -> CleanableLog:
         log_start = item.log_start_offset
