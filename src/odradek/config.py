@@ -460,6 +460,20 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
         ),
         _key("connections.max.idle.ms", LONG, 600000, "Idle connections are closed after this."),
         _key(
+            "quota.window.num",
+            INT,
+            11,
+            "Samples kept by client quota rate meters.",
+            validator=at_least(1),
+        ),
+        _key(
+            "quota.window.size.seconds",
+            INT,
+            1,
+            "Length of one client quota sample.",
+            validator=at_least(1),
+        ),
+        _key(
             "offsets.topic.num.partitions",
             INT,
             50,
