@@ -191,21 +191,26 @@ def _control_text(header: BatchHeader, raw: bytes, key: bytes | None) -> str:
 
 
 def _dump_offset_index(path: Path, base: int) -> Iterator[str]:
-    raw = path.read_bytes()
-    whole = len(raw) - len(raw) % _OFFSET_ENTRY.size
-    for relative, position in _OFFSET_ENTRY.iter_unpack(raw[:whole]):
+    for relative, position in _entries(path, _OFFSET_ENTRY):
         yield f"offset: {base + relative} position: {position}"
-    if whole < len(raw):
-        yield f"Found {len(raw) - whole} trailing bytes that are not a whole entry"
+    yield from _trailing(path, _OFFSET_ENTRY)
 
 
 def _dump_time_index(path: Path, base: int) -> Iterator[str]:
-    raw = path.read_bytes()
-    whole = len(raw) - len(raw) % _TIME_ENTRY.size
-    for timestamp, relative in _TIME_ENTRY.iter_unpack(raw[:whole]):
+    for timestamp, relative in _entries(path, _TIME_ENTRY):
         yield f"timestamp: {timestamp} offset: {base + relative}"
-    if whole < len(raw):
-        yield f"Found {len(raw) - whole} trailing bytes that are not a whole entry"
+    yield from _trailing(path, _TIME_ENTRY)
+
+
+def _entries(path: Path, entry: struct.Struct) -> Iterator[tuple[int, ...]]:
+    raw = path.read_bytes()
+    return entry.iter_unpack(raw[: len(raw) - len(raw) % entry.size])
+
+
+def _trailing(path: Path, entry: struct.Struct) -> Iterator[str]:
+    extra = path.stat().st_size % entry.size
+    if extra:
+        yield f"Found {extra} trailing bytes that are not a whole entry"
 
 
 def _dump_txn_index(path: Path, base: int) -> Iterator[str]:

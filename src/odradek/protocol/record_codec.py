@@ -371,75 +371,46 @@ def batch_payload(buffer: bytes | bytearray | memoryview, header: BatchHeader) -
         raise RecordDecodeError(f"cannot decompress batch: {exc}") from exc
 
 
+def _varint_at(data: bytes, position: int) -> tuple[int, int]:
+    """``_read_varint`` with the one- and two-byte cases (nearly every varint of a
+    record: its length, deltas and key length) taken without a loop."""
+    raw = data[position]
+    if raw < 0x80:
+        return (raw >> 1) ^ -(raw & 1), position + 1
+    second = data[position + 1]
+    if second < 0x80:
+        raw = (raw & 0x7F) | (second << 7)
+        return (raw >> 1) ^ -(raw & 1), position + 2
+    return _read_varint(data, position)
+
+
 def scan_records(payload: bytes, count: int) -> list[RecordSpan]:
     """The ``count`` records of a batch's decompressed ``payload``, without decoding
-    their values or headers (a tombstone's value length is -1, one byte: 0x01).
-
-    The log cleaner's hot loop: varints of one or two bytes (nearly all of them in a
-    record's length, deltas and key length) are read inline, longer ones through
-    ``_read_varint``."""
+    their values or headers (a tombstone's value length is -1, one byte: 0x01). The
+    log cleaner's hot loop."""
     spans: list[RecordSpan] = []
     append = spans.append
     position = 0
     size = len(payload)
-    read = _read_varint
+    varint = _varint_at
     try:
         for _ in range(count):
             start = position
-            raw = payload[position]
-            if raw < 0x80:
-                position += 1
-            elif (second := payload[position + 1]) < 0x80:
-                raw = (raw & 0x7F) | (second << 7)
-                position += 2
-            else:
-                raw, position = read(payload, position)
-                raw = (raw << 1) ^ (raw >> 63)
-            length = (raw >> 1) ^ -(raw & 1)
+            length, position = varint(payload, position)
             end = position + length
             if length < 1 or end > size:
                 raise RecordDecodeError("record length runs past the end of the batch")
-            position += 1  # attributes
-            raw = payload[position]
-            if raw < 0x80:
-                position += 1
-            elif (second := payload[position + 1]) < 0x80:
-                raw = (raw & 0x7F) | (second << 7)
-                position += 2
-            else:
-                raw, position = read(payload, position)
-                raw = (raw << 1) ^ (raw >> 63)
-            timestamp_delta = (raw >> 1) ^ -(raw & 1)
-            raw = payload[position]
-            if raw < 0x80:
-                position += 1
-            elif (second := payload[position + 1]) < 0x80:
-                raw = (raw & 0x7F) | (second << 7)
-                position += 2
-            else:
-                raw, position = read(payload, position)
-                raw = (raw << 1) ^ (raw >> 63)
-            offset_delta = (raw >> 1) ^ -(raw & 1)
-            raw = payload[position]
-            if raw < 0x80:
-                position += 1
-            elif (second := payload[position + 1]) < 0x80:
-                raw = (raw & 0x7F) | (second << 7)
-                position += 2
-            else:
-                raw, position = read(payload, position)
-                raw = (raw << 1) ^ (raw >> 63)
-            key_length = (raw >> 1) ^ -(raw & 1)
-            if key_length < 0:
-                key = None
-            else:
+            timestamp_delta, position = varint(payload, position + 1)  # after attributes
+            offset_delta, position = varint(payload, position)
+            key_length, position = varint(payload, position)
+            key = None
+            if key_length >= 0:
                 key = payload[position : position + key_length]
                 position += key_length
             if position >= end:
                 raise RecordDecodeError("record fields run past the record length")
-            append(
-                RecordSpan(start, end, offset_delta, timestamp_delta, key, payload[position] == 1)
-            )
+            tombstone = payload[position] == 1
+            append(RecordSpan(start, end, offset_delta, timestamp_delta, key, tombstone))
             position = end
     except IndexError:
         raise RecordDecodeError("record runs past the end of the batch") from None
