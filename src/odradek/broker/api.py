@@ -90,6 +90,12 @@ class Handler:
         return self.min_version if self.accepted_min is None else self.accepted_min
 
 
+class Throttleable(Protocol):
+    """A connection that can be muted for a client quota's throttle time."""
+
+    def throttle(self, throttle_ms: int) -> None: ...
+
+
 class RequestContext(NamedTuple):
     """What a handler knows of its request's origin; a named tuple (immutable, and cheap
     to make once per request)."""
@@ -99,6 +105,10 @@ class RequestContext(NamedTuple):
     client_host: str
     client_port: int
     listener: str
+    request_size: int = 0
+    """Bytes of the request after its size prefix (what a produce quota counts)."""
+    connection: Throttleable | None = None
+    """The connection the request came on, muted when a quota throttles its client."""
 
     @property
     def api_version(self) -> int:

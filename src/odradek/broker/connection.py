@@ -9,7 +9,11 @@ out in request order, which Kafka clients rely on. Flow control:
 - more than ``MAX_IN_FLIGHT`` unanswered requests, or a client that does not read its
   responses (the transport's write buffer passes its high-water mark), pause reading from
   the socket until the queue drains, so a slow consumer cannot make the broker buffer
-  without bound.
+  without bound;
+- a client over a quota (``broker/quotas.py``) is answered at once, with the throttle
+  time in the response, and its connection is then muted (no reading) for that time, as
+  Kafka mutes a throttled channel (KIP-219). Time spent handling requests counts
+  against ``request_percentage`` only while such a quota exists.
 
 Responses are byte strings and, for Fetch, file regions; regions above
 ``SENDFILE_MIN_BYTES`` go from the page cache to the socket with sendfile.
@@ -19,12 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import datetime
 import logging
 import os
+import time
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 from odradek.broker.api import NO_RESPONSE, FileHandle, FileRegion, RequestContext, ResponseChunks
+from odradek.broker.quotas import ANONYMOUS, NANOS_TO_PERCENTAGE
 from odradek.protocol import codec
 from odradek.protocol.codec import DecodeError
 from odradek.protocol.framing import FrameDecoder, FrameError, frame
@@ -44,6 +52,8 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT: Final = 128
 SENDFILE_MIN_BYTES: Final = 64 * 1024
 WRITE_BUFFER_HIGH: Final = 4 * 1024 * 1024
+_FETCH_KEY: Final = 1
+"""Fetch counts its own handling time (a follower's fetch is exempt from quotas)."""
 
 
 class _Slot:
@@ -93,6 +103,7 @@ class KafkaConnection(asyncio.Protocol):
         self._read_paused = False
         self._draining = False
         self._closed = False
+        self._throttle_timer: asyncio.TimerHandle | None = None
         self.active = True
         """Bytes arrived or a response went out since the last idle sweep
         (``ConnectionRegistry.expire_idle`` lowers it and keeps ``quiet_since``)."""
@@ -124,6 +135,9 @@ class KafkaConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._broker.connections.remove(self, self._client_host)
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
+            self._throttle_timer = None
         for slot in self._slots:
             if slot.task is not None and not slot.task.done():
                 slot.task.cancel()
@@ -198,7 +212,13 @@ class KafkaConnection(asyncio.Protocol):
                     request = handler.decode(body, header.size, version)
                 else:
                     request = codec.decode_request(api_key, version, body, header.size)
-                reply = handler.handle(self._context(header), request)
+                request_quota = self._broker.quotas.request
+                if request_quota.enabled and api_key != _FETCH_KEY:
+                    started = time.perf_counter_ns()
+                    reply = handler.handle(self._context(header, len(body)), request)
+                    reply = self._charge_request_time(header.client_id, reply, started)
+                else:
+                    reply = handler.handle(self._context(header, len(body)), request)
                 flexible_response = codec.is_flexible_response(api_key, version)
         except (HeaderError, DecodeError) as exc:
             self._protocol_error(str(exc))
@@ -218,14 +238,54 @@ class KafkaConnection(asyncio.Protocol):
         else:
             self._fill(slot, reply)
 
-    def _context(self, header: Any) -> RequestContext:
+    def _context(self, header: Any, request_size: int = 0) -> RequestContext:
         return RequestContext(
             header=header,
             broker=self._broker,
             client_host=self._client_host,
             client_port=self._client_port,
             listener=self._listener,
+            request_size=request_size,
+            connection=self,
         )
+
+    def _charge_request_time(self, client_id: str | None, reply: Any, started_ns: int) -> Any:
+        """Count the time a handler took against the client's ``request_percentage``
+        (Kafka's ClientRequestQuotaManager: request-thread time as a percentage of one
+        thread); over the quota, mute the connection and say so in a kio response."""
+        quotas = self._broker.quotas
+        elapsed = time.perf_counter_ns() - started_ns
+        throttle_ms = quotas.request.record(
+            ANONYMOUS, client_id, elapsed * NANOS_TO_PERCENTAGE, quotas.clock()
+        )
+        if throttle_ms <= 0:
+            return reply
+        self.throttle(throttle_ms)
+        if dataclasses.is_dataclass(reply) and hasattr(reply, "throttle_time"):
+            return dataclasses.replace(
+                reply,  # type: ignore[type-var]
+                throttle_time=datetime.timedelta(milliseconds=throttle_ms),
+            )
+        return reply
+
+    def throttle(self, throttle_ms: int) -> None:
+        """Stop reading from this client for ``throttle_ms`` (a quota's throttle time);
+        what was read already is still answered. A longer throttle extends it."""
+        if self._closed or throttle_ms <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + throttle_ms / 1000
+        timer = self._throttle_timer
+        if timer is not None:
+            if timer.when() >= until:
+                return
+            timer.cancel()
+        self._throttle_timer = loop.call_at(until, self._end_throttle)
+        self._update_reading()
+
+    def _end_throttle(self) -> None:
+        self._throttle_timer = None
+        self._update_reading()
 
     def _on_reply(self, slot: _Slot, task: asyncio.Future[Any]) -> None:
         if self._closed or task.cancelled():
@@ -390,7 +450,12 @@ class KafkaConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closed:
             return
-        should_pause = self._draining or self._write_paused or len(self._slots) >= MAX_IN_FLIGHT
+        should_pause = (
+            self._draining
+            or self._write_paused
+            or len(self._slots) >= MAX_IN_FLIGHT
+            or self._throttle_timer is not None
+        )
         if should_pause and not self._read_paused:
             transport.pause_reading()
             self._read_paused = True

@@ -26,6 +26,7 @@ from odradek.broker.connections import ConnectionRegistry
 from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
 from odradek.broker.log_cleaner import LogCleaner
+from odradek.broker.quotas import ClientQuotas
 from odradek.broker.txn_markers import write_local_txn_markers
 from odradek.cluster.brokers import BrokerRegistration, Endpoint, parse_listener
 from odradek.cluster.controller import Controller
@@ -113,6 +114,10 @@ class Broker:
         else:
             self.metadata = LocalStore(log_dirs[0], self.cluster_id)
         self.controller = Controller(self.metadata, config)
+        self.quotas = ClientQuotas(
+            self.metadata, config.get("quota.window.num"), config.get("quota.window.size.seconds")
+        )
+        self.metadata.add_listener(self.quotas)
         self.leadership = LeadershipController(self.metadata, config)
         self.log_manager = LogManager.from_config(
             config, clock=self.clock, flush_scheduler=self._flush_in_background
@@ -219,6 +224,7 @@ class Broker:
                     "--data-dir?)"
                 )
             self.cluster_id = self.zookeeper.cluster_id
+        self.quotas.reload()
         self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.log_manager.load_logs(self.log_config)
         self.replica_manager.startup()

@@ -29,7 +29,7 @@ def alter(
                     for t, n in (entity.items() if isinstance(entity, dict) else entity)
                 ),
                 ops=tuple(
-                    alter_v1.OpData(key=k, value=f64(v or 0.0), remove=v is None)
+                    alter_v1.OpData(key=k, value=f64(float(v or 0.0)), remove=v is None)
                     for k, v in ops.items()
                 ),
             )

@@ -6,6 +6,12 @@ asks for tell the leader how far the follower has come (ISR, high watermark).
 Fetch sessions (KIP-227) are declined: every answer carries session id 0, which tells
 the client to keep sending full requests; a request naming a session gets
 FETCH_SESSION_ID_NOT_FOUND so the client starts over.
+
+A consumer's fetch counts its response size against its ``consumer_byte_rate``
+(followers are exempt), with the request's byte budget first capped to what the quota
+window can hold, as Kafka does. Over the quota, the answer is empty, carries the throttle
+time, and the bytes are not counted (the client fetches them again); the connection is
+muted for the throttle time, and before v8 (KIP-219) the answer is held back as long.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ import asyncio
 import uuid
 from typing import Any
 
-from odradek.broker.api import Handler, Reply, RequestContext
+from odradek.broker.api import Handler, Reply, RequestContext, ResponseChunks
 from odradek.broker.fetch_response import PartitionData, TopicData, encode_fetch_response
 from odradek.broker.handlers.common import duration_ms
+from odradek.broker.quotas import ANONYMOUS
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.types import TopicPartition
 from odradek.replication.partition import READ_COMMITTED
 from odradek.replication.replica_manager import FetchPartition, FetchResult
 
 API_KEY = 1
+CLIENT_THROTTLES_FROM = 8
+"""Fetch versions whose clients honour throttle_time_ms themselves (KIP-219)."""
 _NIL_UUID = uuid.UUID(int=0)
 
 
@@ -75,11 +84,23 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
     max_bytes = request.max_bytes
     min_bytes = request.min_bytes
     max_wait_ms = duration_ms(request.max_wait)
+    quota = broker.quotas.fetch
+    metered = quota.enabled and not follower
+    if metered:
+        window_bytes = quota.max_value_in_window(ANONYMOUS, ctx.header.client_id)
+        if window_bytes is not None:
+            max_bytes = min(max_bytes, int(window_bytes))
     results = replica_manager.read(
         wanted, max_bytes=max_bytes, isolation_level=isolation, replica_id=replica_id
     )
     if replica_manager.fetch_satisfied(results, min_bytes, max_wait_ms):
-        return _response(version, layout, results, isolation)
+        answer = _response(version, layout, results, isolation)
+        if not metered:
+            return answer
+        answer, throttle_ms = _charge(ctx, answer)
+        if throttle_ms and version < CLIENT_THROTTLES_FROM:
+            return _delayed(answer, throttle_ms)
+        return answer
 
     # Long poll: park in the purgatory and answer through a future, read again when
     # woken (no task: a parked fetch costs one timer and one callback).
@@ -92,7 +113,17 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
             again = replica_manager.read(
                 wanted, max_bytes=max_bytes, isolation_level=isolation, replica_id=replica_id
             )
-            reply.set_result(_response(version, layout, again, isolation))
+            answer = _response(version, layout, again, isolation)
+            if not metered:
+                reply.set_result(answer)
+                return
+            answer, throttle_ms = _charge(ctx, answer)
+            if throttle_ms and version < CLIENT_THROTTLES_FROM:
+                asyncio.get_running_loop().call_later(
+                    throttle_ms / 1000, _complete_later, reply, answer
+                )
+            else:
+                reply.set_result(answer)
         except Exception as exc:  # the connection logs it and closes
             reply.set_exception(exc)
 
@@ -109,6 +140,33 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
     return reply
 
 
+def _charge(ctx: RequestContext, answer: ResponseChunks) -> tuple[ResponseChunks, int]:
+    """Count a consumer's response against its quota: the answer to send (an empty one
+    with the throttle time when over the quota) and the throttle time."""
+    quotas = ctx.broker.quotas
+    size = answer.size
+    now = quotas.clock()
+    client_id = ctx.header.client_id
+    throttle_ms = quotas.fetch.record(ANONYMOUS, client_id, size, now)
+    if throttle_ms <= 0:
+        return answer, 0
+    quotas.fetch.unrecord(ANONYMOUS, client_id, size, now)
+    if ctx.connection is not None:
+        ctx.connection.throttle(throttle_ms)
+    return encode_fetch_response(ctx.api_version, [], throttle_time_ms=throttle_ms), throttle_ms
+
+
+def _complete_later(reply: asyncio.Future[Reply], answer: ResponseChunks) -> None:
+    if not reply.done():
+        reply.set_result(answer)
+
+
+async def _delayed(answer: ResponseChunks, throttle_ms: int) -> Reply:
+    """An old client's answer, sent once its throttle time has passed."""
+    await asyncio.sleep(throttle_ms / 1000)
+    return answer
+
+
 def _replica_id(request: Any, version: int) -> int:
     if version >= 15:
         return int(request.replica_state.replica_id)
@@ -120,7 +178,7 @@ def _response(
     layout: list[tuple[str, uuid.UUID, list[tuple[int, ErrorCode | None]]]],
     results: list[FetchResult],
     isolation: int,
-) -> Reply:
+) -> ResponseChunks:
     by_tp = {result.tp: result for result in results}
     read_committed = isolation == READ_COMMITTED
     topics = []

@@ -7,6 +7,10 @@ validator). A request with a transactional id goes through transaction verificat
 waits while the partition's presence in its transaction is checked. Versions 0-2 are
 advertised as Kafka 4 does (older librdkafka turns off compression when the advertised
 minimum is above 0) and answered UNSUPPORTED_VERSION.
+
+A client over its ``producer_byte_rate`` (the request's size counts, as in Kafka) gets
+the throttle time in its answer and its connection muted for that long; before v6
+(clients that do not throttle themselves, KIP-219) the answer is also held back for it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Awaitable
 
 from odradek.broker.api import NO_RESPONSE, Handler, Reply, RequestContext, ResponseChunks
 from odradek.broker.produce_response import encode_produce_response
+from odradek.broker.quotas import ANONYMOUS
 from odradek.protocol.codec import DecodeError
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.produce_request import ProduceRequestView, parse_produce_request
@@ -25,9 +30,37 @@ from odradek.replication.replica_manager import ProduceResult
 from odradek.replication.txn_verification import transactional_batches
 
 API_KEY = 0
+CLIENT_THROTTLES_FROM = 6
+"""Produce versions whose clients honour throttle_time_ms themselves (KIP-219)."""
 
 
 def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
+    quotas = ctx.broker.quotas
+    if not quotas.produce.enabled:
+        return _handle(ctx, request, 0)
+    throttle_ms = quotas.produce.record(
+        ANONYMOUS, ctx.header.client_id, ctx.request_size, quotas.clock()
+    )
+    reply = _handle(ctx, request, throttle_ms)
+    if throttle_ms <= 0:
+        return reply
+    if ctx.connection is not None:
+        ctx.connection.throttle(throttle_ms)
+    if ctx.api_version >= CLIENT_THROTTLES_FROM or reply is NO_RESPONSE:
+        return reply
+    return _delayed(reply, throttle_ms)
+
+
+async def _delayed(reply: Reply, throttle_ms: int) -> Reply:
+    """An old client's answer, sent once its throttle time has passed (Kafka's behaviour
+    before KIP-219)."""
+    await asyncio.sleep(throttle_ms / 1000)
+    if asyncio.iscoroutine(reply) or asyncio.isfuture(reply):
+        return await reply
+    return reply
+
+
+def _handle(ctx: RequestContext, request: ProduceRequestView, throttle_ms: int) -> Reply:
     acks = request.acks
     entries: list[tuple[TopicPartition, memoryview | None]] = [
         (TopicPartition(topic.name, partition.index), partition.records)
@@ -50,13 +83,16 @@ def handle(ctx: RequestContext, request: ProduceRequestView) -> Reply:
             request.transactional_id, acks, entries, ctx.api_version
         )
         if not isinstance(appended, dict):
-            return _when_verified(ctx, request, appended)
+            return _when_verified(ctx, request, appended, throttle_ms)
         results = appended
-    return _answer(ctx, request, results)
+    return _answer(ctx, request, results, throttle_ms)
 
 
 def _answer(
-    ctx: RequestContext, request: ProduceRequestView, results: dict[TopicPartition, ProduceResult]
+    ctx: RequestContext,
+    request: ProduceRequestView,
+    results: dict[TopicPartition, ProduceResult],
+    throttle_ms: int,
 ) -> Reply:
     acks = request.acks
     if acks == 0:
@@ -64,18 +100,19 @@ def _answer(
     if acks == -1:
         waiting = ctx.broker.replica_manager.await_acks(results, request.timeout_ms)
         if waiting is not None:
-            return _when_replicated(ctx.api_version, request, waiting)
-    return _response(ctx.api_version, request, results)
+            return _when_replicated(ctx.api_version, request, waiting, throttle_ms)
+    return _response(ctx.api_version, request, results, throttle_ms)
 
 
 async def _when_verified(
     ctx: RequestContext,
     request: ProduceRequestView,
     appended: Awaitable[dict[TopicPartition, ProduceResult]],
+    throttle_ms: int,
 ) -> Reply:
     """Answer once the transaction coordinator on another broker has been asked and what
     passed was appended (and, for acks=all, replicated)."""
-    reply = _answer(ctx, request, await appended)
+    reply = _answer(ctx, request, await appended, throttle_ms)
     if asyncio.iscoroutine(reply):
         return await reply
     return reply
@@ -85,13 +122,17 @@ async def _when_replicated(
     version: int,
     request: ProduceRequestView,
     waiting: asyncio.Future[dict[TopicPartition, ProduceResult]],
+    throttle_ms: int,
 ) -> Reply:
     """acks=all: answer once the ISR has the records (or the request's timeout passed)."""
-    return _response(version, request, await waiting)
+    return _response(version, request, await waiting, throttle_ms)
 
 
 def _response(
-    version: int, request: ProduceRequestView, results: dict[TopicPartition, ProduceResult]
+    version: int,
+    request: ProduceRequestView,
+    results: dict[TopicPartition, ProduceResult],
+    throttle_ms: int,
 ) -> Reply:
     topics = [
         (
@@ -100,7 +141,7 @@ def _response(
         )
         for topic in request.topics
     ]
-    return ResponseChunks([encode_produce_response(version, topics)])
+    return ResponseChunks([encode_produce_response(version, topics, throttle_ms)])
 
 
 _ACKS_TIMEOUT = struct.Struct(">hi")

@@ -1,0 +1,280 @@
+"""Client quota enforcement, as Kafka's ``ClientQuotaManager`` (produce and fetch byte
+rates) and ``ClientRequestQuotaManager`` (request handling time).
+
+Quotas are set per entity (see ``client_quotas``) and resolved for a request's (user,
+client id) in Kafka's order of precedence::
+
+    /config/users/<user>/clients/<client-id>
+    /config/users/<user>/clients/<default>
+    /config/users/<user>
+    /config/users/<default>/clients/<client-id>
+    /config/users/<default>/clients/<default>
+    /config/users/<default>
+    /config/clients/<client-id>
+    /config/clients/<default>
+
+The most specific entity with a quota decides both the limit and who shares it: a quota
+on ``/config/clients/<default>`` gives every client id its own meter of that rate, a
+quota on ``/config/users/<user>`` one meter for all of the user's clients (Kafka's
+metric tags). Rates are measured as Kafka's ``Rate`` over a ``SampledStat``:
+``quota.window.num`` samples of ``quota.window.size.seconds``, the elapsed time counted
+as at least ``num - 1`` whole windows. A request that takes the rate over its bound is
+throttled for ``(observed - bound) / bound * window`` milliseconds (``QuotaUtils``), the
+time that brings the rate back to the bound if nothing more arrives.
+
+With no quota of a kind configured, ``ClientQuotaManager.enabled`` is False and the hot
+path pays one attribute read. Single event loop: nothing here is thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
+
+from odradek.broker.client_quotas import (
+    CLIENT_ID,
+    CONSUMER_BYTE_RATE,
+    DEFAULT_NAME,
+    PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
+    USER,
+    sanitize,
+    stored_entities,
+)
+from odradek.cluster.metadata import MetadataListener, MetadataStore
+
+ANONYMOUS: Final = "ANONYMOUS"
+"""The principal of every PLAINTEXT connection, as Kafka names it."""
+
+NANOS_TO_PERCENTAGE: Final = 100.0 / 1e9
+"""Request time is recorded in percent of one thread-second (ClientRequestQuotaManager)."""
+
+EntityKey = tuple[str | None, str | None]
+"""(sanitized user, sanitized client id) of a quota entity; None where the entity has no
+such part, ``<default>`` for a default."""
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class Rate:
+    """Kafka's ``Rate`` over a ``SampledStat`` of windowed sums, with its quirks kept:
+    a sample is complete once ``window_ms`` old, ``samples + 1`` are kept (one may overlap
+    the window's start), a sample with no event for ``samples * window_ms`` is reset, and
+    the window measured is at least ``samples - 1`` whole windows."""
+
+    __slots__ = ("_current", "_lasts", "_samples", "_starts", "_values", "_window_ms")
+
+    def __init__(self, samples: int, window_ms: int) -> None:
+        self._samples = samples
+        self._window_ms = window_ms
+        self._current = 0
+        self._starts: list[int] = []
+        self._lasts: list[int] = []
+        self._values: list[float] = []
+
+    def _new(self, now_ms: int) -> None:
+        self._starts.append(now_ms)
+        self._lasts.append(now_ms)
+        self._values.append(0.0)
+
+    def record(self, value: float, now_ms: int) -> None:
+        if not self._starts:
+            self._new(now_ms)
+        index = self._current
+        if now_ms - self._starts[index] >= self._window_ms:
+            index = (index + 1) % (self._samples + 1)
+            self._current = index
+            if index >= len(self._starts):
+                self._new(now_ms)
+            else:
+                self._reset(index, now_ms)
+        self._values[index] += value
+        self._lasts[index] = now_ms
+
+    def _reset(self, index: int, now_ms: int) -> None:
+        self._starts[index] = now_ms
+        self._lasts[index] = now_ms
+        self._values[index] = 0.0
+
+    def _purge(self, now_ms: int) -> None:
+        expire_age = self._samples * self._window_ms
+        for index, last in enumerate(self._lasts):
+            if now_ms - last >= expire_age:
+                self._reset(index, now_ms)
+
+    def window_size(self, now_ms: int) -> int:
+        """Milliseconds the rate is taken over (Kafka's ``Rate.windowSize``)."""
+        self._purge(now_ms)
+        if not self._starts:
+            self._new(now_ms)
+        elapsed = now_ms - min(self._starts)
+        full_windows = elapsed // self._window_ms
+        if full_windows < self._samples - 1:
+            elapsed += (self._samples - 1 - full_windows) * self._window_ms
+        return max(elapsed, 1)
+
+    def measure(self, now_ms: int) -> tuple[float, int]:
+        """(rate per second, window in milliseconds) at ``now_ms``."""
+        window = self.window_size(now_ms)
+        return sum(self._values) / (window / 1000.0), window
+
+
+class ClientQuotaManager:
+    """One quota kind (``producer_byte_rate``, ``consumer_byte_rate`` or
+    ``request_percentage``): its overrides, and one rate meter per metric-tag pair."""
+
+    def __init__(self, quota_key: str, samples: int, window_seconds: int) -> None:
+        self.quota_key = quota_key
+        self._samples = samples
+        self._window_ms = window_seconds * 1000
+        self._overrides: dict[EntityKey, float] = {}
+        self._meters: dict[tuple[str, str], tuple[Rate, float]] = {}
+        self._resolved: dict[tuple[str, str | None], tuple[Rate, float] | None] = {}
+        self.enabled = False
+
+    def update(self, overrides: Mapping[EntityKey, float]) -> None:
+        """Replace the overrides; meters keep their history, bounds follow the change."""
+        self._overrides = dict(overrides)
+        self.enabled = bool(self._overrides)
+        self._resolved.clear()
+        for tags, (rate, _) in list(self._meters.items()):
+            bound = self._limit(tags)
+            if bound is None:
+                del self._meters[tags]
+            else:
+                self._meters[tags] = (rate, bound)
+
+    def _meter(self, user: str, client_id: str | None) -> tuple[Rate, float] | None:
+        key = (user, client_id)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        tags = self._tags(sanitize(user), client_id or "")
+        bound = self._limit(tags)
+        meter: tuple[Rate, float] | None = None
+        if bound is not None:
+            meter = self._meters.get(tags)
+            if meter is None:
+                meter = (Rate(self._samples, self._window_ms), bound)
+                self._meters[tags] = meter
+        if len(self._resolved) > 100_000:  # client ids are the client's choice: bound it
+            self._resolved.clear()
+        self._resolved[key] = meter
+        return meter
+
+    def _tags(self, user: str, client_id: str) -> tuple[str, str]:
+        """Kafka's ``DefaultQuotaCallback.quotaMetricTags``: who shares a meter."""
+        has = self._overrides.__contains__
+        client = sanitize(client_id)
+        if has((user, client)) or has((user, DEFAULT_NAME)):
+            return user, client_id
+        if has((user, None)):
+            return user, ""
+        if has((DEFAULT_NAME, client)) or has((DEFAULT_NAME, DEFAULT_NAME)):
+            return user, client_id
+        if has((DEFAULT_NAME, None)):
+            return user, ""
+        return "", client_id
+
+    def _limit(self, tags: tuple[str, str]) -> float | None:
+        """Kafka's ``DefaultQuotaCallback.quotaLimit`` for a meter's tags."""
+        user, client_id = tags
+        client = sanitize(client_id) if client_id else ""
+        get = self._overrides.get
+        order: Iterable[EntityKey]
+        if user and client:
+            order = ((user, client), (user, DEFAULT_NAME), (DEFAULT_NAME, client))
+            order = (*order, (DEFAULT_NAME, DEFAULT_NAME))
+        elif user:
+            order = ((user, None), (DEFAULT_NAME, None))
+        elif client:
+            order = ((None, client), (None, DEFAULT_NAME))
+        else:
+            return None
+        for key in order:
+            bound = get(key)
+            if bound is not None:
+                return bound
+        return None
+
+    def quota(self, user: str, client_id: str | None) -> float | None:
+        """The bound that applies to (user, client id), None if unlimited."""
+        meter = self._meter(user, client_id)
+        return None if meter is None else meter[1]
+
+    def record(self, user: str, client_id: str | None, value: float, now_ms: int) -> int:
+        """Record ``value`` and return the throttle time in ms (0 within the quota)."""
+        meter = self._meter(user, client_id)
+        if meter is None:
+            return 0
+        rate, bound = meter
+        rate.record(value, now_ms)
+        observed, window = rate.measure(now_ms)
+        if observed <= bound:
+            return 0
+        return round((observed - bound) / bound * window)
+
+    def unrecord(self, user: str, client_id: str | None, value: float, now_ms: int) -> None:
+        """Take back a recorded value (a throttled fetch sends nothing), as Kafka does by
+        recording its negative."""
+        meter = self._meter(user, client_id)
+        if meter is not None:
+            meter[0].record(-value, now_ms)
+
+    def max_value_in_window(self, user: str, client_id: str | None) -> float | None:
+        """The most that can be taken at once without certain throttling (a consumer's
+        fetch is capped to it): the bound times ``samples - 1`` windows."""
+        bound = self.quota(user, client_id)
+        if bound is None:
+            return None
+        return bound * (self._samples - 1) * (self._window_ms / 1000)
+
+
+class ClientQuotas(MetadataListener):
+    """The broker's quota managers, kept in line with the quotas in the metadata store
+    (every broker of a cluster hears a change through the store)."""
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        samples: int,
+        window_seconds: int,
+        clock: Callable[[], int] = monotonic_ms,
+    ) -> None:
+        self._metadata = metadata
+        self.clock = clock
+        self.produce = ClientQuotaManager(PRODUCER_BYTE_RATE, samples, window_seconds)
+        self.fetch = ClientQuotaManager(CONSUMER_BYTE_RATE, samples, window_seconds)
+        self.request = ClientQuotaManager(REQUEST_PERCENTAGE, samples, window_seconds)
+
+    def reload(self) -> None:
+        overrides: dict[str, dict[EntityKey, float]] = {
+            PRODUCER_BYTE_RATE: {},
+            CONSUMER_BYTE_RATE: {},
+            REQUEST_PERCENTAGE: {},
+        }
+        for entity, values in stored_entities(self._metadata):
+            if USER not in entity and CLIENT_ID not in entity:
+                continue
+            key = (_part(entity, USER), _part(entity, CLIENT_ID))
+            for name, value in values.items():
+                if name in overrides:
+                    overrides[name][key] = value
+        self.produce.update(overrides[PRODUCER_BYTE_RATE])
+        self.fetch.update(overrides[CONSUMER_BYTE_RATE])
+        self.request.update(overrides[REQUEST_PERCENTAGE])
+
+    def entity_configs_changed(self, entity_type: str, name: str) -> None:
+        if entity_type in ("users", "clients"):
+            self.reload()
+
+
+def _part(entity: Mapping[str, str | None], entity_type: str) -> str | None:
+    if entity_type not in entity:
+        return None
+    name = entity[entity_type]
+    return DEFAULT_NAME if name is None else sanitize(name)
