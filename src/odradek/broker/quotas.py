@@ -50,6 +50,10 @@ ANONYMOUS: Final = "ANONYMOUS"
 NANOS_TO_PERCENTAGE: Final = 100.0 / 1e9
 """Request time is recorded in percent of one thread-second (ClientRequestQuotaManager)."""
 
+INACTIVE_METER_MS: Final = 3600 * 1000
+"""A meter with no event for this long is dropped (Kafka's
+InactiveSensorExpirationTimeSeconds), checked whenever the number of meters doubles."""
+
 EntityKey = tuple[str | None, str | None]
 """(sanitized user, sanitized client id) of a quota entity; None where the entity has no
 such part, ``<default>`` for a default."""
@@ -116,6 +120,10 @@ class Rate:
             elapsed += (self._samples - 1 - full_windows) * self._window_ms
         return max(elapsed, 1)
 
+    @property
+    def last_event_ms(self) -> int:
+        return max(self._lasts, default=0)
+
     def measure(self, now_ms: int) -> tuple[float, int]:
         """(rate per second, window in milliseconds) at ``now_ms``."""
         window = self.window_size(now_ms)
@@ -133,6 +141,7 @@ class ClientQuotaManager:
         self._overrides: dict[EntityKey, float] = {}
         self._meters: dict[tuple[str, str], tuple[Rate, float]] = {}
         self._resolved: dict[tuple[str, str | None], tuple[Rate, float] | None] = {}
+        self._sweep_at = 1024
         self.enabled = False
 
     def update(self, overrides: Mapping[EntityKey, float]) -> None:
@@ -147,7 +156,9 @@ class ClientQuotaManager:
             else:
                 self._meters[tags] = (rate, bound)
 
-    def _meter(self, user: str, client_id: str | None) -> tuple[Rate, float] | None:
+    def _meter(
+        self, user: str, client_id: str | None, now_ms: int | None = None
+    ) -> tuple[Rate, float] | None:
         key = (user, client_id)
         try:
             return self._resolved[key]
@@ -159,12 +170,28 @@ class ClientQuotaManager:
         if bound is not None:
             meter = self._meters.get(tags)
             if meter is None:
+                if now_ms is not None and len(self._meters) >= self._sweep_at:
+                    self._drop_inactive(now_ms)
                 meter = (Rate(self._samples, self._window_ms), bound)
                 self._meters[tags] = meter
         if len(self._resolved) > 100_000:  # client ids are the client's choice: bound it
             self._resolved.clear()
         self._resolved[key] = meter
         return meter
+
+    @property
+    def meter_count(self) -> int:
+        """Meters held (one per group of clients sharing a quota)."""
+        return len(self._meters)
+
+    def _drop_inactive(self, now_ms: int) -> None:
+        """Forget meters idle for an hour: client ids are the clients' choice, so the
+        meters of a default quota would otherwise grow without bound."""
+        for tags, (rate, _) in list(self._meters.items()):
+            if now_ms - rate.last_event_ms >= INACTIVE_METER_MS:
+                del self._meters[tags]
+        self._resolved.clear()
+        self._sweep_at = max(1024, 2 * len(self._meters))
 
     def _tags(self, user: str, client_id: str) -> tuple[str, str]:
         """Kafka's ``DefaultQuotaCallback.quotaMetricTags``: who shares a meter."""
@@ -208,7 +235,7 @@ class ClientQuotaManager:
 
     def record(self, user: str, client_id: str | None, value: float, now_ms: int) -> int:
         """Record ``value`` and return the throttle time in ms (0 within the quota)."""
-        meter = self._meter(user, client_id)
+        meter = self._meter(user, client_id, now_ms)
         if meter is None:
             return 0
         rate, bound = meter

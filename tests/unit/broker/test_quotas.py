@@ -105,3 +105,13 @@ def test_changing_a_quota_keeps_the_meter(tmp_path: Path) -> None:
 def test_sanitize_as_kafka() -> None:
     assert sanitize("a b*c~d/é") == "a%20b%2Ac%7Ed%2F%C3%A9"
     assert sanitize("<default>") != DEFAULT_NAME
+
+
+def test_idle_meters_are_dropped() -> None:
+    manager = ClientQuotaManager("producer_byte_rate", samples=11, window_seconds=1)
+    manager.update({(None, D): 100.0})
+    for index in range(1024):
+        manager.record("ANONYMOUS", f"c{index}", 1, 0)
+    manager.record("ANONYMOUS", "late", 1, 3_600_000)
+    assert manager.record("ANONYMOUS", "late", 0, 3_600_000) == 0
+    assert manager.meter_count == 1
