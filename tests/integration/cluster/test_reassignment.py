@@ -235,7 +235,8 @@ def test_cancel_restores_the_original_replicas(cluster: Cluster) -> None:
     try:
         with Paused(cluster.brokers[target]):
             admin.alter_partition_reassignments({tp("cancelled", 0): [target]})
-            assert layout(cluster, "cancelled")[1] == [target, source]
+            # Every broker answers Metadata from its own view, which may lag a moment.
+            wait_for(lambda: layout(cluster, "cancelled")[1] == [target, source])
             assert admin.alter_partition_reassignments({tp("cancelled", 0): None}) == {
                 tp("cancelled", 0): None
             }
@@ -244,7 +245,7 @@ def test_cancel_restores_the_original_replicas(cluster: Cluster) -> None:
         assert result == {tp("cancelled", 0): NoReassignmentInProgressError}
     finally:
         admin.close()
-    assert layout(cluster, "cancelled") == (source, [source], [source])
+    wait_for(lambda: layout(cluster, "cancelled") == (source, [source], [source]))
     # The broker that was being added drops what it had started to copy.
     wait_for(lambda: not cluster.brokers[target].partition_dir("cancelled", 0).exists())
     assert consume_all(cluster.bootstrap, "cancelled", 1, expected=len(written)) == written
