@@ -59,10 +59,17 @@ class BrokerStartError(Exception):
 
 
 def lock_log_dirs(directories: list[Path]) -> list[int]:
-    """Take Kafka's exclusive ``.lock`` in every log dir, so two brokers never share one."""
+    """Take Kafka's exclusive ``.lock`` in every log dir, so two brokers never share one.
+    A dir that cannot be used at all (not a directory, a failed disk) is skipped: the
+    log manager takes it offline and the broker starts on the others, as Kafka."""
     held: list[int] = []
     for directory in directories:
-        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.error("cannot lock log dir %s, it will be offline: %s", directory, exc)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -95,8 +102,6 @@ class Broker:
         self._servers: list[asyncio.Server] = []
         self._stopping = False
         log_dirs = config.log_dirs
-        for directory in log_dirs:
-            directory.mkdir(parents=True, exist_ok=True)
         self._locks = lock_log_dirs(log_dirs)
         self.cluster_id, self._cluster_id_stored = self._cluster_identity(log_dirs)
         self.metadata: MetadataStore
@@ -180,7 +185,10 @@ class Broker:
         configured = self.config.get("cluster.id")
         found: dict[str, Path] = {}
         for directory in log_dirs:
-            props = checkpoints.read_meta_properties(str(directory))
+            try:
+                props = checkpoints.read_meta_properties(str(directory))
+            except OSError:  # an unusable dir: offline, see lock_log_dirs
+                continue
             if not props:
                 continue
             stored_node = props.get("node.id", props.get("broker.id"))
@@ -299,6 +307,7 @@ class Broker:
         for connection in list(self.connections):
             connection.close()
         await self.replica_manager.fetchers.shutdown()
+        await self.replica_manager.log_dir_mover.shutdown()
         if self.log_cleaner is not None:
             self.log_cleaner.stop()
         for task in list(self._tasks):

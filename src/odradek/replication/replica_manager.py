@@ -25,6 +25,7 @@ from odradek.cluster.metadata import MetadataListener, MetadataStore, TopicMetad
 from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition
+from odradek.replication.alter_log_dirs import LogDirMover
 from odradek.replication.delayed_produce import DelayedProduce
 from odradek.replication.fetcher import ReplicaFetcherManager
 from odradek.replication.partition import AcksOutcome, Partition, PartitionRead
@@ -167,6 +168,8 @@ class ReplicaManager(MetadataListener):
         self._waiters: dict[TopicPartition, set[ParkedFetch]] = {}
         self._produce_waiters: dict[TopicPartition, set[DelayedProduce]] = {}
         self.fetchers = ReplicaFetcherManager(self, config)
+        self.log_dir_mover = LogDirMover(self)
+        """Moves replicas between log dirs (AlterReplicaLogDirs)."""
         self._leadership_listeners: dict[str, list[LeadershipListener]] = {}
         self._suspended = False
         self._started = False
@@ -183,7 +186,7 @@ class ReplicaManager(MetadataListener):
         self._started = True
         self._delete_older_incarnations()
         for topic in self.metadata.topics().values():
-            self._host(topic, 0)
+            self._host(topic, 0, is_new=False)
         hosted = set(self.partitions)
         for tp, stray in list(self.log_manager.logs.items()):
             if tp in hosted:
@@ -201,6 +204,9 @@ class ReplicaManager(MetadataListener):
                 self.log_manager.delete_log(tp)
             else:
                 log.warning("log %s belongs to no known topic; left on disk untouched", tp)
+        for tp, log_dir in self.log_manager.interrupted_moves.items():
+            self.log_dir_mover.resume(tp, log_dir)
+        self.log_manager.interrupted_moves.clear()
 
     def _delete_older_incarnations(self) -> None:
         """Logs of a topic that was deleted and created again (same name, new topic id)
@@ -223,9 +229,14 @@ class ReplicaManager(MetadataListener):
     def log_config(self, topic: TopicMetadata) -> LogConfig:
         return LogConfig.build(self.config, validate_topic_configs(topic.configs))
 
-    def _host(self, topic: TopicMetadata, first: int, last: int | None = None) -> None:
+    def _host(
+        self, topic: TopicMetadata, first: int, last: int | None = None, *, is_new: bool = True
+    ) -> None:
         """Host the partitions ``first``..``last`` (inclusive; all after ``first`` if
-        None) of ``topic`` that have this broker among their replicas."""
+        None) of ``topic`` that have this broker among their replicas. ``is_new``: the
+        replica is new here (a topic or partition created, a reassignment adding this
+        broker); otherwise its log should exist and is not made anew while a log dir is
+        offline (it may be there; Kafka's LeaderAndIsr ``isNew``)."""
         if not self._started:
             return
         config = self.log_config(topic)
@@ -237,7 +248,9 @@ class ReplicaManager(MetadataListener):
             if tp in self.offline_partitions:
                 continue
             try:
-                partition_log = self.log_manager.get_or_create_log(tp, config, topic.topic_id)
+                partition_log = self.log_manager.get_or_create_log(
+                    tp, config, topic.topic_id, is_new=is_new
+                )
                 partition = Partition(tp, topic.topic_id, partition_log, state, self.broker_id)
             except KafkaStorageError as exc:
                 log.error("partition %s is offline: %s", tp, exc)

@@ -146,3 +146,9 @@ class CorruptIndexError(Exception):
 
 class CorruptSnapshotError(Exception):
     """A producer state snapshot failed to parse or its CRC; the caller ignores it."""
+
+
+class LogDirNotFoundError(KafkaError):
+    """A log dir named in a request is not one of the broker's ``log.dirs``."""
+
+    error_code = ErrorCode.log_dir_not_found

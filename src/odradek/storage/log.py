@@ -129,7 +129,8 @@ class FlushJob:
         """Set by ``run`` when an fsync failed; ``complete`` reports it."""
 
     def run(self) -> None:
-        """fsync every file (skipping ones deleted meanwhile), then the directory; nothing
+        """fsync every file (skipping ones deleted meanwhile), then the directory (unless
+        it was deleted, or renamed by a move to another log dir, meanwhile); nothing
         at all when there is no file. Never raises: a failure is kept in ``error``."""
         if not self.paths:
             return
@@ -143,7 +144,8 @@ class FlushJob:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            checkpoints.fsync_dir(self.directory)
+            if os.path.isdir(self.directory):  # else deleted or moved meanwhile
+                checkpoints.fsync_dir(self.directory)
         except OSError as exc:
             self.error = KafkaStorageError(f"cannot flush {self.directory}: {exc}")
         except KafkaStorageError as exc:
@@ -204,13 +206,15 @@ class Log:
         handle_cache: HandleCache | None = None,
         flush_scheduler: FlushScheduler | None = None,
         log_dir_failure_channel: LogDirFailureChannel | None = None,
+        topic_partition: TopicPartition | None = None,
     ) -> Log:
         """Open (creating if needed) and recover the log in ``directory``. With a
         ``flush_scheduler``, rolls leave their fsyncs to it (see ``roll``); storage
-        failures are reported to ``log_dir_failure_channel``."""
+        failures are reported to ``log_dir_failure_channel``. ``topic_partition`` is
+        read from the directory name unless given (a ``-future`` directory's is not)."""
         clock = clock or system_clock
         directory = os.path.abspath(directory)
-        tp = TopicPartition.from_dir_name(os.path.basename(directory))
+        tp = topic_partition or TopicPartition.from_dir_name(os.path.basename(directory))
         os.makedirs(directory, exist_ok=True)
         cache = LeaderEpochFileCache(tp, directory)
         producer_state = ProducerStateManager(

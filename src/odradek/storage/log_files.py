@@ -12,7 +12,9 @@ files named by the segment's base offset, zero-padded to 20 digits::
 
 Suffixes added to those names mark files in transit: ``.deleted`` (segment waiting for
 physical deletion), ``.cleaned`` and ``.swap`` (log cleaner / segment split), ``.tmp``
-(atomic writes). A directory being removed is renamed ``<topic>-<partition>.<uuid>-delete``.
+(atomic writes). A directory being removed is renamed ``<topic>-<partition>.<uuid>-delete``;
+a replica being moved to another log dir (AlterReplicaLogDirs) is copied into
+``<topic>-<partition>.<uuid>-future`` there until it replaces the current one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ FUTURE_DIR_SUFFIX: Final = "-future"
 STRAY_DIR_SUFFIX: Final = "-stray"
 
 _DELETE_DIR = re.compile(r"^(\S+)-(\d+)\.(\S+)" + DELETE_DIR_SUFFIX + "$")
+_FUTURE_DIR = re.compile(r"^(\S+)-(\d+)\.([0-9a-f]{32})" + FUTURE_DIR_SUFFIX + "$")
 
 
 def filename_prefix(offset: int) -> str:
@@ -84,6 +87,23 @@ def log_delete_dir_name(tp: TopicPartition) -> str:
 
 def is_delete_dir(name: str) -> bool:
     return _DELETE_DIR.match(name) is not None
+
+
+def log_future_dir_name(tp: TopicPartition) -> str:
+    """``<topic>-<partition>.<uuid hex>-future``: a replica being moved into this log dir."""
+    return f"{tp.topic}-{tp.partition}.{uuid.uuid4().hex}{FUTURE_DIR_SUFFIX}"
+
+
+def parse_future_dir(name: str) -> TopicPartition | None:
+    """The partition of a ``-future`` directory name, or None for anything else."""
+    found = _FUTURE_DIR.match(name)
+    return None if found is None else TopicPartition(found.group(1), int(found.group(2)))
+
+
+def parse_delete_dir(name: str) -> TopicPartition | None:
+    """The partition of a ``-delete`` directory name, or None for anything else."""
+    found = _DELETE_DIR.match(name)
+    return None if found is None else TopicPartition(found.group(1), int(found.group(2)))
 
 
 def parse_partition_dir(name: str) -> TopicPartition | None:
