@@ -28,13 +28,16 @@ path pays one attribute read. Single event loop: nothing here is thread-safe.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Final, Generic, Protocol, TypeVar
 
+from odradek.broker.api import RequestContext
 from odradek.broker.client_quotas import (
     CLIENT_ID,
     CONSUMER_BYTE_RATE,
+    CONTROLLER_MUTATION_RATE,
     DEFAULT_NAME,
     PRODUCER_BYTE_RATE,
     REQUEST_PERCENTAGE,
@@ -130,19 +133,64 @@ class Rate:
         return sum(self._values) / (window / 1000.0), window
 
 
-class ClientQuotaManager:
-    """One quota kind (``producer_byte_rate``, ``consumer_byte_rate`` or
-    ``request_percentage``): its overrides, and one rate meter per metric-tag pair."""
+class TokenBucket:
+    """Kafka's ``TokenBucket`` (KIP-599, controller mutations): refilled at the bound per
+    second up to a burst of ``samples * window`` seconds' worth; a mutation takes its
+    permits, and the bucket may go below zero (the debt is what throttles). It starts
+    full (Kafka's starts empty at time zero, i.e. full at any real clock reading)."""
+
+    __slots__ = ("_burst_seconds", "_last_ms", "_tokens")
+
+    def __init__(self, samples: int, window_ms: int) -> None:
+        self._burst_seconds = samples * window_ms / 1000
+        self._tokens = 0.0
+        self._last_ms: int | None = None
+
+    @property
+    def last_event_ms(self) -> int:
+        return self._last_ms or 0
+
+    def _refill(self, bound: float, now_ms: int) -> None:
+        burst = self._burst_seconds * bound
+        if self._last_ms is None:
+            self._tokens = burst
+        else:
+            self._tokens = min(burst, self._tokens + bound * (now_ms - self._last_ms) / 1000)
+        self._last_ms = now_ms
+
+    def measure(self, bound: float, now_ms: int) -> float:
+        """Tokens left (negative: in debt)."""
+        self._refill(bound, now_ms)
+        return self._tokens
+
+    def record(self, permits: float, bound: float, now_ms: int) -> None:
+        self._refill(bound, now_ms)
+        self._tokens = min(self._burst_seconds * bound, self._tokens - permits)
+
+
+class _Meter(Protocol):
+    @property
+    def last_event_ms(self) -> int: ...
+
+
+M = TypeVar("M", bound=_Meter)
+
+
+class _QuotaResolver(Generic[M]):
+    """One quota kind's overrides and one meter per metric-tag pair (who shares it)."""
 
     def __init__(self, quota_key: str, samples: int, window_seconds: int) -> None:
         self.quota_key = quota_key
         self._samples = samples
         self._window_ms = window_seconds * 1000
         self._overrides: dict[EntityKey, float] = {}
-        self._meters: dict[tuple[str, str], tuple[Rate, float]] = {}
-        self._resolved: dict[tuple[str, str | None], tuple[Rate, float] | None] = {}
+        self._meters: dict[tuple[str, str], tuple[M, float]] = {}
+        self._resolved: dict[tuple[str, str | None], tuple[M, float] | None] = {}
         self._sweep_at = 1024
         self.enabled = False
+
+    def _new_meter(self) -> M:
+        raise NotImplementedError
 
     def update(self, overrides: Mapping[EntityKey, float]) -> None:
         """Replace the overrides; meters keep their history, bounds follow the change."""
@@ -158,7 +206,7 @@ class ClientQuotaManager:
 
     def _meter(
         self, user: str, client_id: str | None, now_ms: int | None = None
-    ) -> tuple[Rate, float] | None:
+    ) -> tuple[M, float] | None:
         key = (user, client_id)
         try:
             return self._resolved[key]
@@ -166,13 +214,13 @@ class ClientQuotaManager:
             pass
         tags = self._tags(sanitize(user), client_id or "")
         bound = self._limit(tags)
-        meter: tuple[Rate, float] | None = None
+        meter: tuple[M, float] | None = None
         if bound is not None:
             meter = self._meters.get(tags)
             if meter is None:
                 if now_ms is not None and len(self._meters) >= self._sweep_at:
                     self._drop_inactive(now_ms)
-                meter = (Rate(self._samples, self._window_ms), bound)
+                meter = (self._new_meter(), bound)
                 self._meters[tags] = meter
         if len(self._resolved) > 100_000:  # client ids are the client's choice: bound it
             self._resolved.clear()
@@ -233,6 +281,14 @@ class ClientQuotaManager:
         meter = self._meter(user, client_id)
         return None if meter is None else meter[1]
 
+
+class ClientQuotaManager(_QuotaResolver[Rate]):
+    """``producer_byte_rate``, ``consumer_byte_rate`` or ``request_percentage``: a
+    ``Rate`` per meter, throttled by how far the rate is over the bound."""
+
+    def _new_meter(self) -> Rate:
+        return Rate(self._samples, self._window_ms)
+
     def record(self, user: str, client_id: str | None, value: float, now_ms: int) -> int:
         """Record ``value`` and return the throttle time in ms (0 within the quota)."""
         meter = self._meter(user, client_id, now_ms)
@@ -261,6 +317,35 @@ class ClientQuotaManager:
         return bound * (self._samples - 1) * (self._window_ms / 1000)
 
 
+class ControllerMutationQuotaManager(_QuotaResolver[TokenBucket]):
+    """``controller_mutation_rate`` (KIP-599): partitions created or deleted per second,
+    a token bucket per meter (``controller.quota.window.num`` samples of
+    ``controller.quota.window.size.seconds`` of burst)."""
+
+    def _new_meter(self) -> TokenBucket:
+        return TokenBucket(self._samples, self._window_ms)
+
+    def throttle_if_exceeded(self, user: str, client_id: str | None, now_ms: int) -> int:
+        """The strict check before a mutation (Kafka's StrictControllerMutationQuota): the
+        throttle time if the bucket is in debt, else 0."""
+        meter = self._meter(user, client_id, now_ms)
+        if meter is None:
+            return 0
+        bucket, bound = meter
+        tokens = bucket.measure(bound, now_ms)
+        return round(-tokens / bound * 1000) if tokens < 0 else 0
+
+    def record(self, user: str, client_id: str | None, permits: float, now_ms: int) -> int:
+        """Take ``permits``; the throttle time if that left the bucket in debt."""
+        meter = self._meter(user, client_id, now_ms)
+        if meter is None:
+            return 0
+        bucket, bound = meter
+        bucket.record(permits, bound, now_ms)
+        tokens = bucket.measure(bound, now_ms)
+        return round(-tokens / bound * 1000) if tokens < 0 else 0
+
+
 class ClientQuotas(MetadataListener):
     """The broker's quota managers, kept in line with the quotas in the metadata store
     (every broker of a cluster hears a change through the store)."""
@@ -271,9 +356,15 @@ class ClientQuotas(MetadataListener):
         samples: int,
         window_seconds: int,
         clock: Callable[[], int] = monotonic_ms,
+        *,
+        controller_samples: int = 11,
+        controller_window_seconds: int = 1,
     ) -> None:
         self._metadata = metadata
         self.clock = clock
+        self.controller_mutation = ControllerMutationQuotaManager(
+            CONTROLLER_MUTATION_RATE, controller_samples, controller_window_seconds
+        )
         self.produce = ClientQuotaManager(PRODUCER_BYTE_RATE, samples, window_seconds)
         self.fetch = ClientQuotaManager(CONSUMER_BYTE_RATE, samples, window_seconds)
         self.request = ClientQuotaManager(REQUEST_PERCENTAGE, samples, window_seconds)
@@ -283,6 +374,7 @@ class ClientQuotas(MetadataListener):
             PRODUCER_BYTE_RATE: {},
             CONSUMER_BYTE_RATE: {},
             REQUEST_PERCENTAGE: {},
+            CONTROLLER_MUTATION_RATE: {},
         }
         for entity, values in stored_entities(self._metadata):
             if USER not in entity and CLIENT_ID not in entity:
@@ -294,6 +386,7 @@ class ClientQuotas(MetadataListener):
         self.produce.update(overrides[PRODUCER_BYTE_RATE])
         self.fetch.update(overrides[CONSUMER_BYTE_RATE])
         self.request.update(overrides[REQUEST_PERCENTAGE])
+        self.controller_mutation.update(overrides[CONTROLLER_MUTATION_RATE])
 
     def entity_configs_changed(self, entity_type: str, name: str) -> None:
         if entity_type in ("users", "clients"):
@@ -305,3 +398,53 @@ def _part(entity: Mapping[str, str | None], entity_type: str) -> str | None:
         return None
     name = entity[entity_type]
     return DEFAULT_NAME if name is None else sanitize(name)
+
+
+THROTTLING_QUOTA_EXCEEDED_MESSAGE: Final = "The throttling quota has been exceeded."
+
+
+class MutationQuota:
+    """One request's use of ``controller_mutation_rate`` (Kafka's ControllerMutationQuota).
+
+    Strict (CreateTopics v6+, DeleteTopics v5+, CreatePartitions v3+, clients that
+    understand THROTTLING_QUOTA_EXCEEDED): a topic is refused while the bucket is in debt,
+    and the one that puts it in debt still passes. Permissive (older versions): every
+    mutation passes and the client is throttled once in debt. Either way the throttle
+    time goes in the answer and mutes the connection.
+    """
+
+    __slots__ = ("_client_id", "_connection", "_manager", "_quotas", "strict", "throttle_ms")
+
+    def __init__(self, ctx: RequestContext, strict_since: int) -> None:
+        self._quotas: ClientQuotas = ctx.broker.quotas
+        self._manager = self._quotas.controller_mutation
+        self._client_id = ctx.header.client_id
+        self._connection = ctx.connection
+        self.strict = ctx.api_version >= strict_since
+        self.throttle_ms = 0
+
+    def exceeded(self) -> bool:
+        """Whether the next mutation must be refused (strict quotas only)."""
+        if not self.strict or not self._manager.enabled:
+            return False
+        throttle_ms = self._manager.throttle_if_exceeded(
+            ANONYMOUS, self._client_id, self._quotas.clock()
+        )
+        self.throttle_ms = max(self.throttle_ms, throttle_ms)
+        return throttle_ms > 0
+
+    def record(self, permits: int) -> None:
+        """A mutation of ``permits`` partitions was made."""
+        if not self._manager.enabled or permits <= 0:
+            return
+        throttle_ms = self._manager.record(
+            ANONYMOUS, self._client_id, permits, self._quotas.clock()
+        )
+        if not self.strict:
+            self.throttle_ms = max(self.throttle_ms, throttle_ms)
+
+    def finish(self) -> datetime.timedelta:
+        """The throttle time for the answer; the connection is muted for it."""
+        if self.throttle_ms and self._connection is not None:
+            self._connection.throttle(self.throttle_ms)
+        return datetime.timedelta(milliseconds=self.throttle_ms)

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from odradek.broker.client_quotas import DEFAULT_NAME, sanitize
-from odradek.broker.quotas import ClientQuotaManager, ClientQuotas, Rate
+from odradek.broker.quotas import (
+    ClientQuotaManager,
+    ClientQuotas,
+    ControllerMutationQuotaManager,
+    Rate,
+)
 from odradek.cluster.metadata import LocalStore
 
 D = DEFAULT_NAME
@@ -115,3 +120,16 @@ def test_idle_meters_are_dropped() -> None:
     manager.record("ANONYMOUS", "late", 1, 3_600_000)
     assert manager.record("ANONYMOUS", "late", 0, 3_600_000) == 0
     assert manager.meter_count == 1
+
+
+def test_token_bucket_as_kafkas_controller_mutation_quota() -> None:
+    manager = ControllerMutationQuotaManager("controller_mutation_rate", 11, 1)
+    manager.update({(None, "admin"): 2.0})  # burst: 11 s x 2 = 22 partitions
+    assert manager.throttle_if_exceeded("ANONYMOUS", "admin", 0) == 0
+    assert manager.record("ANONYMOUS", "admin", 20, 0) == 0
+    assert manager.record("ANONYMOUS", "admin", 10, 0) == 4000  # 8 in debt at 2/s
+    assert manager.throttle_if_exceeded("ANONYMOUS", "admin", 1000) == 3000
+    assert manager.throttle_if_exceeded("ANONYMOUS", "admin", 4000) == 0
+    # Refilled up to the burst, never beyond.
+    assert manager.record("ANONYMOUS", "admin", 22, 100_000) == 0
+    assert manager.record("ANONYMOUS", "admin", 1, 100_000) == 500

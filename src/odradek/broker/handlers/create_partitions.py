@@ -1,16 +1,20 @@
-"""CreatePartitions (key 37): grow a topic's partition count."""
+"""CreatePartitions (key 37): grow a topic's partition count.
+
+Partitions added count against the client's ``controller_mutation_rate`` (strict from
+v3, see ``quotas.MutationQuota``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
-from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.broker.quotas import THROTTLING_QUOTA_EXCEEDED_MESSAGE, MutationQuota
 from odradek.cluster.controller import check_batch_size
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode, KafkaError
 
 API_KEY = 37
+STRICT_QUOTA_FROM = 3
 
 
 def handle(ctx: RequestContext, request: Any) -> Any:
@@ -18,14 +22,19 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     results = []
     seen: set[str] = set()
     too_many = _too_many(ctx, request)
+    quota = MutationQuota(ctx, STRICT_QUOTA_FROM)
     for topic in request.topics:
         error, message = ErrorCode.none, None
         if too_many is not None:
             error, message = too_many.error_code, too_many.message
         elif topic.name in seen:
             error, message = ErrorCode.invalid_request, "Duplicate topic in request."
+        elif quota.exceeded():
+            error, message = ErrorCode.throttling_quota_exceeded, THROTTLING_QUOTA_EXCEEDED_MESSAGE
         else:
             seen.add(topic.name)
+            known = ctx.broker.metadata.topic(topic.name)
+            before = len(known.partitions) if known is not None else topic.count
             assignment = (
                 [list(a.broker_ids) for a in topic.assignments]
                 if topic.assignments is not None
@@ -35,6 +44,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 ctx.broker.controller.create_partitions(
                     topic.name, topic.count, assignment, validate_only=request.validate_only
                 )
+                quota.record(topic.count - before)
             except KafkaError as exc:
                 error, message = exc.error_code, exc.message
         results.append(
@@ -46,7 +56,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
             )
         )
     return codec.build(
-        module.CreatePartitionsResponse, throttle_time=ZERO_DURATION, results=tuple(results)
+        module.CreatePartitionsResponse, throttle_time=quota.finish(), results=tuple(results)
     )
 
 

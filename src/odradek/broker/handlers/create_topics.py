@@ -1,4 +1,9 @@
-"""CreateTopics (key 19): validate and create topics through the controller."""
+"""CreateTopics (key 19): validate and create topics through the controller.
+
+Partitions created count against the client's ``controller_mutation_rate``
+(``quotas.MutationQuota``: strict from v6, refusing topics with THROTTLING_QUOTA_EXCEEDED
+while the quota is in debt, as Kafka does; validate_only counts too, as in Kafka 4).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
 from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.broker.quotas import THROTTLING_QUOTA_EXCEEDED_MESSAGE, MutationQuota
 from odradek.cluster.controller import check_batch_size
 from odradek.config import LogConfig, describe_topic_configs, validate_topic_configs
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode, KafkaError
 
 API_KEY = 19
+STRICT_QUOTA_FROM = 6
 
 
 def handle(ctx: RequestContext, request: Any) -> Any:
@@ -27,6 +34,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
         return codec.build(
             module.CreateTopicsResponse, throttle_time=ZERO_DURATION, topics=tuple(failures)
         )
+    quota = MutationQuota(ctx, STRICT_QUOTA_FROM)
     for topic in request.topics:
         if counts[topic.name] > 1:
             results.append(
@@ -35,6 +43,16 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                     topic.name,
                     ErrorCode.invalid_request,
                     f"Create topics request from client contains duplicate topic {topic.name}",
+                )
+            )
+            continue
+        if quota.exceeded():
+            results.append(
+                _failure(
+                    module,
+                    topic.name,
+                    ErrorCode.throttling_quota_exceeded,
+                    THROTTLING_QUOTA_EXCEEDED_MESSAGE,
                 )
             )
             continue
@@ -50,9 +68,12 @@ def handle(ctx: RequestContext, request: Any) -> Any:
         except KafkaError as exc:
             results.append(_failure(module, topic.name, exc.error_code, exc.message))
             continue
+        quota.record(
+            len(created.partitions) if created is not None else _partitions_asked(ctx, topic)
+        )
         results.append(_success(ctx, module, topic, created))
     return codec.build(
-        module.CreateTopicsResponse, throttle_time=ZERO_DURATION, topics=tuple(results)
+        module.CreateTopicsResponse, throttle_time=quota.finish(), topics=tuple(results)
     )
 
 

@@ -1,4 +1,7 @@
-"""DeleteTopics (key 20): by name (all versions) or topic id (v6+)."""
+"""DeleteTopics (key 20): by name (all versions) or topic id (v6+).
+
+Partitions deleted count against the client's ``controller_mutation_rate`` (strict from
+v5, see ``quotas.MutationQuota``)."""
 
 from __future__ import annotations
 
@@ -6,11 +9,12 @@ import uuid
 from typing import Any
 
 from odradek.broker.api import Handler, RequestContext
-from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.broker.quotas import THROTTLING_QUOTA_EXCEEDED_MESSAGE, MutationQuota
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode, KafkaError
 
 API_KEY = 20
+STRICT_QUOTA_FROM = 5
 
 
 def handle(ctx: RequestContext, request: Any) -> Any:
@@ -22,6 +26,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
     else:
         wanted = [(name, None) for name in request.topic_names]
     results = []
+    quota = MutationQuota(ctx, STRICT_QUOTA_FROM)
     for wanted_name, wanted_id in wanted:
         error, message = ErrorCode.none, None
         name, topic_id = wanted_name, wanted_id
@@ -31,12 +36,15 @@ def handle(ctx: RequestContext, request: Any) -> Any:
                 error, message = ErrorCode.unknown_topic_id, f"Topic id {wanted_id} not found"
             else:
                 name = known.name
-        if error is ErrorCode.none:
+        if error is ErrorCode.none and quota.exceeded():
+            error, message = ErrorCode.throttling_quota_exceeded, THROTTLING_QUOTA_EXCEEDED_MESSAGE
+        elif error is ErrorCode.none:
             assert name is not None
             known = store.topic(name)
             topic_id = known.topic_id if known is not None else wanted_id
             try:
                 ctx.broker.controller.delete_topic(name)
+                quota.record(len(known.partitions) if known is not None else 0)
             except KafkaError as exc:
                 error, message = exc.error_code, exc.message
         results.append(
@@ -49,7 +57,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
             )
         )
     return codec.build(
-        module.DeleteTopicsResponse, throttle_time=ZERO_DURATION, responses=tuple(results)
+        module.DeleteTopicsResponse, throttle_time=quota.finish(), responses=tuple(results)
     )
 
 
