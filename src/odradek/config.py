@@ -474,6 +474,20 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
             validator=at_least(1),
         ),
         _key(
+            "controller.quota.window.num",
+            INT,
+            11,
+            "Samples (burst windows) of controller mutation quotas.",
+            validator=at_least(1),
+        ),
+        _key(
+            "controller.quota.window.size.seconds",
+            INT,
+            1,
+            "Length of one controller mutation quota sample.",
+            validator=at_least(1),
+        ),
+        _key(
             "offsets.topic.num.partitions",
             INT,
             50,

@@ -120,7 +120,11 @@ class Broker:
             self.metadata = LocalStore(log_dirs[0], self.cluster_id)
         self.controller = Controller(self.metadata, config)
         self.quotas = ClientQuotas(
-            self.metadata, config.get("quota.window.num"), config.get("quota.window.size.seconds")
+            self.metadata,
+            config.get("quota.window.num"),
+            config.get("quota.window.size.seconds"),
+            controller_samples=config.get("controller.quota.window.num"),
+            controller_window_seconds=config.get("controller.quota.window.size.seconds"),
         )
         self.metadata.add_listener(self.quotas)
         self.leadership = LeadershipController(self.metadata, config)
