@@ -131,6 +131,22 @@ class KafkaConnection(asyncio.Protocol):
                 refusal.reason,
             )
             self._abort()
+            return
+        ip_quota = self._broker.quotas.ip
+        if ip_quota.enabled:
+            throttle_ms = ip_quota.record_connection(self._client_host, self._broker.quotas.clock())
+            if throttle_ms > 0:
+                # Kafka's DelayedCloseSocket: nothing is read, and the socket is closed
+                # once the throttle time has passed.
+                log.info(
+                    "Connection from %s:%d throttled for %d ms (connection_creation_rate)",
+                    self._client_host,
+                    self._client_port,
+                    throttle_ms,
+                )
+                self._draining = True  # read nothing, ever
+                self._update_reading()
+                asyncio.get_running_loop().call_later(throttle_ms / 1000, self.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

@@ -29,6 +29,7 @@ path pays one attribute read. Single event loop: nothing here is thread-safe.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Generic, Protocol, TypeVar
@@ -36,9 +37,11 @@ from typing import Final, Generic, Protocol, TypeVar
 from odradek.broker.api import RequestContext
 from odradek.broker.client_quotas import (
     CLIENT_ID,
+    CONNECTION_CREATION_RATE,
     CONSUMER_BYTE_RATE,
     CONTROLLER_MUTATION_RATE,
     DEFAULT_NAME,
+    IP,
     PRODUCER_BYTE_RATE,
     REQUEST_PERCENTAGE,
     USER,
@@ -346,6 +349,56 @@ class ControllerMutationQuotaManager(_QuotaResolver[TokenBucket]):
         return round(-tokens / bound * 1000) if tokens < 0 else 0
 
 
+class IpConnectionQuota:
+    """``connection_creation_rate`` per client address (Kafka's ConnectionQuotas): the
+    address's own quota, else the ``<default>`` ip's; a ``Rate`` per address. A new
+    connection over the rate is not counted and is closed after the throttle time, at
+    most one window (Kafka's DelayedCloseSocket)."""
+
+    def __init__(self, samples: int, window_seconds: int) -> None:
+        self._samples = samples
+        self._window_ms = window_seconds * 1000
+        self._overrides: dict[str, float] = {}
+        self._default: float | None = None
+        self._meters: dict[str, Rate] = {}
+        self.enabled = False
+
+    def update(self, overrides: Mapping[str | None, float]) -> None:
+        self._default = overrides.get(None)
+        self._overrides = {_normal_ip(ip): v for ip, v in overrides.items() if ip is not None}
+        self.enabled = bool(overrides)
+        self._meters.clear()
+
+    def quota(self, ip: str) -> float | None:
+        return self._overrides.get(_normal_ip(ip), self._default)
+
+    def record_connection(self, ip: str, now_ms: int) -> int:
+        """Count a new connection from ``ip``; the throttle time if it is over the rate
+        (then it is not counted)."""
+        bound = self.quota(ip)
+        if bound is None:
+            return 0
+        rate = self._meters.get(ip)
+        if rate is None:
+            if len(self._meters) >= 100_000:
+                self._meters.clear()
+            rate = self._meters[ip] = Rate(self._samples, self._window_ms)
+        rate.record(1.0, now_ms)
+        observed, window = rate.measure(now_ms)
+        if observed <= bound:
+            return 0
+        rate.record(-1.0, now_ms)
+        return min(round((observed - bound) / bound * window), self._window_ms)
+
+
+def _normal_ip(ip: str) -> str:
+    """A literal address in one spelling (``::1`` and ``0:0::1`` are one address)."""
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip
+
+
 class ClientQuotas(MetadataListener):
     """The broker's quota managers, kept in line with the quotas in the metadata store
     (every broker of a cluster hears a change through the store)."""
@@ -365,6 +418,7 @@ class ClientQuotas(MetadataListener):
         self.controller_mutation = ControllerMutationQuotaManager(
             CONTROLLER_MUTATION_RATE, controller_samples, controller_window_seconds
         )
+        self.ip = IpConnectionQuota(samples, window_seconds)
         self.produce = ClientQuotaManager(PRODUCER_BYTE_RATE, samples, window_seconds)
         self.fetch = ClientQuotaManager(CONSUMER_BYTE_RATE, samples, window_seconds)
         self.request = ClientQuotaManager(REQUEST_PERCENTAGE, samples, window_seconds)
@@ -376,8 +430,11 @@ class ClientQuotas(MetadataListener):
             REQUEST_PERCENTAGE: {},
             CONTROLLER_MUTATION_RATE: {},
         }
+        ips: dict[str | None, float] = {}
         for entity, values in stored_entities(self._metadata):
-            if USER not in entity and CLIENT_ID not in entity:
+            if IP in entity:
+                if CONNECTION_CREATION_RATE in values:
+                    ips[entity[IP]] = values[CONNECTION_CREATION_RATE]
                 continue
             key = (_part(entity, USER), _part(entity, CLIENT_ID))
             for name, value in values.items():
@@ -387,9 +444,10 @@ class ClientQuotas(MetadataListener):
         self.fetch.update(overrides[CONSUMER_BYTE_RATE])
         self.request.update(overrides[REQUEST_PERCENTAGE])
         self.controller_mutation.update(overrides[CONTROLLER_MUTATION_RATE])
+        self.ip.update(ips)
 
     def entity_configs_changed(self, entity_type: str, name: str) -> None:
-        if entity_type in ("users", "clients"):
+        if entity_type in ("users", "clients", "ips"):
             self.reload()
 
 

@@ -12,6 +12,7 @@ from odradek.broker.quotas import (
     ClientQuotaManager,
     ClientQuotas,
     ControllerMutationQuotaManager,
+    IpConnectionQuota,
     Rate,
 )
 from odradek.cluster.metadata import LocalStore
@@ -133,3 +134,16 @@ def test_token_bucket_as_kafkas_controller_mutation_quota() -> None:
     # Refilled up to the burst, never beyond.
     assert manager.record("ANONYMOUS", "admin", 22, 100_000) == 0
     assert manager.record("ANONYMOUS", "admin", 1, 100_000) == 500
+
+
+def test_ip_connection_rate() -> None:
+    quota = IpConnectionQuota(samples=11, window_seconds=1)
+    quota.update({"127.0.0.1": 1.0, None: 100.0})
+    assert quota.quota("10.0.0.1") == 100.0
+    # 1 connection/s over at least 10 s: ten pass at once, the eleventh is throttled
+    # (at most one window) and not counted.
+    assert [quota.record_connection("127.0.0.1", 0) for _ in range(10)] == [0] * 10
+    assert quota.record_connection("127.0.0.1", 0) == 1000
+    assert quota.record_connection("127.0.0.1", 0) == 1000
+    assert quota.record_connection("127.0.0.2", 0) == 0
+    assert quota.record_connection("127.0.0.1", 11_000) == 0  # the first sample expired
