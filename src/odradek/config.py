@@ -655,6 +655,13 @@ BROKER_KEYS: Final[dict[str, ConfigKey]] = {
             validator=at_least(1),
         ),
         _key(
+            "replica.alter.log.dirs.io.max.bytes.per.second",
+            LONG,
+            9223372036854775807,
+            "Bytes per second copied by replica moves between log dirs. Read at start.",
+            validator=at_least(1),
+        ),
+        _key(
             "log.cleaner.backoff.ms",
             LONG,
             15000,

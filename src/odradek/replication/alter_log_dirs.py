@@ -4,7 +4,9 @@
 A move makes an empty future log in the target dir (``LogManager.create_future_log``),
 then one task copies the current log into it as a follower would, batch by batch with
 the same offsets and epochs (``Log.append_as_follower``), a slice of at most
-``SLICE_BYTES`` at a time on the event loop, so produce and fetch go on meanwhile. When
+``SLICE_BYTES`` at a time on the event loop, so produce and fetch go on meanwhile, at
+most ``replica.alter.log.dirs.io.max.bytes.per.second`` (Kafka's quota on these
+copies; unlimited by default). When
 the future has caught up, its unflushed data is fsynced in a worker thread, the little
 appended meanwhile is copied, and the two are swapped in one step on the loop
 (``LogManager.replace_current_with_future``); the partition then uses the new log and
@@ -56,6 +58,9 @@ class LogDirMover:
         self._replicas = replica_manager
         self._logs = replica_manager.log_manager
         self._moves: dict[TopicPartition, _Move] = {}
+        rate = int(replica_manager.config.get("replica.alter.log.dirs.io.max.bytes.per.second"))
+        self._rate = max(rate, 1)
+        self._slice = min(SLICE_BYTES, self._rate)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self.completed = 0
@@ -124,15 +129,16 @@ class LogDirMover:
         while self._moves:
             progressed = False
             for tp in list(self._moves):
+                copied = 0
                 try:
-                    caught_up, copied = self._copy(tp)
+                    caught_up, copied = self._copy(tp, self._slice)
                     progressed = progressed or copied > 0
                     if caught_up:
                         await self._swap(tp)
                 except KafkaError as exc:
                     log.warning("move of %s given up: %s", tp, exc)
                     self._give_up(tp)
-                await asyncio.sleep(0)
+                await asyncio.sleep(copied / self._rate)
             if not progressed and self._moves:
                 await asyncio.sleep(0.01)
 
