@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT: Final = 128
 SENDFILE_MIN_BYTES: Final = 64 * 1024
 WRITE_BUFFER_HIGH: Final = 4 * 1024 * 1024
-_FETCH_KEY: Final = 1
-"""Fetch counts its own handling time (a follower's fetch is exempt from quotas)."""
+_NOT_TIMED: Final = frozenset({1, 27})
+"""APIs whose handling time does not count against ``request_percentage``: Fetch (a
+follower's fetch is exempt from quotas, and a consumer's is metered by bytes) and
+WriteTxnMarkers (broker to broker, a cluster action Kafka exempts)."""
 
 
 class _Slot:
@@ -229,7 +231,7 @@ class KafkaConnection(asyncio.Protocol):
                 else:
                     request = codec.decode_request(api_key, version, body, header.size)
                 request_quota = self._broker.quotas.request
-                if request_quota.enabled and api_key != _FETCH_KEY:
+                if request_quota.enabled and api_key not in _NOT_TIMED:
                     started = time.perf_counter_ns()
                     reply = handler.handle(self._context(header, len(body)), request)
                     reply = self._charge_request_time(header.client_id, reply, started)
