@@ -62,7 +62,6 @@ class LogDirMover:
         self._rate = max(rate, 1)
         self._slice = min(SLICE_BYTES, self._rate)
         self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
         self.completed = 0
         """Moves completed since start (for logs and tests)."""
 
@@ -112,10 +111,7 @@ class LogDirMover:
         cleaner = self._logs.cleaner_manager
         self._moves[tp] = _Move(source, source.truncations, cleaner.checkpoint(tp))
         if self._task is None or self._task.done():
-            self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
-        elif self._wake is not None:
-            self._wake.set()
 
     async def shutdown(self) -> None:
         task, self._task = self._task, None
@@ -137,6 +133,9 @@ class LogDirMover:
                         await self._swap(tp)
                 except KafkaError as exc:
                     log.warning("move of %s given up: %s", tp, exc)
+                    self._give_up(tp)
+                except Exception:  # a bug must not leave the move hanging
+                    log.exception("move of %s given up", tp)
                     self._give_up(tp)
                 await asyncio.sleep(copied / self._rate)
             if not progressed and self._moves:
