@@ -117,6 +117,13 @@ class Broker:
             )
             self.metadata = self.zookeeper
         else:
+            try:
+                os.listdir(log_dirs[0])
+            except OSError as exc:
+                raise BrokerStartError(
+                    f"the first log dir {log_dirs[0]} holds this node's cluster metadata and "
+                    f"cannot be used: {exc}"
+                ) from exc
             self.metadata = LocalStore(log_dirs[0], self.cluster_id)
         self.controller = Controller(self.metadata, config)
         self.quotas = ClientQuotas(
@@ -131,6 +138,7 @@ class Broker:
         self.log_manager = LogManager.from_config(
             config, clock=self.clock, flush_scheduler=self._flush_in_background
         )
+        self._check_live_log_dirs()
         self.replica_manager = ReplicaManager(
             broker_id=self.broker_id,
             config=config,
@@ -212,6 +220,15 @@ class Broker:
             return str(configured), False
         return _new_cluster_id(), False
 
+    def _check_live_log_dirs(self) -> None:
+        """As Kafka, a broker none of whose log dirs can be used at start-up does not
+        start (one that loses them all later keeps answering, see log_dir_failure)."""
+        if not self.log_manager.live_log_dirs:
+            raise BrokerStartError(
+                f"none of the log dirs {', '.join(self.log_manager.log_dirs)} can be used "
+                "(see the errors above; choose a writable --data-dir)"
+            )
+
     @staticmethod
     def clock() -> int:
         """Wall-clock milliseconds since the epoch (Kafka's time.milliseconds())."""
@@ -239,6 +256,7 @@ class Broker:
         self.quotas.reload()
         self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.log_manager.load_logs(self.log_config)
+        self._check_live_log_dirs()
         self.replica_manager.startup()
         loop = asyncio.get_running_loop()
         for endpoint in self.listeners:
