@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka import KafkaAdminClient
 from kafka.errors import (
@@ -303,3 +304,13 @@ def test_a_move_asked_before_the_partition_exists_places_it_when_created(
         assert list(answer.values()) == [NoError]
         assert _where(admin, "later", 0) == [(str(second), False)]
     assert os.path.isdir(second / "later-0")
+
+
+def test_a_broker_whose_first_log_dir_is_unusable_does_not_start(tmp_path: Path) -> None:
+    """The first log dir holds a single node's cluster metadata (as KRaft's metadata log
+    dir, whose failure stops Kafka)."""
+    first, second = _dirs(tmp_path, 2)
+    first.write_bytes(b"not a directory")
+    broker = BrokerProcess(tmp_path / "data", {"log.dirs": f"{first},{second}"})
+    with pytest.raises(RuntimeError, match="holds this node's cluster metadata"):
+        broker.start()

@@ -23,6 +23,7 @@ from typing import Any
 from odradek.broker.api import Handler
 from odradek.broker.connection import KafkaConnection
 from odradek.broker.connections import ConnectionRegistry
+from odradek.broker.dynamic_config import DynamicBrokerConfigs
 from odradek.broker.handlers import all_handlers
 from odradek.broker.handlers.api_versions import versions_response
 from odradek.broker.log_cleaner import LogCleaner
@@ -158,6 +159,10 @@ class Broker:
             else None
         )
         self.metadata.add_listener(self.leader_rebalancer)
+        self.dynamic_configs = DynamicBrokerConfigs(
+            config, self.metadata, self.replica_manager, self._wake_log_cleaner
+        )
+        self.metadata.add_listener(self.dynamic_configs)
         self.group_coordinator = GroupCoordinator(
             config,
             metadata=self.metadata,
@@ -239,6 +244,10 @@ class Broker:
         overrides = metadata.configs if metadata is not None else {}
         return LogConfig.build(self.config, _parsed(overrides))
 
+    def _wake_log_cleaner(self) -> None:
+        if self.log_cleaner is not None:
+            self.log_cleaner.wake()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -254,6 +263,7 @@ class Broker:
                 )
             self.cluster_id = self.zookeeper.cluster_id
         self.quotas.reload()
+        self.dynamic_configs.reload()
         self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.log_manager.load_logs(self.log_config)
         self._check_live_log_dirs()
