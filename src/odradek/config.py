@@ -854,6 +854,29 @@ TOPIC_KEYS: Final[dict[str, ConfigKey]] = {
     ]
 }
 
+BROKER_SYNONYMS: Final[dict[str, tuple[str, ...]]] = {
+    name: key.synonyms
+    for key in TOPIC_KEYS.values()
+    if len(key.synonyms) > 1
+    for name in key.synonyms
+}
+"""Broker keys that stand for one another (Kafka's ``brokerConfigSynonyms``: the
+``.ms``/``.minutes``/``.hours`` forms), most specific first."""
+
+DYNAMIC_BROKER_CONFIGS: Final = frozenset(
+    {name for key in TOPIC_KEYS.values() for name in key.synonyms}
+)
+"""Broker configs that AlterConfigs may change at run time (``/config/brokers``).
+
+Kafka's ``DynamicBrokerConfig.AllDynamicConfigs`` restricted to what this broker
+applies without a restart: the topic defaults (``DynamicLogConfig``: every broker
+synonym of a topic config, ``log.retention.ms``, ``log.segment.bytes``,
+``log.cleanup.policy``, ``compression.type``, ``message.max.bytes``,
+``min.insync.replicas``, ``unclean.leader.election.enable``, ``log.flush.*``...), which
+reach every log without a topic override. Kafka's other dynamic configs (the log
+cleaner's, thread pools, listeners, connection limits) are read once at start here, so
+they are refused rather than stored and silently not applied."""
+
 _UNIT_SCALE: Final = {".hours": 3600000, ".minutes": 60000}
 
 
@@ -926,6 +949,10 @@ class BrokerConfig:
         self.originals: dict[str, str] = dict(props or {})
         self.values: dict[str, Any] = {}
         self.unknown: list[str] = []
+        self.dynamic_broker: dict[str, Any] = {}
+        """Dynamic configs of this broker (``/config/brokers/<id>``), parsed."""
+        self.dynamic_default: dict[str, Any] = {}
+        """Dynamic cluster-wide defaults (``/config/brokers/<default>``), parsed."""
         for name, raw in self.originals.items():
             key = BROKER_KEYS.get(name)
             if key is None:
@@ -936,12 +963,44 @@ class BrokerConfig:
             self.values["broker.id"] = self.values["node.id"]
 
     def get(self, name: str) -> Any:
-        if name in self.values:
-            return self.values[name]
+        """The effective value: per-broker dynamic > cluster-default dynamic > static >
+        Kafka's default (DynamicBrokerConfig's precedence); read at run time, so a
+        dynamic change is seen by the next read."""
+        for layer in (self.dynamic_broker, self.dynamic_default, self.values):
+            if name in layer:
+                return layer[name]
         return BROKER_KEYS[name].default
 
     def is_set(self, name: str) -> bool:
-        return name in self.values
+        return name in self.values or name in self.dynamic_broker or name in self.dynamic_default
+
+    def set_dynamic(
+        self, per_broker: Mapping[str, str], cluster_default: Mapping[str, str]
+    ) -> set[str]:
+        """Replace both dynamic layers (as stored: strings) and return the names whose
+        effective value changed. Stored values that no longer parse or are not dynamic
+        (written by another version) are skipped, as Kafka skips invalid dynamic
+        configs when it loads them, so one bad entry cannot stop a broker."""
+        before = {name: self.get(name) for name in BROKER_KEYS}
+        self.dynamic_broker = _parse_dynamic(per_broker)
+        self.dynamic_default = _parse_dynamic(cluster_default)
+        return {name for name in BROKER_KEYS if self.get(name) != before[name]}
+
+    def _layers(self, name: str) -> list[tuple[Any, ConfigSource]]:
+        """Every value set for ``name``, most significant first, ending with the default."""
+        found = [
+            (layer[name], source)
+            for layer, source in (
+                (self.dynamic_broker, ConfigSource.DYNAMIC_BROKER_CONFIG),
+                (self.dynamic_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
+                (self.values, ConfigSource.STATIC_BROKER_CONFIG),
+            )
+            if name in layer
+        ]
+        default = BROKER_KEYS[name].default
+        if default is not None:
+            found.append((default, ConfigSource.DEFAULT_CONFIG))
+        return found
 
     # -- typed accessors for what the broker reads often -----------------------------------
 
@@ -963,39 +1022,91 @@ class BrokerConfig:
         return list(self.get("advertised.listeners") or self.listeners)
 
     def topic_default(self, name: str) -> ResolvedValue:
-        """Effective broker-level value behind topic config ``name``, with its chain."""
+        """Effective broker-level value behind topic config ``name``, with its chain:
+        for each source in precedence order, each synonym in Kafka's order
+        (``log.retention.ms`` before ``.minutes`` before ``.hours``), as Kafka's
+        ``DescribeConfigs`` lists them."""
         key = TOPIC_KEYS[name]
         chain: list[tuple[str, Any, ConfigSource]] = []
-        effective: Any = None
-        for broker_name in key.synonyms:
-            raw = self.values.get(broker_name)
-            if raw is None:
-                continue
-            chain.append((broker_name, raw, ConfigSource.STATIC_BROKER_CONFIG))
-            if effective is None:
-                effective = _scale(raw, synonym_scale(broker_name))
-        for broker_name in key.synonyms:
-            default = BROKER_KEYS[broker_name].default
-            if default is not None:
-                chain.append((broker_name, default, ConfigSource.DEFAULT_CONFIG))
-        if effective is not None:
-            return ResolvedValue(
-                name, effective, ConfigSource.STATIC_BROKER_CONFIG, key, tuple(chain)
-            )
+        for source in _BROKER_SOURCES:
+            for broker_name in key.synonyms:
+                for value, found in self._layers(broker_name):
+                    if found is source:
+                        chain.append((broker_name, value, source))
+        for broker_name, value, source in chain:
+            if source is not ConfigSource.DEFAULT_CONFIG:
+                scaled = _scale(value, synonym_scale(broker_name))
+                return ResolvedValue(name, scaled, source, key, tuple(chain))
         return ResolvedValue(name, key.default, ConfigSource.DEFAULT_CONFIG, key, tuple(chain))
 
+    def resolve(self, name: str) -> ResolvedValue:
+        """One broker config's value, source and synonyms (its own layers, then those
+        of the keys it falls back on, e.g. ``log.retention.ms`` on ``.hours``)."""
+        key = BROKER_KEYS[name]
+        names = BROKER_SYNONYMS.get(name, (name,))
+        chain = [
+            (synonym, value, source)
+            for source in _BROKER_SOURCES
+            for synonym in names
+            for value, found in self._layers(synonym)
+            if found is source
+        ]
+        # As Kafka's ConfigHelper: the key's own value, the source of the chain's head
+        # (log.retention.hours reports its own 168 but the source of a set .ms).
+        source = chain[0][2] if chain else ConfigSource.DEFAULT_CONFIG
+        return ResolvedValue(name, self.get(name), source, key, tuple(chain))
+
     def describe(self) -> list[ResolvedValue]:
-        """Every known broker config with its value and source, for DescribeConfigs."""
-        result = []
-        for name, key in BROKER_KEYS.items():
-            if name in self.values:
-                source = ConfigSource.STATIC_BROKER_CONFIG
-                value = self.values[name]
-            else:
-                source = ConfigSource.DEFAULT_CONFIG
-                value = key.default
-            result.append(ResolvedValue(name, value, source, key))
-        return result
+        """Every known broker config with its value, source and synonyms."""
+        return [self.resolve(name) for name in BROKER_KEYS]
+
+
+_BROKER_SOURCES: Final = (
+    ConfigSource.DYNAMIC_BROKER_CONFIG,
+    ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG,
+    ConfigSource.STATIC_BROKER_CONFIG,
+    ConfigSource.DEFAULT_CONFIG,
+)
+
+
+def _parse_dynamic(configs: Mapping[str, str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for name, raw in configs.items():
+        key = BROKER_KEYS.get(name)
+        if key is None or name not in DYNAMIC_BROKER_CONFIGS:
+            continue
+        try:
+            parsed[name] = key.parse(raw)
+        except ConfigError:
+            continue
+    return parsed
+
+
+def validate_dynamic_broker_configs(configs: Mapping[str, str | None]) -> dict[str, Any]:
+    """Check configs given for ``/config/brokers/<id or default>`` as Kafka's
+    ``DynamicBrokerConfig.validateConfigs``: a known config that is not dynamic raises
+    NotDynamicError (Kafka's wording, its Scala ``Set(...)`` included); a bad value
+    raises ConfigError. Unknown names are accepted, as Kafka keeps custom configs."""
+    not_dynamic = sorted(
+        name for name in configs if name in BROKER_KEYS and name not in DYNAMIC_BROKER_CONFIGS
+    )
+    if not_dynamic:
+        raise NotDynamicError(
+            f"Cannot update these configs dynamically: Set({', '.join(not_dynamic)})"
+        )
+    parsed: dict[str, Any] = {}
+    for name, raw in configs.items():
+        key = BROKER_KEYS.get(name)
+        if key is None:
+            continue
+        if raw is None:
+            raise ConfigError(f"Null value not supported for: {name}")
+        parsed[name] = key.parse(raw)
+    return parsed
+
+
+class NotDynamicError(ConfigError):
+    """A broker config that only a restart changes was given as a dynamic config."""
 
 
 def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""DescribeConfigs (key 32): topic and broker configs with value, source and synonyms."""
+"""DescribeConfigs (key 32): topic and broker configs with value, source and synonyms.
+
+As Kafka's ``ConfigHelper``: a broker id describes every broker config (its own chain:
+per-broker dynamic, cluster-default dynamic, static, default; read-only unless it is a
+dynamic config); "" describes the cluster-wide dynamic defaults only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from odradek.broker.api import Handler, RequestContext
 from odradek.broker.handlers.common import ZERO_DURATION
 from odradek.config import (
     BROKER_KEYS,
+    DYNAMIC_BROKER_CONFIGS,
     ConfigSource,
     LogConfig,
     ResolvedValue,
@@ -37,7 +43,10 @@ def handle(ctx: RequestContext, request: Any) -> Any:
             if keys:
                 wanted = set(keys)
                 values = [v for v in values if v.name in wanted]
-            configs = tuple(_entry(module, v, include_synonyms, include_docs) for v in values)
+            broker = resource.resource_type == BROKER
+            configs = tuple(
+                _entry(module, v, include_synonyms, include_docs, broker) for v in values
+            )
         except KafkaError as exc:
             error, message = exc.error_code, exc.message
         results.append(
@@ -75,14 +84,33 @@ def _resolve(ctx: RequestContext, resource_type: int, name: str) -> list[Resolve
         return describe_topic_configs(broker.config, config)
     if resource_type == BROKER:
         check_broker_resource(ctx, name)
-        return broker.config.describe()
+        if name:
+            return broker.config.describe()
+        return [
+            _default_only(broker.config.resolve(key))
+            for key in sorted(broker.config.dynamic_default)
+        ]
     if resource_type == BROKER_LOGGER:
         raise KafkaError("Broker logger configs are not supported", ErrorCode.invalid_request)
     raise KafkaError(f"Unsupported resource type {resource_type}", ErrorCode.invalid_request)
 
 
-def _entry(module: Any, value: ResolvedValue, include_synonyms: bool, include_docs: bool) -> Any:
+def _default_only(value: ResolvedValue) -> ResolvedValue:
+    """A cluster default as Kafka describes it: its chain without per-broker values."""
+    chain = tuple(s for s in value.synonyms if s[2] is not ConfigSource.DYNAMIC_BROKER_CONFIG)
+    own = next(s[1] for s in chain if s[0] == value.name)
+    return ResolvedValue(
+        value.name, own, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, value.key, chain
+    )
+
+
+def _entry(
+    module: Any, value: ResolvedValue, include_synonyms: bool, include_docs: bool, broker: bool
+) -> Any:
     sensitive = value.key.sensitive
+    # A topic config is always writable; a broker config only if Kafka updates it
+    # dynamically (ConfigHelper: read_only = !AllDynamicConfigs.contains(name)).
+    read_only = broker and value.name not in DYNAMIC_BROKER_CONFIGS
     synonyms = ()
     if include_synonyms:
         synonyms = tuple(
@@ -98,7 +126,7 @@ def _entry(module: Any, value: ResolvedValue, include_synonyms: bool, include_do
         module.DescribeConfigsResourceResult,
         name=value.name,
         value=None if sensitive else value.text,
-        read_only=value.key.read_only,
+        read_only=read_only,
         config_source=int(value.source),
         is_default=value.source is ConfigSource.DEFAULT_CONFIG,
         is_sensitive=sensitive,
