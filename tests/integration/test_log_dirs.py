@@ -26,6 +26,15 @@ from kafka.errors import (
 )
 
 from odradek.protocol.errors import ErrorCode
+from tests.integration.test_compaction import (
+    CLEANER,
+    TOPIC_CONFIG,
+    produce,
+    read_from_beginning,
+    roll_active_segment,
+    updates,
+    wait_for,
+)
 from tests.support.broker import BrokerProcess
 from tests.support.clients import Acked, consume_all, create_topic, produce_acked
 
@@ -314,3 +323,44 @@ def test_a_broker_whose_first_log_dir_is_unusable_does_not_start(tmp_path: Path)
     broker = BrokerProcess(tmp_path / "data", {"log.dirs": f"{first},{second}"})
     with pytest.raises(RuntimeError, match="holds this node's cluster metadata"):
         broker.start()
+
+
+def test_a_compacted_log_moves_while_the_cleaner_cleans_it(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """The cleaner may swap segments of the log being copied, or finish a cleaning of
+    the log that was swapped away: neither breaks the move nor the broker, and the moved
+    log is compacted to the last value of each key."""
+    source, target = _dirs(tmp_path, 2)
+    broker = broker_factory(
+        {
+            **CLEANER,
+            "log.dirs": f"{source},{target}",
+            "replica.alter.log.dirs.io.max.bytes.per.second": "50000",
+        }
+    )
+    create_topic(broker.bootstrap, "state", config=TOPIC_CONFIG)
+    produce(broker.bootstrap, "state", updates(200, 25))
+    wait_for(lambda: "cleaned state-0" in broker.log(), 10, "a first cleaning")
+    with _admin(broker) as admin:
+        ((origin, _),) = _where(admin, "state", 0)
+        destination = str(target) if Path(origin) == source else str(source)
+        answer = admin.alter_replica_log_dirs({("state", 0, _node(admin)): destination})
+        assert list(answer.values()) == [NoError]
+        # Segments roll and are cleaned while the copy (about 3 s) goes on.
+        produce(broker.bootstrap, "state", updates(200, 25))
+        produce(broker.bootstrap, "state", updates(200, 2))  # rounds 0 and 1 last
+        wait_for(lambda: _where(admin, "state", 0) == [(destination, False)], 30, "the move")
+    during = broker.log().split("moving state-0", 1)[1].split("moved state-0", 1)[0]
+    assert "cleaned state-0" in during
+    roll_active_segment(broker.bootstrap, "state")
+    last = {b"key-%04d" % k: b"value-%d-1" % k for k in range(200)}
+
+    def compacted() -> bool:
+        records = [r for r in read_from_beginning(broker.bootstrap, "state") if r[1] != b"~roll"]
+        return len(records) == 200
+
+    wait_for(compacted, 30, "every key to be left once")
+    records = read_from_beginning(broker.bootstrap, "state")
+    assert {key: value for _, key, value in records if key != b"~roll"} == last
+    assert "ERROR" not in broker.log() and "Traceback" not in broker.log()
