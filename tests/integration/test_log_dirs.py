@@ -160,7 +160,14 @@ def test_a_replica_moves_to_another_dir_while_a_producer_keeps_producing(
 
         def keep_producing() -> None:
             producer = Producer(
-                {"bootstrap.servers": broker.bootstrap, "linger.ms": 1, **SMALL_BATCHES}
+                {
+                    "bootstrap.servers": broker.bootstrap,
+                    "linger.ms": 1,
+                    # Its sequence numbers go on across the swap: the moved log keeps
+                    # the producer state (else OUT_OF_ORDER_SEQUENCE).
+                    "enable.idempotence": True,
+                    **SMALL_BATCHES,
+                }
             )
 
             def report(err: Any, msg: Any) -> None:
