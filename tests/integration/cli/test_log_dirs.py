@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from kafka import KafkaAdminClient
+
 from tests.integration.cli.runner import error_line, ok, run
 from tests.support.broker import BrokerProcess
 from tests.support.clients import create_topic, produce_acked
@@ -55,10 +57,25 @@ def test_describe_and_move_a_partition(
     target = str(second) if origin == str(first) else str(first)
     moved = ok(run("log-dirs", "move", "shown", "0", target, "-b", broker.bootstrap))
     assert f"moving shown-0 to {target}" in moved
-    deadline = time.monotonic() + 20
-    while _locations(_describe_json(broker))["shown-0"] != [(target, False)]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:  # waiting through kafka-python: a CLI run costs an interpreter start
+
+        def where() -> list[str]:
+            ((answer,),) = [admin.describe_log_dirs()]
+            return [
+                result["log_dir"]
+                for result in answer["log_dirs"]
+                for topic in result["topics"]
+                for partition in topic["partitions"]
+                if (topic["name"], partition["partition_index"]) == ("shown", 0)
+            ]
+
+        deadline = time.monotonic() + 20
+        while where() != [target]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        admin.close()
 
     refused = error_line(run("log-dirs", "move", "shown", "0", "/nowhere", "-b", broker.bootstrap))
     assert "LOG_DIR_NOT_FOUND" in refused
