@@ -5,12 +5,15 @@ from pathlib import Path
 import pytest
 
 from odradek.config import (
+    DYNAMIC_BROKER_CONFIGS,
     BrokerConfig,
     ConfigError,
     ConfigSource,
     LogConfig,
+    NotDynamicError,
     parse_override,
     read_properties,
+    validate_dynamic_broker_configs,
     validate_topic_configs,
 )
 
@@ -79,3 +82,87 @@ def test_override_syntax() -> None:
 def test_bad_broker_value_fails_at_start() -> None:
     with pytest.raises(ConfigError, match=r"num\.partitions"):
         BrokerConfig({"num.partitions": "0"})
+
+
+D = ConfigSource.DYNAMIC_BROKER_CONFIG
+DD = ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+S = ConfigSource.STATIC_BROKER_CONFIG
+DEF = ConfigSource.DEFAULT_CONFIG
+
+
+def test_dynamic_precedence_per_broker_over_cluster_default_over_static() -> None:
+    broker = BrokerConfig({"log.segment.bytes": "5000"})
+    assert broker.get("log.segment.bytes") == 5000
+    changed = broker.set_dynamic({}, {"log.segment.bytes": "6000"})
+    assert changed == {"log.segment.bytes"}
+    assert broker.get("log.segment.bytes") == 6000
+    broker.set_dynamic({"log.segment.bytes": "7000"}, {"log.segment.bytes": "6000"})
+    assert broker.get("log.segment.bytes") == 7000
+    assert LogConfig.build(broker).segment_bytes == 7000
+    resolved = broker.resolve("log.segment.bytes")
+    assert resolved.source is D
+    assert resolved.synonyms == (
+        ("log.segment.bytes", 7000, D),
+        ("log.segment.bytes", 6000, DD),
+        ("log.segment.bytes", 5000, S),
+        ("log.segment.bytes", 1073741824, DEF),
+    )
+    # Removing the per-broker value falls back on the cluster default, not the static.
+    assert broker.set_dynamic({}, {"log.segment.bytes": "6000"}) == {"log.segment.bytes"}
+    assert broker.get("log.segment.bytes") == 6000
+    assert broker.set_dynamic({}, {}) == {"log.segment.bytes"}
+    assert broker.get("log.segment.bytes") == 5000
+
+
+def test_topic_chain_lists_each_source_then_each_synonym() -> None:
+    """Kafka's order: topic override, then per-broker dynamic synonyms (ms, minutes,
+    hours), then cluster-default ones, then static, then defaults."""
+    broker = BrokerConfig({"log.retention.hours": "5"})
+    broker.set_dynamic({"log.retention.ms": "1000"}, {"log.retention.minutes": "3"})
+    config = LogConfig.build(broker, validate_topic_configs({"retention.ms": "9"}))
+    resolved = config.resolve(broker, "retention.ms")
+    assert resolved.synonyms == (
+        ("retention.ms", 9, ConfigSource.TOPIC_CONFIG),
+        ("log.retention.ms", 1000, D),
+        ("log.retention.minutes", 3, DD),
+        ("log.retention.hours", 5, S),
+        ("log.retention.hours", 168, DEF),
+    )
+    assert LogConfig.build(broker).retention_ms == 1000
+    broker.set_dynamic({}, {"log.retention.minutes": "3"})
+    default = broker.topic_default("retention.ms")
+    assert (default.value, default.source) == (180000, DD)
+
+
+def test_dynamic_values_that_do_not_parse_or_are_static_are_skipped_on_load() -> None:
+    broker = BrokerConfig()
+    assert broker.set_dynamic({"log.retention.ms": "soon", "broker.id": "9"}, {}) == set()
+    assert broker.get("log.retention.ms") is None
+    assert broker.broker_id == 1
+
+
+def test_dynamic_validation_names_the_static_configs_as_kafka() -> None:
+    with pytest.raises(
+        NotDynamicError,
+        match=r"^Cannot update these configs dynamically: "
+        r"Set\(broker.id, log.dirs\)$",
+    ):
+        validate_dynamic_broker_configs({"log.dirs": "/x", "broker.id": "2", "x.custom": "1"})
+    with pytest.raises(
+        ConfigError, match=r"Invalid value -5 for configuration log\.segment\.bytes"
+    ):
+        validate_dynamic_broker_configs({"log.segment.bytes": "-5"})
+    assert validate_dynamic_broker_configs({"message.max.bytes": "10", "x.custom": "1"}) == {
+        "message.max.bytes": 10
+    }
+    assert "log.retention.ms" in DYNAMIC_BROKER_CONFIGS
+    assert "log.cleaner.threads" not in DYNAMIC_BROKER_CONFIGS
+
+
+def test_broker_synonyms_report_their_own_value_with_the_chain_head_source() -> None:
+    """As Kafka's ConfigHelper: log.retention.hours keeps its own value (168) but takes
+    the source of the set log.retention.ms, the head of the chain."""
+    broker = BrokerConfig({"log.retention.ms": "1000"})
+    resolved = broker.resolve("log.retention.hours")
+    assert (resolved.value, resolved.source) == (168, S)
+    assert [name for name, _, _ in resolved.synonyms] == ["log.retention.ms", "log.retention.hours"]
