@@ -194,9 +194,15 @@ class LogDirMover:
         job = future.flush_job()
         await asyncio.to_thread(job.run)
         job.complete()
-        move, _, _ = self._check(tp)
-        while not self._copy(tp, limit=1 << 30)[0]:
-            pass
+        move, _, now = self._check(tp)
+        if now is not future:
+            return  # moved elsewhere meanwhile: that copy goes on in the loop
+        while True:
+            caught_up, copied = self._copy(tp, limit=1 << 30)
+            if caught_up:
+                break
+            if not copied:
+                return  # nothing readable yet; the loop tries again
         partition = self._replicas.partitions[tp]
         moved, old_dir = self._logs.replace_current_with_future(tp)
         partition.log = moved
