@@ -52,6 +52,7 @@ Not thread-safe: one thread (the broker's event loop) calls it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -555,7 +556,6 @@ class LogManager:
                 source_parent, f"error while moving {tp}", exc
             )
             raise KafkaStorageError(f"cannot move {tp}: {exc}") from exc
-        current.close_handlers()
         target = os.path.join(target_parent, log_files.log_dir_name(tp))
         try:
             os.rename(future.dir, target)
@@ -575,15 +575,13 @@ class LogManager:
                 log_dir_failure_channel=self.log_dir_failure_channel,
             )
         except (OSError, KafkaStorageError) as exc:
-            # The current is gone from this run; the next start finds the future and
-            # the -delete directory and completes the move.
             self._future_logs.pop(tp, None)
-            self._logs.pop(tp, None)
-            self._counts[source_parent] -= 1
+            self._undo_swap(tp, current, old_dir, target)
             self.log_dir_failure_channel.maybe_add_offline_log_dir(
                 target_parent, f"error while moving {tp}", exc
             )
             raise KafkaStorageError(f"cannot move {tp}: {exc}") from exc
+        current.close_handlers()
         del self._future_logs[tp]
         self._counts[source_parent] -= 1
         self._counts[target_parent] = self._counts.get(target_parent, 0) + 1
@@ -591,6 +589,24 @@ class LogManager:
         self.checkpoint_all()
         log.info("moved %s from %s to %s", tp, source_parent, target_parent)
         return moved, old_dir
+
+    def _undo_swap(self, tp: TopicPartition, current: Log, old_dir: str, target: str) -> None:
+        """The target failed during a swap: the future is set aside for deletion and the
+        current directory renamed back, so the partition goes on where it was (its open
+        files never closed). If even that fails, the current is gone from this run; the
+        next start completes the move from the future (see the module docstring)."""
+        if os.path.isdir(target):
+            with contextlib.suppress(OSError):
+                parent = os.path.dirname(target)
+                os.rename(target, os.path.join(parent, log_files.log_delete_dir_name(tp)))
+        try:
+            os.rename(old_dir, current.dir)
+            checkpoints.fsync_dir(current.parent_dir)
+        except (OSError, KafkaStorageError) as exc:
+            log.error("cannot put the log of %s back in %s: %s", tp, current.dir, exc)
+            self._logs.pop(tp, None)
+            self._counts[current.parent_dir] -= 1
+            current.close_handlers()
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -156,3 +156,33 @@ def test_log_dirs_named_in_requests(tmp_path: Path) -> None:
     logs.maybe_update_preferred_log_dir(TP, str(tmp_path / "b"))
     assert logs.get_or_create_log(TP, small_config()).parent_dir == str(tmp_path / "b")
     logs.shutdown()
+
+
+def test_a_target_failing_during_the_swap_leaves_the_current_log_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = manager([tmp_path / "a", tmp_path / "b"])
+    current = filled(logs, 30)
+    records = read_all(current)
+    target = other_dir(logs, current)
+    future = logs.create_future_log(TP, target)
+    assert future is not None
+    copy(current, future)
+    real_rename = os.rename
+
+    def target_fails(src: str, dst: str) -> None:
+        if src.endswith("-future"):
+            raise OSError(5, "I/O error on the target disk")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", target_fails)
+    with pytest.raises(KafkaStorageError):
+        logs.replace_current_with_future(TP)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert logs.get_log(TP) is current and os.path.isdir(current.dir)
+    assert logs.future_logs == {}
+    assert logs.live_log_dirs == [current.parent_dir]
+    assert read_all(current) == records
+    current.append_as_leader(make_batch([b"after"]), 0)
+    assert read_all(current)[-1].value == b"after"
+    logs.shutdown()
