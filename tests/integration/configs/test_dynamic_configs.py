@@ -18,7 +18,11 @@ from confluent_kafka.admin import (
     ConfigSource,
     ResourceType,
 )
+from kafka.admin import ConfigResource as KpResource
+from kafka.admin import KafkaAdminClient
 
+from odradek.cli._wire import BrokerConnection
+from odradek.protocol import codec
 from tests.integration.cli.runner import ok, run
 from tests.integration.test_compaction import produce, read_from_beginning, wait_for
 from tests.support.broker import BrokerProcess
@@ -230,3 +234,93 @@ def test_cleanup_policy_changed_to_compact_starts_compaction(
     records = read_from_beginning(broker.bootstrap, "becomes-compacted")
     last = {key: value for _, key, value in records}
     assert last == {b"key-%02d" % k: b"value-%d-19" % k for k in range(50)}
+
+
+def test_kafka_python_alter_configs_replaces_the_brokers_dynamic_configs(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """AlterConfigs (33), kafka-python's non-incremental path: the entity's dynamic
+    configs are replaced by those given; DescribeConfigs v3+ with synonyms and types."""
+    broker = broker_factory({"log.retention.hours": "100"})
+    client = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        node = "1"
+        result = client.alter_configs(
+            [KpResource("BROKER", node, configs={"log.retention.ms": "1000"})], incremental=False
+        )
+        assert result == {"broker": {node: "OK"}}
+        described = client.describe_configs(
+            [KpResource("BROKER", node, configs=["log.retention.ms"])], include_synonyms=True
+        )["broker"][node]["log.retention.ms"]
+        assert described["value"] == "1000"
+        assert described["config_source"] == "DYNAMIC_BROKER_CONFIG"
+        assert described["config_type"] == "LONG"
+        assert not described["read_only"]
+        assert [(s["name"], s["value"], s["source"]) for s in described["synonyms"]] == [
+            ("log.retention.ms", "1000", "DYNAMIC_BROKER_CONFIG"),
+            ("log.retention.hours", "100", "STATIC_BROKER_CONFIG"),
+            ("log.retention.hours", "168", "DEFAULT_CONFIG"),
+        ]
+        refused = client.alter_configs(
+            [KpResource("BROKER", node, configs={"log.dirs": "/elsewhere"})],
+            incremental=False,
+            raise_on_unknown=False,
+        )
+        assert refused == {
+            "broker": {
+                node: "[Error 42] InvalidRequestError: Cannot update these configs "
+                "dynamically: Set(log.dirs)"
+            }
+        }
+        # AlterConfigs replaces the entity's configs; kafka-python sends the ones already
+        # set along (read back with DescribeConfigs), so both stay.
+        client.alter_configs(
+            [KpResource("BROKER", node, configs={"log.segment.bytes": "5000000"})],
+            incremental=False,
+            raise_on_unknown=False,
+        )
+        after = client.describe_configs(
+            [KpResource("BROKER", node, configs=["log.retention.ms", "log.segment.bytes"])],
+            config_filter="all",
+        )["broker"][node]
+        assert after["log.retention.ms"]["config_source"] == "DYNAMIC_BROKER_CONFIG"
+        assert after["log.segment.bytes"]["config_source"] == "DYNAMIC_BROKER_CONFIG"
+    finally:
+        client.close()
+
+
+def _legacy_alter(bootstrap: str, name: str, configs: dict[str, str]) -> tuple[int, str | None]:
+    module = codec.request_module(33, 1)
+    resource = codec.build(
+        module.AlterConfigsResource,
+        resource_type=4,
+        resource_name=name,
+        configs=tuple(
+            codec.build(module.AlterableConfig, name=k, value=v) for k, v in configs.items()
+        ),
+    )
+    request = codec.build(module.AlterConfigsRequest, resources=(resource,), validate_only=False)
+    host, _, port = bootstrap.rpartition(":")
+    with BrokerConnection(host, int(port)) as connection:
+        (result,) = connection.send(request).responses
+    return int(result.error_code), result.error_message
+
+
+def test_alter_configs_replaces_the_entity_incremental_changes_it(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    broker = broker_factory()
+    client = admin(broker.bootstrap)
+    assert _legacy_alter(broker.bootstrap, "", {"log.retention.ms": "1000"}) == (0, None)
+    assert _legacy_alter(broker.bootstrap, "", {"log.segment.bytes": "5000000"}) == (0, None)
+    configs = describe(client, ResourceType.BROKER, "1")
+    assert configs["log.retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert configs["log.segment.bytes"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+    alter(client, ResourceType.BROKER, "1", ("log.retention.ms", "2000"))
+    alter(client, ResourceType.BROKER, "1", ("log.roll.ms", "3000"))
+    configs = describe(client, ResourceType.BROKER, "1")
+    assert (configs["log.retention.ms"].value, configs["log.roll.ms"].value) == ("2000", "3000")
+    assert _legacy_alter(broker.bootstrap, "1", {"log.cleaner.threads": "2"}) == (
+        42,
+        "Cannot update these configs dynamically: Set(log.cleaner.threads)",
+    )
