@@ -48,8 +48,14 @@ What the producer is told, per partition (Kafka's mapping):
 - a top-level CLUSTER_AUTHORIZATION_FAILED from the coordinator's broker:
   INVALID_TXN_STATE; anything else (INVALID_PRODUCER_ID_MAPPING, ...) as it came.
 
-The group coordinator's transactional offset commits (TxnOffsetCommit) are not verified
-here (Kafka verifies them too, from its group coordinator).
+TxnOffsetCommit is verified the same way (``verify_offset_commit``, Kafka's
+``GroupCoordinator.handleTxnCommitOffsets``): before the group coordinator writes a
+producer's offsets, its group's ``__consumer_offsets`` partition must be in the
+transaction (AddOffsetsToTxn put it there), unless the producer's transaction is open in
+that partition already. The answer reaches the client as Kafka's
+``maybeConvertOffsetCommitError`` turns it: PRODUCER_FENCED as INVALID_PRODUCER_EPOCH,
+not in the transaction as INVALID_TXN_STATE, NETWORK_EXCEPTION as
+COORDINATOR_LOAD_IN_PROGRESS (retried without a coordinator lookup).
 """
 
 from __future__ import annotations
@@ -262,6 +268,42 @@ class TxnVerifier:
             destination = self._destinations[coordinator] = _Destination(self, coordinator)
         answer = destination.submit(transactional_id, producer_id, producer_epoch, partitions)
         return _then(answer, complete)
+
+    async def verify_offset_commit(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, tp: TopicPartition
+    ) -> ErrorCode:
+        """Whether the producer may write transactional offsets to ``tp`` (its group's
+        ``__consumer_offsets`` partition): NONE, or the error for TxnOffsetCommit. A
+        partition not led here passes: the group coordinator answers NOT_COORDINATOR."""
+        if not self.enabled:
+            return ErrorCode.none
+        partition = self.replica_manager.partitions.get(tp)
+        if partition is None or not partition.is_leader:
+            return ErrorCode.none
+        guard = partition.log.producer_state.maybe_start_verification(
+            producer_id, batch.NO_SEQUENCE, producer_epoch, self.replica_manager.clock()
+        )
+        if guard is None:
+            return ErrorCode.none
+        coordinator = self.coordinator_of(transactional_id)
+        if coordinator == self.broker_id:
+            answers = self.local(transactional_id, producer_id, producer_epoch, [tp])
+        elif coordinator is None or coordinator not in self.metadata.brokers():
+            answers = {tp: ErrorCode.coordinator_not_available}
+        else:
+            destination = self._destinations.get(coordinator)
+            if destination is None:
+                destination = self._destinations[coordinator] = _Destination(self, coordinator)
+            answers = await destination.submit(transactional_id, producer_id, producer_epoch, [tp])
+        # TxnOffsetCommit clients (up to v4) do not know TRANSACTION_ABORTABLE.
+        error = producer_error(answers.get(tp, ErrorCode.unknown_server_error), 0)
+        if error is ErrorCode.none and not self._guard_holds(
+            tp, _Guarded(partition, guard), producer_id, producer_epoch
+        ):
+            error = ErrorCode.invalid_txn_state
+        if error is ErrorCode.network_exception:
+            return ErrorCode.coordinator_load_in_progress
+        return error
 
     def _guard_holds(self, tp: TopicPartition, item: _Guarded, pid: int, epoch: int) -> bool:
         """Whether a verified partition may take the batch now: the producer's transaction

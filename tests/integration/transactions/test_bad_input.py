@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from confluent_kafka import Producer
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
@@ -456,12 +455,6 @@ def test_list_transactions_with_unknown_states(broker: BrokerProcess) -> None:
     _still_works(broker, "listed-open", "bad-list")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TxnOffsetCommit is not verified with the transaction coordinator (KIP-890, "
-    "Kafka 3.6+): a producer that never added the group's partition, a stale epoch or an "
-    "unknown producer id is written as pending offsets that no marker will ever end",
-)
 def test_txn_offset_commit_outside_the_transaction_is_refused(
     txn_broker_factory: Callable[..., BrokerProcess],
 ) -> None:

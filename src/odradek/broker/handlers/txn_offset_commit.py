@@ -4,7 +4,10 @@
 They are written to ``__consumer_offsets`` in a transactional batch of the producer and
 stay pending, invisible to OffsetFetch, until the transaction's marker reaches that
 partition (``broker/txn_markers.py``): a commit makes them the group's offsets, an abort
-drops them. The group coordinator answers once the batch is replicated.
+drops them. The group coordinator answers once the batch is replicated. Before the
+write, the transaction coordinator confirms the group's partition is in the producer's
+transaction (``TxnVerifier.verify_offset_commit``, KIP-890): offsets that no marker would
+ever end are never written.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 from odradek.broker.api import Handler, RequestContext
 from odradek.broker.handlers.common import ZERO_DURATION
 from odradek.broker.handlers.offset_commit import offsets_to_commit
+from odradek.coordinator.group.service import OFFSETS_TOPIC
 from odradek.protocol import codec
+from odradek.protocol.errors import ErrorCode
 from odradek.protocol.types import TopicPartition
 
 API_KEY = 28
@@ -23,6 +28,20 @@ API_KEY = 28
 async def _handle(ctx: RequestContext, request: Any) -> Any:
     module = codec.response_module(API_KEY, ctx.api_version)
     errors, wanted = offsets_to_commit(ctx, request.topics)
+    if wanted and request.group_id:
+        broker = ctx.broker
+        offsets_tp = TopicPartition(
+            OFFSETS_TOPIC, broker.group_coordinator.partition_of(request.group_id)
+        )
+        refused = await broker.txn_verifier.verify_offset_commit(
+            request.transactional_id,
+            int(request.producer_id),
+            int(request.producer_epoch),
+            offsets_tp,
+        )
+        if refused is not ErrorCode.none:
+            errors.update((item.tp, refused) for item in wanted)
+            wanted = []
     if wanted:
         errors.update(
             await ctx.broker.group_coordinator.commit_transactional_offsets(
