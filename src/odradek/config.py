@@ -863,8 +863,21 @@ BROKER_SYNONYMS: Final[dict[str, tuple[str, ...]]] = {
 """Broker keys that stand for one another (Kafka's ``brokerConfigSynonyms``: the
 ``.ms``/``.minutes``/``.hours`` forms), most specific first."""
 
-DYNAMIC_BROKER_CONFIGS: Final = frozenset(
-    {name for key in TOPIC_KEYS.values() for name in key.synonyms}
+LOG_CLEANER_DYNAMIC_CONFIGS: Final = frozenset(
+    {
+        "log.cleaner.threads",
+        "log.cleaner.dedupe.buffer.size",
+        "log.cleaner.io.buffer.load.factor",
+        "log.cleaner.io.buffer.size",
+        "log.cleaner.io.max.bytes.per.second",
+        "log.cleaner.backoff.ms",
+    }
+)
+"""Kafka's ``LogCleaner.ReconfigurableConfigs``: a change restarts the cleaner."""
+
+DYNAMIC_BROKER_CONFIGS: Final = (
+    frozenset({name for key in TOPIC_KEYS.values() for name in key.synonyms})
+    | LOG_CLEANER_DYNAMIC_CONFIGS
 )
 """Broker configs that AlterConfigs may change at run time (``/config/brokers``).
 
@@ -873,9 +886,10 @@ applies without a restart: the topic defaults (``DynamicLogConfig``: every broke
 synonym of a topic config, ``log.retention.ms``, ``log.segment.bytes``,
 ``log.cleanup.policy``, ``compression.type``, ``message.max.bytes``,
 ``min.insync.replicas``, ``unclean.leader.election.enable``, ``log.flush.*``...), which
-reach every log without a topic override. Kafka's other dynamic configs (the log
-cleaner's, thread pools, listeners, connection limits) are read once at start here, so
-they are refused rather than stored and silently not applied."""
+reach every log without a topic override, and the log cleaner's (its workers restart).
+Kafka's other dynamic configs (thread pools, listeners, connection limits,
+``producer.id.expiration.ms``) are read once at start here, so they are refused rather
+than stored and silently not applied."""
 
 _UNIT_SCALE: Final = {".hours": 3600000, ".minutes": 60000}
 

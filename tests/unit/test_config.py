@@ -156,7 +156,8 @@ def test_dynamic_validation_names_the_static_configs_as_kafka() -> None:
         "message.max.bytes": 10
     }
     assert "log.retention.ms" in DYNAMIC_BROKER_CONFIGS
-    assert "log.cleaner.threads" not in DYNAMIC_BROKER_CONFIGS
+    assert "log.cleaner.threads" in DYNAMIC_BROKER_CONFIGS
+    assert "num.partitions" not in DYNAMIC_BROKER_CONFIGS
 
 
 def test_broker_synonyms_report_their_own_value_with_the_chain_head_source() -> None:

@@ -30,14 +30,15 @@ class DynamicBrokerConfigs(MetadataListener):
         config: BrokerConfig,
         metadata: MetadataStore,
         replica_manager: ReplicaManager,
-        on_log_defaults_changed: Callable[[], None] = lambda: None,
+        on_changed: Callable[[set[str]], None] = lambda _names: None,
     ) -> None:
         self.config = config
         self.metadata = metadata
         self.replica_manager = replica_manager
-        self.on_log_defaults_changed = on_log_defaults_changed
-        """Called after topic defaults changed (the broker wakes its log cleaner: a
-        cleanup.policy now compact is compacted at once, not after the backoff)."""
+        self.on_changed = on_changed
+        """Called with the names whose value changed, once logs have their new config
+        (the broker restarts its log cleaner for the cleaner's configs, else wakes it:
+        a cleanup.policy now compact is compacted at once, not after the backoff)."""
 
     def reload(self) -> set[str]:
         """Read both entities again; returns the configs whose value changed."""
@@ -56,4 +57,4 @@ class DynamicBrokerConfigs(MetadataListener):
         if changed & DYNAMIC_BROKER_CONFIGS:
             for topic in self.metadata.topics().values():
                 self.replica_manager.topic_configs_changed(topic)
-            self.on_log_defaults_changed()
+            self.on_changed(changed)

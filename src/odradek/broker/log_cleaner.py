@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 class LogCleaner:
     def __init__(self, log_manager: LogManager, config: BrokerConfig, clock: Clock) -> None:
         self.log_manager = log_manager
+        self._clock = clock
+        self._configure(config)
+        self._wake = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._retired: ThreadPoolExecutor | None = None
+        self.cleanings = 0
+        """Cleanings swapped in since start (for logs and tests)."""
+
+    def _configure(self, config: BrokerConfig) -> None:
         self.threads = max(int(config.get("log.cleaner.threads")), 1)
         self.backoff = max(int(config.get("log.cleaner.backoff.ms")), 10) / 1000
         memory = int(config.get("log.cleaner.dedupe.buffer.size")) // self.threads
@@ -41,21 +50,42 @@ class LogCleaner:
             Cleaner(
                 memory,
                 load_factor=load_factor,
-                clock=clock,
+                clock=self._clock,
                 abort=self._abort,
                 max_io_bytes_per_second=io_rate,
             )
             for _ in range(self.threads)
         ]
-        self._clock = clock
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="log-cleaner")
-        self._wake = asyncio.Event()
-        self.cleanings = 0
-        """Cleanings swapped in since start (for logs and tests)."""
 
     async def run(self) -> None:
-        """The workers; returns when they are cancelled."""
-        await asyncio.gather(*(self._worker(cleaner) for cleaner in self._cleaners))
+        """The workers; returns when they are cancelled. A ``reconfigure`` ends the
+        current workers and, once their threads are done, starts the new ones."""
+        while True:
+            self._workers = [asyncio.create_task(self._worker(c)) for c in self._cleaners]
+            outcomes = await asyncio.gather(*self._workers, return_exceptions=True)
+            retired, self._retired = self._retired, None
+            if retired is None:  # not a reconfigure: a worker failed
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                return
+            # As Kafka's shutdown-then-startup: no two cleanings of one log overlap.
+            await asyncio.to_thread(retired.shutdown, True)
+
+    def reconfigure(self, config: BrokerConfig) -> None:
+        """Apply changed cleaner configs as Kafka's ``LogCleaner.reconfigure``: the
+        cleanings under way give up (their files are deleted, the logs are cleaned
+        again later) and new workers start with the new settings."""
+        self._abort.set()
+        retired = self._executor
+        self._configure(config)
+        retired.shutdown(wait=False, cancel_futures=True)
+        if self._workers:  # else run() has not started, and starts the new ones
+            self._retired = retired
+        for task in self._workers:
+            task.cancel()
+        log.info("log cleaner restarted with %d threads", self.threads)
 
     def wake(self) -> None:
         """Look for work now rather than after the backoff (a config changed)."""

@@ -36,7 +36,13 @@ from odradek.cluster.leadership import LeadershipController
 from odradek.cluster.metadata import LocalStore, MetadataStore
 from odradek.cluster.reassignment import ReassignmentController
 from odradek.cluster.zookeeper.store import ZooKeeperStore
-from odradek.config import BrokerConfig, ConfigError, LogConfig, validate_topic_configs
+from odradek.config import (
+    LOG_CLEANER_DYNAMIC_CONFIGS,
+    BrokerConfig,
+    ConfigError,
+    LogConfig,
+    validate_topic_configs,
+)
 from odradek.coordinator.group.service import GroupCoordinator
 from odradek.coordinator.transaction.service import TransactionCoordinator
 from odradek.protocol.errors import ErrorCode, KafkaError
@@ -160,7 +166,7 @@ class Broker:
         )
         self.metadata.add_listener(self.leader_rebalancer)
         self.dynamic_configs = DynamicBrokerConfigs(
-            config, self.metadata, self.replica_manager, self._wake_log_cleaner
+            config, self.metadata, self.replica_manager, self._broker_configs_changed
         )
         self.metadata.add_listener(self.dynamic_configs)
         self.group_coordinator = GroupCoordinator(
@@ -244,8 +250,14 @@ class Broker:
         overrides = metadata.configs if metadata is not None else {}
         return LogConfig.build(self.config, _parsed(overrides))
 
-    def _wake_log_cleaner(self) -> None:
-        if self.log_cleaner is not None:
+    def _broker_configs_changed(self, names: set[str]) -> None:
+        """Dynamic configs changed: the log cleaner restarts for its own configs (Kafka's
+        LogCleaner.reconfigure), else looks at the logs' new configs now."""
+        if self.log_cleaner is None:
+            return
+        if names & LOG_CLEANER_DYNAMIC_CONFIGS:
+            self.log_cleaner.reconfigure(self.config)
+        else:
             self.log_cleaner.wake()
 
     # -- lifecycle -------------------------------------------------------------------------
