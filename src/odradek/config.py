@@ -875,9 +875,13 @@ LOG_CLEANER_DYNAMIC_CONFIGS: Final = frozenset(
 )
 """Kafka's ``LogCleaner.ReconfigurableConfigs``: a change restarts the cleaner."""
 
+CONNECTION_DYNAMIC_CONFIGS: Final = frozenset({"max.connections", "max.connections.per.ip"})
+"""Kafka's ``SocketServer.ReconfigurableConfigs`` that this broker has."""
+
 DYNAMIC_BROKER_CONFIGS: Final = (
     frozenset({name for key in TOPIC_KEYS.values() for name in key.synonyms})
     | LOG_CLEANER_DYNAMIC_CONFIGS
+    | CONNECTION_DYNAMIC_CONFIGS
 )
 """Broker configs that AlterConfigs may change at run time (``/config/brokers``).
 
@@ -886,10 +890,10 @@ applies without a restart: the topic defaults (``DynamicLogConfig``: every broke
 synonym of a topic config, ``log.retention.ms``, ``log.segment.bytes``,
 ``log.cleanup.policy``, ``compression.type``, ``message.max.bytes``,
 ``min.insync.replicas``, ``unclean.leader.election.enable``, ``log.flush.*``...), which
-reach every log without a topic override, and the log cleaner's (its workers restart).
-Kafka's other dynamic configs (thread pools, listeners, connection limits,
-``producer.id.expiration.ms``) are read once at start here, so they are refused rather
-than stored and silently not applied."""
+reach every log without a topic override, the log cleaner's (its workers restart) and
+the connection limits (for new connections). Kafka's other dynamic configs (thread
+pools, listeners, ``producer.id.expiration.ms``) are read once at start here, so they
+are refused rather than stored and silently not applied."""
 
 _UNIT_SCALE: Final = {".hours": 3600000, ".minutes": 60000}
 

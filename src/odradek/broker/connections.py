@@ -55,6 +55,12 @@ class ConnectionRegistry:
         self._open: set[KafkaConnection] = set()
         self._per_ip: Counter[str] = Counter()
 
+    def set_limits(self, max_connections: int, max_per_ip: int) -> None:
+        """New limits from a dynamic config change; as Kafka's ConnectionQuotas, they
+        apply to new connections and close none of those already open."""
+        self._max = max_connections
+        self._max_per_ip = max_per_ip
+
     def admit(self, connection: KafkaConnection, host: str) -> Refusal | None:
         """Register a new connection, or say why it is refused (then it is not registered)."""
         if self._per_ip[host] >= self._max_per_ip:

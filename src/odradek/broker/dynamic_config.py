@@ -16,12 +16,14 @@ import logging
 from collections.abc import Callable
 
 from odradek.cluster.metadata import DEFAULT_ENTITY, MetadataListener, MetadataStore
-from odradek.config import DYNAMIC_BROKER_CONFIGS, BrokerConfig
+from odradek.config import TOPIC_KEYS, BrokerConfig
 from odradek.replication.replica_manager import ReplicaManager
 
 log = logging.getLogger(__name__)
 
 ENTITY_TYPE = "brokers"
+TOPIC_DEFAULTS = frozenset(name for key in TOPIC_KEYS.values() for name in key.synonyms)
+"""Broker configs that are defaults of topic configs: a change rebuilds LogConfigs."""
 
 
 class DynamicBrokerConfigs(MetadataListener):
@@ -54,7 +56,8 @@ class DynamicBrokerConfigs(MetadataListener):
         if entity_type != ENTITY_TYPE or name not in (DEFAULT_ENTITY, str(self.config.broker_id)):
             return
         changed = self.reload()
-        if changed & DYNAMIC_BROKER_CONFIGS:
+        if changed & TOPIC_DEFAULTS:
             for topic in self.metadata.topics().values():
                 self.replica_manager.topic_configs_changed(topic)
+        if changed:
             self.on_changed(changed)

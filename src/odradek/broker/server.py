@@ -37,6 +37,7 @@ from odradek.cluster.metadata import LocalStore, MetadataStore
 from odradek.cluster.reassignment import ReassignmentController
 from odradek.cluster.zookeeper.store import ZooKeeperStore
 from odradek.config import (
+    CONNECTION_DYNAMIC_CONFIGS,
     LOG_CLEANER_DYNAMIC_CONFIGS,
     BrokerConfig,
     ConfigError,
@@ -251,8 +252,13 @@ class Broker:
         return LogConfig.build(self.config, _parsed(overrides))
 
     def _broker_configs_changed(self, names: set[str]) -> None:
-        """Dynamic configs changed: the log cleaner restarts for its own configs (Kafka's
-        LogCleaner.reconfigure), else looks at the logs' new configs now."""
+        """Dynamic configs changed: connection limits apply to the next connections; the
+        log cleaner restarts for its own configs (Kafka's LogCleaner.reconfigure), else
+        looks at the logs' new configs now."""
+        if names & CONNECTION_DYNAMIC_CONFIGS:
+            self.connections.set_limits(
+                self.config.get("max.connections"), self.config.get("max.connections.per.ip")
+            )
         if self.log_cleaner is None:
             return
         if names & LOG_CLEANER_DYNAMIC_CONFIGS:
@@ -275,7 +281,10 @@ class Broker:
                 )
             self.cluster_id = self.zookeeper.cluster_id
         self.quotas.reload()
-        self.dynamic_configs.reload()
+        # Dynamic configs stored earlier: before the logs load, the cleaner starts and
+        # the listeners accept (the cleaner and the connection registry were built
+        # from the static configs).
+        self._broker_configs_changed(self.dynamic_configs.reload())
         self.log_manager.write_meta_properties(node_id=self.broker_id, cluster_id=self.cluster_id)
         self.log_manager.load_logs(self.log_config)
         self._check_live_log_dirs()

@@ -4,6 +4,7 @@ AdminClient, with Kafka's errors, sources and synonyms, kept across a restart.""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -324,3 +325,32 @@ def test_alter_configs_replaces_the_entity_incremental_changes_it(
         42,
         "Cannot update these configs dynamically: Set(auto.create.topics.enable)",
     )
+
+
+def _refused(bootstrap: str) -> bool:
+    """Whether the broker closes a new connection at once (a limit refused it)."""
+    host, _, port = bootstrap.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.settimeout(1.0)
+        try:
+            return sock.recv(1) == b""
+        except TimeoutError:
+            return False
+
+
+def test_connection_limit_changes_for_new_connections_and_after_restart(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    broker = broker_factory()
+    alter(admin(broker.bootstrap), ResourceType.BROKER, "1", ("max.connections.per.ip", "2"))
+    host, _, port = broker.bootstrap.rpartition(":")
+    for _attempt in range(2):
+        held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+        try:
+            assert _refused(broker.bootstrap)
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.3)  # the broker sees the closes
+        assert not _refused(broker.bootstrap)
+        broker.restart()  # the stored limit applies again from the start
