@@ -113,6 +113,19 @@ class LeadershipController(MetadataListener):
         if self._active:
             self._schedule(topic.name)
 
+    def topic_configs_changed(self, topic: TopicMetadata) -> None:
+        """Kafka's controller elects offline partitions of a topic whose
+        ``unclean.leader.election.enable`` was turned on; a look costs nothing when
+        no partition is offline."""
+        if self._active:
+            self._schedule(topic.name)
+
+    def entity_configs_changed(self, entity_type: str, name: str) -> None:
+        """A dynamic broker config may have turned ``unclean.leader.election.enable``
+        on (the dynamic configs are reloaded before the next loop turn, when this runs)."""
+        if self._active and entity_type == "brokers":
+            self._schedule(None)
+
     def _schedule(self, topic: str | None) -> None:
         """Elect on the next loop turn, not inside the store's notification: a write made
         while the store is still telling its listeners of one change would reach the
