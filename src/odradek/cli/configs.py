@@ -58,7 +58,7 @@ TOPIC, BROKER = 2, 4
 DESCRIBE_CONFIGS, INCREMENTAL_ALTER_CONFIGS = 32, 44
 DESCRIBE_CLIENT_QUOTAS, ALTER_CLIENT_QUOTAS = 48, 49
 SET, DELETE = 0, 1
-MATCH_EXACT, MATCH_DEFAULT = 0, 1
+MATCH_EXACT, MATCH_DEFAULT, MATCH_ANY = 0, 1, 2
 SOURCE_NAMES = {
     0: "UNKNOWN",
     1: "DYNAMIC_TOPIC_CONFIG",
@@ -145,33 +145,66 @@ def describe(
     command_config: CommandConfigOption = None,
     properties: PropertyOption = None,
 ) -> None:
-    """Print an entity's configs as kafka-configs --describe does."""
+    """Print an entity's configs as kafka-configs --describe does; without
+    --entity-name or --entity-default, every entity of the type (every topic; every
+    broker and the cluster default; every client or user with quotas)."""
     with reported_errors():
-        kind, name = _entity(entity_type, entity_name, entity_default)
         options = ClientOptions.of(bootstrap, command_config, properties)
         console = stdout_console()
-        if kind in QUOTA_ENTITY:
-            quotas = _describe_quotas(options, QUOTA_ENTITY[kind], name)
-            who = _quota_entity_label(kind, name)
-            values = ", ".join(f"{key}={_quota_text(value)}" for key, value in quotas.items())
-            console.print(f"Quota configs for {who} are {values}", markup=False)
+        if entity_name is None and not entity_default and entity_type in ENTITY_TYPES:
+            if entity_type in QUOTA_ENTITY:
+                every = _describe_quotas(options, QUOTA_ENTITY[entity_type], None, every=True)
+                for name, quotas in every:
+                    _print_quotas(console, entity_type, name, quotas)
+                return
+            for name in _every_entity(options, entity_type):
+                _print_configs(console, options, entity_type, name, all_)
             return
-        entries = _describe(options, kind, name)
-        if not all_:
-            wanted = {"topics": 1, "brokers": 2 if name is not None else 3}[kind]
-            entries = [entry for entry in entries if entry.source == wanted]
-        console.print(f"{_heading(kind, name, all_)} are:", markup=False)
-        for entry in entries:
-            synonyms = ", ".join(
-                f"{SOURCE_NAMES.get(source, str(source))}:{synonym}={_text(value)}"
-                for synonym, value, source in entry.synonyms
-            )
-            value = "null" if entry.sensitive else _text(entry.value)
-            console.print(
-                f"  {entry.name}={value} sensitive={str(entry.sensitive).lower()} "
-                f"synonyms={{{synonyms}}}",
-                markup=False,
-            )
+        kind, name = _entity(entity_type, entity_name, entity_default)
+        if kind in QUOTA_ENTITY:
+            for found, quotas in _describe_quotas(options, QUOTA_ENTITY[kind], name) or [
+                (name, {})
+            ]:
+                _print_quotas(console, kind, found, quotas)
+            return
+        _print_configs(console, options, kind, name, all_)
+
+
+def _every_entity(options: ClientOptions, kind: str) -> list[str | None]:
+    """kafka-configs' entities when none is named: every topic (internal ones too);
+    every broker, then the cluster-wide default."""
+    metadata = fetch_metadata(admin_client(options), options.bootstrap)
+    if kind == "topics":
+        return [str(name) for name in sorted(metadata.topics)]
+    brokers: list[str | None] = [str(b) for b in sorted(metadata.brokers)]
+    return [*brokers, None]
+
+
+def _print_quotas(console: Any, kind: str, name: str | None, quotas: dict[str, float]) -> None:
+    who = _quota_entity_label(kind, name)
+    values = ", ".join(f"{key}={_quota_text(value)}" for key, value in quotas.items())
+    console.print(f"Quota configs for {who} are {values}", markup=False)
+
+
+def _print_configs(
+    console: Any, options: ClientOptions, kind: str, name: str | None, all_: bool
+) -> None:
+    entries = _describe(options, kind, name)
+    if not all_:
+        wanted = {"topics": 1, "brokers": 2 if name is not None else 3}[kind]
+        entries = [entry for entry in entries if entry.source == wanted]
+    console.print(f"{_heading(kind, name, all_)} are:", markup=False)
+    for entry in entries:
+        synonyms = ", ".join(
+            f"{SOURCE_NAMES.get(source, str(source))}:{synonym}={_text(value)}"
+            for synonym, value, source in entry.synonyms
+        )
+        value = "null" if entry.sensitive else _text(entry.value)
+        console.print(
+            f"  {entry.name}={value} sensitive={str(entry.sensitive).lower()} "
+            f"synonyms={{{synonyms}}}",
+            markup=False,
+        )
 
 
 def _heading(kind: str, name: str | None, all_: bool) -> str:
@@ -234,23 +267,29 @@ def _describe(options: ClientOptions, kind: str, name: str | None) -> list[Entry
     ]
 
 
-def _describe_quotas(options: ClientOptions, entity: str, name: str | None) -> dict[str, float]:
+def _describe_quotas(
+    options: ClientOptions, entity: str, name: str | None, *, every: bool = False
+) -> list[tuple[str | None, dict[str, float]]]:
+    """(entity name, quotas) of the entities of one type that match ``name`` (None:
+    the default entity), or ``every`` entity of the type; by name, the default last."""
     module = codec.request_module(DESCRIBE_CLIENT_QUOTAS, 1)
+    if every:
+        match_type, match = MATCH_ANY, None
+    else:
+        match_type, match = (MATCH_DEFAULT, None) if name is None else (MATCH_EXACT, name)
     component = codec.build(
-        module.ComponentData,
-        entity_type=entity,
-        match_type=MATCH_DEFAULT if name is None else MATCH_EXACT,
-        match=name,
+        module.ComponentData, entity_type=entity, match_type=match_type, match=match
     )
     request = _request(DESCRIBE_CLIENT_QUOTAS, 1, components=(component,), strict=True)
     with _connect(options) as connection:
         response = connection.send(request)
     _check(response.error_code, response.error_message, "cannot describe quotas")
-    values: dict[str, float] = {}
-    for found in response.entries or ():
-        for value in found.values:
-            values[value.key] = float(value.value)
-    return dict(sorted(values.items()))
+    found: list[tuple[str | None, dict[str, float]]] = []
+    for entry in response.entries or ():
+        names = [e.entity_name for e in entry.entity if e.entity_type == entity]
+        values = {value.key: float(value.value) for value in entry.values}
+        found.append((names[0] if names else None, dict(sorted(values.items()))))
+    return sorted(found, key=lambda item: (item[0] is None, item[0] or ""))
 
 
 # --- alter --------------------------------------------------------------------------------

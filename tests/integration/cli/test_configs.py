@@ -97,6 +97,14 @@ def test_broker_id_and_cluster_default(node: BrokerProcess) -> None:
         "DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=7200000, "
         "STATIC_BROKER_CONFIG:log.retention.hours=100, DEFAULT_CONFIG:log.retention.hours=168}"
     ) in out
+    every = configs(node, "describe", "--entity-type", "brokers").splitlines()
+    assert every[0] == "Dynamic configs for broker 1 are:"
+    assert every[-2:] == [
+        "Default configs for brokers in the cluster are:",
+        "  log.retention.ms=7200000 sensitive=false synonyms={"
+        "DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=7200000, "
+        "STATIC_BROKER_CONFIG:log.retention.hours=100, DEFAULT_CONFIG:log.retention.hours=168}",
+    ]
     out = configs(node, "describe", "--entity-type", "brokers", "--entity-name", "1", "--all")
     assert "  log.dirs=" in out and "  log.retention.hours=100 " in out
 
@@ -160,6 +168,21 @@ def test_client_and_user_quotas(node: BrokerProcess) -> None:
     out = configs(node, "describe", "--entity-type", "users", "--entity-default")
     assert out.strip() == "Quota configs for the default user are request_percentage=50.0"
 
+    configs(
+        node,
+        "alter",
+        "--entity-type",
+        "clients",
+        "--entity-default",
+        "--add-config",
+        "consumer_byte_rate=4096",
+    )
+    every = configs(node, "describe", "--entity-type", "clients")
+    assert every.strip().splitlines() == [
+        "Quota configs for client-id 'app-1' are producer_byte_rate=1024.0",
+        "Quota configs for the default client-id are consumer_byte_rate=4096.0",
+    ]
+
     bad = run(
         "configs",
         "alter",
@@ -182,7 +205,7 @@ def test_client_and_user_quotas(node: BrokerProcess) -> None:
             ["describe", "--entity-type", "topic", "--entity-name", "t"],
             "--entity-type must be one of topics, brokers, clients, users, got 'topic'",
         ),
-        (["describe", "--entity-type", "topics"], "--entity-name is required"),
+        (["alter", "--entity-type", "topics", "--add-config", "a=1"], "--entity-name is required"),
         (
             ["describe", "--entity-type", "topics", "--entity-default"],
             "--entity-default is not supported for topics",
