@@ -43,7 +43,7 @@ def server(  # noqa: PLR0917 - one parameter per command-line option, as typer n
     zookeeper: Annotated[
         str | None,
         typer.Option(
-            help="ZooKeeper host:port[/chroot] (zookeeper.connect): join a cluster. "
+            help="ZooKeeper host:port\\[/chroot] (zookeeper.connect): join a cluster. "
             "[default: none, a single node]"
         ),
     ] = None,
