@@ -17,7 +17,16 @@ import struct
 from types import TracebackType
 from typing import Any
 
-from odradek.cli.common import REQUEST_TIMEOUT_S, CliError
+from odradek.cli.common import (
+    REQUEST_TIMEOUT_S,
+    ClientOptions,
+    CliError,
+    admin_client,
+    client_config,
+    fetch_metadata,
+    kafka_error_name,
+    usage_error,
+)
 from odradek.protocol import codec
 
 _SIZE = struct.Struct(">i")
@@ -80,3 +89,27 @@ class BrokerConnection:
                 raise CliError(f"broker {self.address} closed the connection")
             chunks += chunk
         return bytes(chunks)
+
+
+def build_request(api_key: int, version: int, **fields: Any) -> Any:
+    """A kio request entity of any version, built from a superset of fields."""
+    return codec.build(codec.request_class(api_key, version), **fields)
+
+
+def wire_brokers(options: ClientOptions, command: str) -> dict[int, tuple[str, int]]:
+    """Every broker's (host, port) from the cluster metadata, for ``command``'s raw
+    requests; a usage error unless the client config says PLAINTEXT."""
+    config = client_config(options)
+    protocol = str(config.get("security.protocol", "plaintext")).lower()
+    if protocol != "plaintext":
+        raise usage_error(
+            f"{command} speaks PLAINTEXT only; security.protocol={protocol} is not supported"
+        )
+    metadata = fetch_metadata(admin_client(options), options.bootstrap)
+    return {broker.id: (str(broker.host), broker.port) for broker in metadata.brokers.values()}
+
+
+def error_of(code: int, what: str, message: str | None = None) -> CliError:
+    """``what: ERROR_NAME[: message]`` for a Kafka error code."""
+    name = kafka_error_name(code) or str(code)
+    return CliError(f"{what}: {name}" + (f": {message}" if message else ""))

@@ -26,7 +26,7 @@ from odradek.cli._kafka import (
     KafkaException,
     ResourceType,
 )
-from odradek.cli._wire import BrokerConnection
+from odradek.cli._wire import BrokerConnection, build_request, error_of, wire_brokers
 from odradek.cli.common import (
     DEFAULT_BOOTSTRAP,
     REQUEST_TIMEOUT_S,
@@ -36,10 +36,8 @@ from odradek.cli.common import (
     CommandConfigOption,
     PropertyOption,
     admin_client,
-    client_config,
     describe_kafka_exception,
     fetch_metadata,
-    kafka_error_name,
     reported_errors,
     stdout_console,
     usage_error,
@@ -457,32 +455,26 @@ def _label(kind: str, name: str) -> str:
 
 
 def _request(api_key: int, version: int, **fields: Any) -> Any:
-    return codec.build(codec.request_class(api_key, version), **fields)
+    return build_request(api_key, version, **fields)
 
 
 def _check(code: int, message: str | None, what: str) -> None:
     if code:
-        name = kafka_error_name(code) or str(code)
-        raise CliError(f"{what}: {name}" + (f": {message}" if message else ""))
+        raise error_of(code, what, message)
 
 
 def _connect(options: ClientOptions, broker_id: int | None = None) -> BrokerConnection:
     """A raw connection to broker ``broker_id``, or to the first live one (addresses from
     metadata), for the requests librdkafka cannot send or decodes lossily. PLAINTEXT
     only, as ``odradek transactions``."""
-    config = client_config(options)
-    protocol = str(config.get("security.protocol", "plaintext")).lower()
-    if protocol != "plaintext":
-        raise usage_error(
-            f"configs speaks PLAINTEXT only; security.protocol={protocol} is not supported"
-        )
-    metadata = fetch_metadata(admin_client(options), options.bootstrap)
-    brokers = sorted(metadata.brokers.values(), key=lambda b: b.id)
+    every = sorted(wire_brokers(options, "configs").items())
+    brokers = every
     if broker_id is not None:
-        brokers = [b for b in brokers if b.id == broker_id]
+        brokers = [b for b in every if b[0] == broker_id]
         if not brokers:
-            known = ", ".join(str(b.id) for b in metadata.brokers.values())
+            known = ", ".join(str(b[0]) for b in every)
             raise CliError(f"broker {broker_id} is not in the cluster (brokers: {known})")
     if not brokers:
         raise CliError(f"no broker listed in the metadata from {options.bootstrap}")
-    return BrokerConnection(str(brokers[0].host), brokers[0].port)
+    host, port = brokers[0][1]
+    return BrokerConnection(host, port)

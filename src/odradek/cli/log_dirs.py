@@ -22,7 +22,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from odradek.cli._wire import BrokerConnection
+from odradek.cli._wire import BrokerConnection, wire_brokers
 from odradek.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOption,
@@ -30,9 +30,6 @@ from odradek.cli.common import (
     CliError,
     CommandConfigOption,
     PropertyOption,
-    admin_client,
-    client_config,
-    fetch_metadata,
     kafka_error_name,
     reported_errors,
     stdout_console,
@@ -57,14 +54,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _brokers(options: ClientOptions) -> dict[int, tuple[str, int]]:
-    config = client_config(options)
-    protocol = str(config.get("security.protocol", "plaintext")).lower()
-    if protocol != "plaintext":
-        raise usage_error(
-            f"log-dirs speaks PLAINTEXT only; security.protocol={protocol} is not supported"
-        )
-    metadata = fetch_metadata(admin_client(options), options.bootstrap)
-    return {broker.id: (str(broker.host), broker.port) for broker in metadata.brokers.values()}
+    return wire_brokers(options, "log-dirs")
 
 
 def _chosen(brokers: dict[int, tuple[str, int]], wanted: list[int] | None) -> list[int]:

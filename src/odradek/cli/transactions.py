@@ -29,7 +29,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from odradek.cli._wire import BrokerConnection
+from odradek.cli._wire import BrokerConnection, build_request, error_of, wire_brokers
 from odradek.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOption,
@@ -38,9 +38,7 @@ from odradek.cli.common import (
     CommandConfigOption,
     PropertyOption,
     admin_client,
-    client_config,
     fetch_metadata,
-    kafka_error_name,
     reported_errors,
     stdout_console,
     usage_error,
@@ -62,23 +60,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _request(api_key: int, version: int, **fields: Any) -> Any:
-    return codec.build(codec.request_class(api_key, version), **fields)
+    return build_request(api_key, version, **fields)
 
 
 def _brokers(options: ClientOptions) -> dict[int, tuple[str, int]]:
-    config = client_config(options)
-    protocol = str(config.get("security.protocol", "plaintext")).lower()
-    if protocol != "plaintext":
-        raise usage_error(
-            f"transactions speaks PLAINTEXT only; security.protocol={protocol} is not supported"
-        )
-    metadata = fetch_metadata(admin_client(options), options.bootstrap)
-    return {broker.id: (str(broker.host), broker.port) for broker in metadata.brokers.values()}
+    return wire_brokers(options, "transactions")
 
 
 def _error(code: int, what: str, message: str | None = None) -> CliError:
-    name = kafka_error_name(code) or str(code)
-    return CliError(f"{what}: {name}" + (f": {message}" if message else ""))
+    return error_of(code, what, message)
 
 
 def _table(*columns: str) -> Table:
