@@ -353,19 +353,6 @@ class LocalLog:
            ``file.delete.delay.ms``; fetches already reading them keep their regions);
         3. the new files lose the ``.swap`` suffix and the segment joins the log.
         """
-        new = LogSegment(
-            self.dir,
-            base_offset,
-            index_interval_bytes=self.config.index_interval_bytes,
-            max_index_size=self.config.segment_index_bytes,
-            clock=self.clock,
-            suffix=log_files.CLEANED_FILE_SUFFIX,
-        )
-        new.change_file_suffixes(log_files.CLEANED_FILE_SUFFIX, log_files.SWAP_FILE_SUFFIX)
-        checkpoints.fsync_dir(self.dir)
-        self.remove_and_delete_segments(old_segments, delay=True)
-        new.change_file_suffixes(log_files.SWAP_FILE_SUFFIX, "")
-        checkpoints.fsync_dir(self.dir)
         segment = LogSegment(
             self.dir,
             base_offset,
@@ -373,7 +360,13 @@ class LocalLog:
             max_index_size=self.config.segment_index_bytes,
             clock=self.clock,
             handle_cache=self.handle_cache,
+            suffix=log_files.CLEANED_FILE_SUFFIX,
         )
+        segment.change_file_suffixes(log_files.CLEANED_FILE_SUFFIX, log_files.SWAP_FILE_SUFFIX)
+        checkpoints.fsync_dir(self.dir)
+        self.remove_and_delete_segments(old_segments, delay=True)
+        segment.change_file_suffixes(log_files.SWAP_FILE_SUFFIX, "")
+        checkpoints.fsync_dir(self.dir)
         self.segments.add(segment)
         return segment
 
