@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from odradek.protocol.errors import ErrorCode
@@ -55,15 +54,14 @@ class DelayedProduce:
             return
         del self.pending[tp]
         if outcome.error is not ErrorCode.none:
-            self.results[tp] = replace(self.results[tp], error=outcome.error)
+            self.results[tp] = self.results[tp]._replace(error=outcome.error)
         if not self.pending:
             self._complete()
 
     def _expire(self) -> None:
         self._timer = None
         for tp in list(self.pending):
-            self.results[tp] = replace(
-                self.results[tp],
+            self.results[tp] = self.results[tp]._replace(
                 error=ErrorCode.request_timed_out,
                 message="the in-sync replicas did not all acknowledge in time",
             )
@@ -85,6 +83,6 @@ class DelayedProduce:
         if self.future.done():
             return
         for tp in list(self.pending):
-            self.results[tp] = replace(self.results[tp], error=ErrorCode.not_leader_or_follower)
+            self.results[tp] = self.results[tp]._replace(error=ErrorCode.not_leader_or_follower)
         self.pending.clear()
         self._complete()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from odradek.cluster.metadata import PartitionState
 from odradek.config import LogConfig
@@ -51,16 +52,14 @@ class FollowerState:
     last_fetch_leader_log_end_offset: int = -1
 
 
-@dataclass(frozen=True, slots=True)
-class AcksOutcome:
+class AcksOutcome(NamedTuple):
     """Whether an acks=all produce can be answered, and with which error."""
 
     done: bool
     error: ErrorCode = ErrorCode.none
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionRead:
+class PartitionRead(NamedTuple):
     """What a fetch of one partition found, with the offsets the response reports."""
 
     info: FetchDataInfo | None

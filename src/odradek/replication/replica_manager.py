@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import replace
+from typing import NamedTuple, Protocol
 
 from odradek.cluster.brokers import BrokerRegistration
 from odradek.cluster.metadata import MetadataListener, MetadataStore, TopicMetadata
@@ -40,8 +40,7 @@ class UnknownTopicOrPartitionError(KafkaError):
     error_code = ErrorCode.unknown_topic_or_partition
 
 
-@dataclass(frozen=True, slots=True)
-class ProduceResult:
+class ProduceResult(NamedTuple):
     error: ErrorCode = ErrorCode.none
     base_offset: int = -1
     log_append_time: int = -1
@@ -51,8 +50,7 @@ class ProduceResult:
     """acks=all: the high watermark this append waits for (-1: nothing to wait for)."""
 
 
-@dataclass(frozen=True, slots=True)
-class FetchPartition:
+class FetchPartition(NamedTuple):
     """One partition of a fetch request."""
 
     tp: TopicPartition
@@ -61,8 +59,7 @@ class FetchPartition:
     current_leader_epoch: int = -1
 
 
-@dataclass(frozen=True, slots=True)
-class FetchResult:
+class FetchResult(NamedTuple):
     tp: TopicPartition
     error: ErrorCode
     read: PartitionRead | None = None
@@ -448,7 +445,7 @@ class ReplicaManager(MetadataListener):
             outcome = self._acks_outcome(tp, result.required_offset)
             if outcome.done:
                 if outcome.error is not ErrorCode.none:
-                    results[tp] = replace(result, error=outcome.error)
+                    results[tp] = result._replace(error=outcome.error)
             else:
                 pending[tp] = result.required_offset
         if not pending:

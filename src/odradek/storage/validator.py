@@ -35,7 +35,7 @@ Stateless apart from its config; thread-safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from odradek.config import LogConfig
 from odradek.protocol import records as batch
@@ -67,8 +67,7 @@ _TARGET_CODECS = {
 """``compression.type`` -> the codec a topic stores (``producer``: the batch's own)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ValidationResult:
+class ValidationResult(NamedTuple):
     """What validation found and assigned. ``headers`` carry the assigned offsets."""
 
     headers: list[BatchHeader]

@@ -1,10 +1,16 @@
-"""Small value types the log hands to its callers (Kafka's names). Immutable; thread-safe."""
+"""Small value types the log hands to its callers (Kafka's names). Immutable; thread-safe.
+
+The ones made for every produce and fetch are NamedTuples rather than frozen dataclasses:
+a frozen dataclass sets each field through ``object.__setattr__``, which made building
+one about three times as slow (6 us against 2 us for LogAppendInfo here), and an append
+builds several.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from odradek.storage.file_records import FileRegion
 
@@ -23,8 +29,7 @@ class AppendOrigin(enum.Enum):
     """A follower copying the leader: offsets and epochs kept as the leader wrote them."""
 
 
-@dataclass(frozen=True, slots=True)
-class LogOffsetMetadata:
+class LogOffsetMetadata(NamedTuple):
     """An offset, and where its batch starts: segment base offset and byte position."""
 
     message_offset: int
@@ -36,8 +41,7 @@ class LogOffsetMetadata:
         return self.segment_base_offset == UNKNOWN_OFFSET
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FetchDataInfo:
+class FetchDataInfo(NamedTuple):
     """What a read found: the batches from one segment as a file region (or none).
 
     ``records`` starts at the batch containing the fetch offset; it may end inside a batch
@@ -59,8 +63,7 @@ class FetchDataInfo:
         return 0 if self.records is None else self.records.size
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogAppendInfo:
+class LogAppendInfo(NamedTuple):
     """The outcome of one append (Kafka's ``LogAppendInfo``).
 
     ``duplicate``: the batch repeats one of the producer's last five; nothing was written

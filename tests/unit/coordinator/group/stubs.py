@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from odradek.config import BrokerConfig
@@ -117,7 +117,7 @@ class StubReplicaManager:
         if self.ack_error is None:
             return None
         future = asyncio.get_running_loop().create_future()
-        future.set_result({tp: replace(r, error=self.ack_error) for tp, r in results.items()})
+        future.set_result({tp: r._replace(error=self.ack_error) for tp, r in results.items()})
         return future
 
     @property
@@ -130,7 +130,7 @@ class StubReplicaManager:
         if error is ErrorCode.none:
             self.partition.high_watermark = self.partition.backing.end_offset
         for future, results in self._held:
-            future.set_result({tp: replace(r, error=error) for tp, r in results.items()})
+            future.set_result({tp: r._replace(error=error) for tp, r in results.items()})
         self._held.clear()
 
     def append_records(
