@@ -26,8 +26,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import crc32c
 
@@ -101,8 +100,7 @@ def read_exact(fd: int, size: int, position: int) -> bytes:
     return b"".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class FileRegion:
+class FileRegion(NamedTuple):
     """``size`` bytes at ``position`` of an open file: what Fetch sends with ``os.sendfile``."""
 
     handle: FileHandle
