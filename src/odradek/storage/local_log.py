@@ -255,6 +255,20 @@ class LocalLog:
             self.recovery_point = offset
             self.last_flush_time = self.clock()
 
+    def release_rolled_segments(self, start: int, end: int) -> None:
+        """Close the descriptors of the rolled segments that hold ``[start, end)``, once
+        fsynced: nothing writes to them again, and a reader reopens one lazily. Without
+        this a rolled segment kept its descriptor until the handle cache evicted it, so
+        a partition's open descriptors grew with every roll up to the cache's bound."""
+        active = self.active_segment
+        segment = self.segments.floor(start)
+        while segment is not None and segment is not active:
+            following = self.segments.higher(segment.base_offset)
+            if following is None or following.base_offset > end:
+                return
+            segment.close_handles()
+            segment = following
+
     def read(
         self,
         start_offset: int,

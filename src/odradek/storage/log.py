@@ -670,7 +670,9 @@ class Log:
         point, unless the log was truncated meanwhile (the job may have fsynced files
         that no longer hold what they held when it was made)."""
         if job.truncations == self._local.truncations:
+            flushed_from = self._local.recovery_point
             self._local.mark_flushed(job.up_to)
+            self._local.release_rolled_segments(flushed_from, job.up_to)
         if os.path.join(self.dir, checkpoints.PARTITION_METADATA_FILE) in job.paths:
             self._partition_metadata_unsynced = False
 

@@ -3,6 +3,7 @@ them off its event loop); the recovery point moves only when the job completes."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -100,3 +101,32 @@ def test_without_a_scheduler_the_roll_flushes_inline(tmp_path: Path, fsyncs: lis
     fill_until_roll(log)
     assert fsyncs
     assert log.recovery_point == log.active_segment.base_offset
+
+
+def test_a_rolled_segment_gives_its_descriptor_back_once_flushed(tmp_path: Path) -> None:
+    """Descriptors stay flat as a partition rolls (the soak's finding): the flushed
+    segment closes its file and indexes, and a read opens it again."""
+    jobs: list[FlushJob] = []
+    log = Log.open(
+        partition_dir(tmp_path), small_config(segment_bytes=600), clock=Clock(),
+        flush_scheduler=jobs.append,
+    )  # fmt: skip
+    fill_until_roll(log)
+    old = log.segments[0]
+
+    def open_files() -> set[str]:
+        found = set()
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listing's own, closed since
+                found.add(os.readlink(f"/proc/self/fd/{fd}"))
+        return found
+
+    assert old.log_path in open_files()
+    (job,) = jobs
+    job.run()
+    job.complete()
+    assert old.log_path not in open_files()
+    assert old.offset_index.path not in open_files()
+    assert log.active_segment.log_path in open_files()
+    assert len(read_all(log)) == log.log_end_offset  # the old segment reopens for the read
+    assert old.log_path in open_files()
