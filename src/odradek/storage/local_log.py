@@ -120,6 +120,10 @@ class LocalLog:
         self.handle_cache = handle_cache
         self.last_flush_time = clock()
         self.truncations = 0
+        self._last_append: tuple[int, LogSegment, int, int, int] | None = None
+        """(first offset, segment, position, first batch size, truncations) of the last
+        append: where a consumer waiting at the log end reads next. Trusted only while
+        the segment is still the one holding that offset and nothing was truncated."""
         """Bumped by every truncation: a flush started before one must not move the
         recovery point when it completes."""
         self._pending_deletes: list[tuple[int, LogSegment]] = []
@@ -202,14 +206,28 @@ class LocalLog:
         last_offset: int,
         largest_timestamp: int,
         offset_of_max_timestamp: int,
+        first_offset: int = -1,
+        first_batch_size: int = 0,
     ) -> None:
-        self.active_segment.append(
+        """Append batches to the active segment. ``first_offset`` and
+        ``first_batch_size`` (the first batch's), when given, let the next read from
+        ``first_offset`` skip the index lookup (``_last_append``)."""
+        segment = self.active_segment
+        position = segment.append(
             data,
             largest_offset=last_offset,
             largest_timestamp=largest_timestamp,
             offset_of_max_timestamp=offset_of_max_timestamp,
         )
         self._update_log_end_offset(last_offset + 1)
+        if first_batch_size > 0:
+            self._last_append = (
+                first_offset,
+                segment,
+                position,
+                first_batch_size,
+                self.truncations,
+            )
 
     def roll(self, expected_next_offset: int | None = None) -> LogSegment:
         """Start a new active segment at the log end offset (or ``expected_next_offset``)."""
@@ -292,6 +310,8 @@ class LocalLog:
             return FetchDataInfo(
                 fetch_offset_metadata=self.convert_to_offset_metadata(start_offset)
             )
+        known = self._last_append
+        first_segment = segment
         while segment is not None:
             max_position: int | None
             if segment.base_offset < max_offset_metadata.segment_base_offset:
@@ -303,9 +323,29 @@ class LocalLog:
                 max_position = max_offset_metadata.relative_position
             else:
                 max_position = None
-            info = segment.read(
-                start_offset, max_length, max_position=max_position, min_one_message=min_one_message
-            )
+            if (
+                known is not None
+                and segment is first_segment
+                and known[0] == start_offset
+                and known[1] is segment
+                and known[4] == self.truncations
+            ):
+                # A consumer at the tail reads the batch just appended: its place is known.
+                info: FetchDataInfo | None = segment.read_at(
+                    start_offset,
+                    known[2],
+                    known[3],
+                    max_length,
+                    max_position=max_position,
+                    min_one_message=min_one_message,
+                )
+            else:
+                info = segment.read(
+                    start_offset,
+                    max_length,
+                    max_position=max_position,
+                    min_one_message=min_one_message,
+                )
             if info is not None:
                 return info
             segment = self.segments.higher(segment.base_offset)

@@ -489,6 +489,8 @@ class Log:
             last_offset=result.last_offset,
             largest_timestamp=result.max_timestamp,
             offset_of_max_timestamp=result.offset_of_max_timestamp,
+            first_offset=result.first_offset,
+            first_batch_size=result.headers[0].size,
         )
         if completed is not None:
             self._index_aborted_txns(completed, result.first_offset)
@@ -532,6 +534,8 @@ class Log:
             last_offset=result.last_offset,
             largest_timestamp=result.max_timestamp,
             offset_of_max_timestamp=result.offset_of_max_timestamp,
+            first_offset=result.first_offset,
+            first_batch_size=headers[0].size,
         )
         if completed is not None:
             self._index_aborted_txns(completed, result.first_offset)

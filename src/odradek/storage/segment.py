@@ -468,16 +468,37 @@ class LogSegment:
         first = self.translate_offset(start_offset)
         if first is None:
             return None
-        metadata = LogOffsetMetadata(start_offset, self.base_offset, first.position)
-        adjusted_max_size = max(max_size, first.size) if min_one_message else max_size
+        return self.read_at(
+            start_offset,
+            first.position,
+            first.size,
+            max_size,
+            max_position=max_position,
+            min_one_message=min_one_message,
+        )
+
+    def read_at(
+        self,
+        start_offset: int,
+        position: int,
+        first_size: int,
+        max_size: int,
+        *,
+        max_position: int | None,
+        min_one_message: bool = False,
+    ) -> FetchDataInfo:
+        """``read`` once the batch holding ``start_offset`` is known to start at
+        ``position`` and be ``first_size`` bytes long."""
+        metadata = LogOffsetMetadata(start_offset, self.base_offset, position)
+        adjusted_max_size = max(max_size, first_size) if min_one_message else max_size
         if adjusted_max_size == 0 or max_position is None:
             return FetchDataInfo(fetch_offset_metadata=metadata)
-        if adjusted_max_size < first.size:
+        if adjusted_max_size < first_size:
             return FetchDataInfo(fetch_offset_metadata=metadata, first_entry_incomplete=True)
-        fetch_size = min(max_position - first.position, adjusted_max_size)
+        fetch_size = min(max_position - position, adjusted_max_size)
         if fetch_size <= 0:
             return FetchDataInfo(fetch_offset_metadata=metadata)
-        region = FileRegion(self._file(), first.position, fetch_size)
+        region = FileRegion(self._file(), position, fetch_size)
         return FetchDataInfo(fetch_offset_metadata=metadata, records=region)
 
     def read_next_offset(self) -> int:
