@@ -172,7 +172,7 @@ def request_bytes(request: Any, correlation_id: int, client_id: str) -> bytes:
     return head + encode(request)
 
 
-def decode_response(api_key: int, version: int, body: bytes) -> tuple[int, Any]:
+def decode_response(api_key: int, version: int, body: bytes | bytearray) -> tuple[int, Any]:
     """(correlation id, response entity) of a response frame's body."""
     correlation_id = int.from_bytes(body[:4], "big", signed=True)
     offset = 4
@@ -180,7 +180,9 @@ def decode_response(api_key: int, version: int, body: bytes) -> tuple[int, Any]:
         offset = skip_tagged_fields(body, offset)
     cls = response_class(api_key, version)
     try:
-        entity, _size = _reader(cls)(body, offset)
+        # kio reads read-only buffers only: a bytearray is viewed as one, not copied.
+        readable = memoryview(body).toreadonly() if isinstance(body, bytearray) else body
+        entity, _size = _reader(cls)(readable, offset)
     except Exception as exc:
         raise DecodeError(f"cannot decode {cls.__name__} v{version}: {exc}") from exc
     return correlation_id, entity
