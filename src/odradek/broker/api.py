@@ -2,8 +2,8 @@
 
 A handler is a plain function ``(ctx, request) -> reply``. The reply is a kio response
 entity, a :class:`ResponseChunks` (Fetch's zero-copy layout), :data:`NO_RESPONSE`
-(Produce with acks=0), or an awaitable of one of those when the request must wait
-(long-poll Fetch). Returning a value rather than always being a coroutine keeps the
+(Produce with acks=0), a :class:`PendingReply` (a long-poll Fetch) or an awaitable of
+one of those when the request must wait (acks=all, transaction verification). Returning a value rather than always being a coroutine keeps the
 common case free of a task per request.
 """
 
@@ -60,6 +60,59 @@ class ResponseChunks:
     @property
     def size(self) -> int:
         return sum(len(part) if isinstance(part, bytes) else part.size for part in self.parts)
+
+
+class PendingReply:
+    """A reply that comes later and is handed to the connection the moment it is set.
+
+    What a parked fetch returns instead of a Future: a Future runs its callbacks on the
+    next turn of the event loop, after the I/O that turn found, so a consumer waiting at
+    the log end got its records one loop turn after the produce that woke it (and the
+    connection paid for the Future's machinery on every woken fetch). ``cancel`` is
+    what the connection calls when it closes first; it runs ``on_cancel`` (the parked
+    fetch leaves the purgatory).
+    """
+
+    __slots__ = ("_deliver", "_error", "_reply", "done", "on_cancel")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.on_cancel: Callable[[], object] | None = None
+        self._deliver: Callable[[Any, BaseException | None], None] | None = None
+        self._reply: Any = None
+        self._error: BaseException | None = None
+
+    def set_result(self, reply: Any) -> None:
+        self._settle(reply, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._settle(None, error)
+
+    def deliver_to(self, deliver: Callable[[Any, BaseException | None], None]) -> None:
+        """Hand the reply (or error) to ``deliver`` when set; at once if it already is."""
+        if self.done:
+            if self._reply is not None or self._error is not None:
+                deliver(self._reply, self._error)
+            return
+        self._deliver = deliver
+
+    def cancel(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._deliver = None
+        if self.on_cancel is not None:
+            self.on_cancel()
+
+    def _settle(self, reply: Any, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        deliver, self._deliver = self._deliver, None
+        if deliver is None:
+            self._reply, self._error = reply, error
+        else:
+            deliver(reply, error)
 
 
 Reply = Any | ResponseChunks | _NoResponse

@@ -31,7 +31,14 @@ import time
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Final, cast
 
-from odradek.broker.api import NO_RESPONSE, FileHandle, FileRegion, RequestContext, ResponseChunks
+from odradek.broker.api import (
+    NO_RESPONSE,
+    FileHandle,
+    FileRegion,
+    PendingReply,
+    RequestContext,
+    ResponseChunks,
+)
 from odradek.broker.quotas import ANONYMOUS, NANOS_TO_PERCENTAGE
 from odradek.protocol import codec
 from odradek.protocol.codec import DecodeError
@@ -61,7 +68,16 @@ WriteTxnMarkers (broker to broker, a cluster action Kafka exempts)."""
 class _Slot:
     """A request's place in the response order; ``parts`` None means nothing to send."""
 
-    __slots__ = ("api_key", "correlation_id", "flexible", "parts", "ready", "task", "version")
+    __slots__ = (
+        "api_key",
+        "correlation_id",
+        "flexible",
+        "parts",
+        "pending",
+        "ready",
+        "task",
+        "version",
+    )
 
     def __init__(self, api_key: int, version: int, correlation_id: int, flexible: bool) -> None:
         self.api_key = api_key
@@ -71,6 +87,7 @@ class _Slot:
         self.ready = False
         self.parts: list[bytes | FileRegion] | None = None
         self.task: asyncio.Future[Any] | None = None
+        self.pending: PendingReply | None = None
 
 
 class _SendfileSource:
@@ -159,6 +176,8 @@ class KafkaConnection(asyncio.Protocol):
         for slot in self._slots:
             if slot.task is not None and not slot.task.done():
                 slot.task.cancel()
+            if slot.pending is not None:
+                slot.pending.cancel()
         self._slots.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -249,6 +268,9 @@ class KafkaConnection(asyncio.Protocol):
         self._slots.append(slot)
         if isinstance(reply, ResponseChunks):  # the hot paths' answer: no awaitable checks
             self._fill(slot, reply)
+        elif isinstance(reply, PendingReply):
+            slot.pending = reply
+            reply.deliver_to(partial(self._on_pending, slot))
         elif asyncio.iscoroutine(reply) or asyncio.isfuture(reply):
             task = asyncio.ensure_future(reply)
             slot.task = task
@@ -308,7 +330,13 @@ class KafkaConnection(asyncio.Protocol):
     def _on_reply(self, slot: _Slot, task: asyncio.Future[Any]) -> None:
         if self._closed or task.cancelled():
             return
-        exc = task.exception()
+        self._on_pending(slot, None if task.exception() else task.result(), task.exception())
+
+    def _on_pending(self, slot: _Slot, reply: Any, exc: BaseException | None) -> None:
+        """A reply that waited is ready: into its slot, and out if its turn has come."""
+        if self._closed:
+            return
+        slot.pending = None
         if exc is not None:
             log.error(
                 "error handling API %s v%s from %s",
@@ -319,7 +347,7 @@ class KafkaConnection(asyncio.Protocol):
             )
             self._abort()
             return
-        self._fill(slot, task.result())
+        self._fill(slot, reply)
         self._flush()
         self._update_reading()
 

@@ -20,7 +20,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from odradek.broker.api import Handler, Reply, RequestContext, ResponseChunks
+from odradek.broker.api import Handler, PendingReply, Reply, RequestContext, ResponseChunks
 from odradek.broker.fetch_response import PartitionData, TopicData, encode_fetch_response
 from odradek.broker.handlers.common import duration_ms
 from odradek.broker.quotas import ANONYMOUS
@@ -102,12 +102,13 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
             return _delayed(answer, throttle_ms)
         return answer
 
-    # Long poll: park in the purgatory and answer through a future, read again when
-    # woken (no task: a parked fetch costs one timer and one callback).
-    reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+    # Long poll: park in the purgatory and answer through a PendingReply, read again when
+    # woken (no task: a parked fetch costs one timer and one callback, and its answer
+    # reaches the connection as soon as it is read).
+    reply = PendingReply()
 
     def complete() -> None:
-        if reply.done():
+        if reply.done:
             return
         try:
             again = replica_manager.read(
@@ -136,7 +137,7 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
         follower=follower,
         read_committed=isolation == READ_COMMITTED and not follower,
     )
-    reply.add_done_callback(lambda _: parked.cancel())
+    reply.on_cancel = parked.cancel
     return reply
 
 
@@ -156,9 +157,8 @@ def _charge(ctx: RequestContext, answer: ResponseChunks) -> tuple[ResponseChunks
     return encode_fetch_response(ctx.api_version, [], throttle_time_ms=throttle_ms), throttle_ms
 
 
-def _complete_later(reply: asyncio.Future[Reply], answer: ResponseChunks) -> None:
-    if not reply.done():
-        reply.set_result(answer)
+def _complete_later(reply: PendingReply, answer: ResponseChunks) -> None:
+    reply.set_result(answer)  # does nothing if the connection closed meanwhile
 
 
 async def _delayed(answer: ResponseChunks, throttle_ms: int) -> Reply:
