@@ -333,7 +333,11 @@ class KafkaConnection(asyncio.Protocol):
         self._on_pending(slot, None if task.exception() else task.result(), task.exception())
 
     def _on_pending(self, slot: _Slot, reply: Any, exc: BaseException | None) -> None:
-        """A reply that waited is ready: into its slot, and out if its turn has come."""
+        """A reply that waited is ready: into its slot, and out if its turn has come.
+
+        Runs inside whatever completed the reply (often another client's produce), so
+        nothing may escape from here into that request: a failure closes this
+        connection only."""
         if self._closed:
             return
         slot.pending = None
@@ -347,9 +351,13 @@ class KafkaConnection(asyncio.Protocol):
             )
             self._abort()
             return
-        self._fill(slot, reply)
-        self._flush()
-        self._update_reading()
+        try:
+            self._fill(slot, reply)
+            self._flush()
+            self._update_reading()
+        except Exception:
+            log.exception("error sending a response to %s", self._client_host)
+            self._abort()
 
     def _fill(self, slot: _Slot, reply: Any) -> None:
         """Encode ``reply`` into the slot; an encoding bug closes the connection."""
