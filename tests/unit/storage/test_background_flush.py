@@ -24,6 +24,16 @@ def fill_until_roll(log: Log) -> None:
     log.update_high_watermark(log.log_end_offset)
 
 
+def scheduled_log(tmp_path: Path) -> tuple[Log, list[FlushJob]]:
+    """A log with small segments whose rolls hand their flushes to the returned list."""
+    jobs: list[FlushJob] = []
+    log = Log.open(
+        partition_dir(tmp_path), small_config(segment_bytes=600), clock=Clock(),
+        flush_scheduler=jobs.append,
+    )  # fmt: skip
+    return log, jobs
+
+
 @pytest.fixture
 def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
@@ -38,11 +48,7 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_roll_leaves_fsyncs_to_the_scheduler(tmp_path: Path, fsyncs: list[int]) -> None:
-    jobs: list[FlushJob] = []
-    log = Log.open(
-        partition_dir(tmp_path), small_config(segment_bytes=600), clock=Clock(),
-        flush_scheduler=jobs.append,
-    )  # fmt: skip
+    log, jobs = scheduled_log(tmp_path)
     log.append_as_leader(make_batch([b"first"]), 0)  # records epoch 0 (fsynced at once)
     fsyncs.clear()
     fill_until_roll(log)
@@ -67,11 +73,7 @@ def test_roll_leaves_fsyncs_to_the_scheduler(tmp_path: Path, fsyncs: list[int]) 
 
 
 def test_truncation_before_completion_keeps_the_recovery_point(tmp_path: Path) -> None:
-    jobs: list[FlushJob] = []
-    log = Log.open(
-        partition_dir(tmp_path), small_config(segment_bytes=600), clock=Clock(),
-        flush_scheduler=jobs.append,
-    )  # fmt: skip
+    log, jobs = scheduled_log(tmp_path)
     fill_until_roll(log)
     (job,) = jobs
     job.run()
@@ -82,11 +84,7 @@ def test_truncation_before_completion_keeps_the_recovery_point(tmp_path: Path) -
 
 
 def test_job_skips_files_deleted_meanwhile(tmp_path: Path) -> None:
-    jobs: list[FlushJob] = []
-    log = Log.open(
-        partition_dir(tmp_path), small_config(segment_bytes=600), clock=Clock(),
-        flush_scheduler=jobs.append,
-    )  # fmt: skip
+    log, jobs = scheduled_log(tmp_path)
     fill_until_roll(log)
     (job,) = jobs
     os.unlink(job.paths[0])
@@ -106,11 +104,7 @@ def test_without_a_scheduler_the_roll_flushes_inline(tmp_path: Path, fsyncs: lis
 def test_a_rolled_segment_gives_its_descriptor_back_once_flushed(tmp_path: Path) -> None:
     """Descriptors stay flat as a partition rolls (the soak's finding): the flushed
     segment closes its file and indexes, and a read opens it again."""
-    jobs: list[FlushJob] = []
-    log = Log.open(
-        partition_dir(tmp_path), small_config(segment_bytes=600), clock=Clock(),
-        flush_scheduler=jobs.append,
-    )  # fmt: skip
+    log, jobs = scheduled_log(tmp_path)
     fill_until_roll(log)
     old = log.segments[0]
 
