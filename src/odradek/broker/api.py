@@ -3,8 +3,9 @@
 A handler is a plain function ``(ctx, request) -> reply``. The reply is a kio response
 entity, a :class:`ResponseChunks` (Fetch's zero-copy layout), :data:`NO_RESPONSE`
 (Produce with acks=0), a :class:`PendingReply` (a long-poll Fetch) or an awaitable of
-one of those when the request must wait (acks=all, transaction verification). Returning a value rather than always being a coroutine keeps the
-common case free of a task per request.
+one of those when the request must wait (acks=all, transaction verification).
+Returning a value rather than always being a coroutine keeps the common case free of a
+task per request.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from odradek.broker.api import FileRegion, ResponseChunks
+from odradek.protocol.headers import unsigned_varint
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -65,18 +66,9 @@ class TopicData(NamedTuple):
     partitions: Sequence[PartitionData]
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _array_length(out: bytearray, count: int | None, flexible: bool) -> None:
     if flexible:
-        out += _uvarint(0 if count is None else count + 1)
+        out += unsigned_varint(0 if count is None else count + 1)
     else:
         out += _I32.pack(-1 if count is None else count)
 
@@ -103,7 +95,7 @@ def encode_fetch_response(
         else:
             name = topic.name.encode()
             if flexible:
-                out += _uvarint(len(name) + 1)
+                out += unsigned_varint(len(name) + 1)
             else:
                 out += _I16.pack(len(name))
             out += name
@@ -134,7 +126,7 @@ def encode_fetch_response(
                 else records.size
             )
             if flexible:
-                out += _uvarint(size + 1)
+                out += unsigned_varint(size + 1)
             else:
                 out += _I32.pack(size)
             if isinstance(records, bytes):

@@ -41,6 +41,16 @@ class RequestHeader(NamedTuple):
     """Bytes of the frame the header occupies; the body starts there."""
 
 
+def unsigned_varint(value: int) -> bytes:
+    """``value`` (>= 0) as an unsigned varint: compact lengths and tag counts."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def read_unsigned_varint(data: bytes | bytearray, position: int) -> tuple[int, int]:
     """Unsigned LEB128 varint at ``position`` (at most 5 bytes): (value, next position)."""
     value = 0

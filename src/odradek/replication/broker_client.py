@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 
 from odradek.cluster.metadata import MetadataStore
 from odradek.protocol import codec
+from odradek.protocol.headers import encode_request_header
 
 _SIZE = struct.Struct(">i")
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
@@ -156,6 +157,11 @@ class BrokerClient:
     async def call(self, request: Any) -> Any:
         """Send a kio request entity and return the decoded response."""
         api_key, version = int(request.__api_key__), int(request.__version__)
+        return await self.call_encoded(api_key, version, codec.encode(request))
+
+    async def call_encoded(self, api_key: int, version: int, body: bytes) -> Any:
+        """Send a request whose body (after the header) is already encoded; the decoded
+        response (a hot path, the follower's fetch, encodes its own requests)."""
         try:
             if not self.connected:
                 loop = asyncio.get_running_loop()
@@ -166,9 +172,15 @@ class BrokerClient:
             frames = self._frames
             assert frames is not None and frames.transport is not None
             self._correlation_id += 1
-            body = codec.request_bytes(request, self._correlation_id, self._client_id)
+            head = encode_request_header(
+                api_key,
+                version,
+                self._correlation_id,
+                self._client_id,
+                codec.is_flexible_request(api_key, version),
+            )
             answer = frames.expect()
-            frames.transport.write(_SIZE.pack(len(body)) + body)
+            frames.transport.write(_SIZE.pack(len(head) + len(body)) + head + body)
             frame = await asyncio.wait_for(answer, self._timeout)
             correlation_id, response = codec.decode_response(api_key, version, frame)
         except (OSError, EOFError, TimeoutError, codec.DecodeError) as exc:

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kio.schema.fetch.v12 import request as fetch_v12
 from kio.schema.list_offsets.v7 import request as list_offsets_v7
 from kio.schema.offset_for_leader_epoch.v4 import request as epoch_v4
-from kio.static.primitive import i8, i32, i32Timedelta, i64
+from kio.static.primitive import i8, i32, i64
 
 from odradek.config import BrokerConfig
+from odradek.protocol import fetch_request
 from odradek.protocol.errors import ErrorCode, KafkaError
+from odradek.protocol.fetch_request import FollowerFetchPartition, encode_follower_fetch
 from odradek.protocol.types import TopicPartition
 from odradek.replication.broker_client import BrokerClient, BrokerConnectionError
 
@@ -263,7 +263,8 @@ class ReplicaFetcher:
             return
         config = self.manager.config
         asked: dict[TopicPartition, tuple[int, int]] = {}
-        by_topic: dict[str, list[Any]] = defaultdict(list)
+        by_topic: dict[str, list[FollowerFetchPartition]] = defaultdict(list)
+        max_bytes = config.get("replica.fetch.max.bytes")
         for tp in tps:
             state = self.partitions[tp]
             partition = self.manager.follower(tp, state.leader_epoch)
@@ -272,36 +273,24 @@ class ReplicaFetcher:
             offset = partition.log.log_end_offset
             asked[tp] = (state.leader_epoch, offset)
             by_topic[tp.topic].append(
-                fetch_v12.FetchPartition(
-                    partition=i32(tp.partition),
-                    current_leader_epoch=i32(state.leader_epoch),
-                    fetch_offset=i64(offset),
-                    last_fetched_epoch=i32(-1),
-                    log_start_offset=i64(partition.log.log_start_offset),
-                    partition_max_bytes=i32(config.get("replica.fetch.max.bytes")),
+                FollowerFetchPartition(
+                    partition=tp.partition,
+                    current_leader_epoch=state.leader_epoch,
+                    fetch_offset=offset,
+                    log_start_offset=partition.log.log_start_offset,
+                    partition_max_bytes=max_bytes,
                 )
             )
         if not by_topic:
             return
-        request = fetch_v12.FetchRequest(
-            cluster_id=None,
-            replica_id=i32(self.manager.broker_id),  # type: ignore[arg-type]
-            max_wait=i32Timedelta.parse(
-                datetime.timedelta(milliseconds=config.get("replica.fetch.wait.max.ms"))
-            ),
-            min_bytes=i32(1),
-            max_bytes=i32(config.get("replica.fetch.response.max.bytes")),
-            isolation_level=i8(0),
-            session_id=i32(0),
-            session_epoch=i32(-1),
-            topics=tuple(
-                fetch_v12.FetchTopic(topic=name, partitions=tuple(parts))  # type: ignore[arg-type]
-                for name, parts in by_topic.items()
-            ),
-            forgotten_topics_data=(),
-            rack_id="",
+        body = encode_follower_fetch(
+            replica_id=self.manager.broker_id,
+            max_wait_ms=config.get("replica.fetch.wait.max.ms"),
+            min_bytes=1,
+            max_bytes=config.get("replica.fetch.response.max.bytes"),
+            topics=by_topic.items(),
         )
-        response = await client.call(request)
+        response = await client.call_encoded(fetch_request.API_KEY, fetch_request.VERSION, body)
         if response.error_code is not ErrorCode.none:
             raise BrokerConnectionError(f"fetch answered {response.error_code.name}")
         out_of_range: list[TopicPartition] = []

@@ -43,6 +43,7 @@ from typing import Final
 
 from odradek.coordinator.group.records import partition_for
 from odradek.coordinator.transaction.state import TransactionState
+from odradek.protocol.headers import unsigned_varint
 from odradek.protocol.types import TopicPartition
 
 __all__ = [
@@ -98,15 +99,6 @@ class TransactionLogValue:
 # -- encoding ------------------------------------------------------------------------------
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 class _Writer:
     __slots__ = ("flexible", "out")
 
@@ -117,7 +109,7 @@ class _Writer:
     def string(self, value: str) -> None:
         data = value.encode()
         if self.flexible:
-            self.out += _uvarint(len(data) + 1)
+            self.out += unsigned_varint(len(data) + 1)
         else:
             self.out += _I16.pack(len(data))
         self.out += data
@@ -125,7 +117,7 @@ class _Writer:
     def array_length(self, count: int | None) -> None:
         """An array's element count (None: a null array)."""
         if self.flexible:
-            self.out += _uvarint(0 if count is None else count + 1)
+            self.out += unsigned_varint(0 if count is None else count + 1)
         else:
             self.out += _I32.pack(-1 if count is None else count)
 
@@ -133,10 +125,10 @@ class _Writer:
         if not self.flexible:
             return
         present = sorted(fields)
-        self.out += _uvarint(len(present))
+        self.out += unsigned_varint(len(present))
         for tag, data in present:
-            self.out += _uvarint(tag)
-            self.out += _uvarint(len(data))
+            self.out += unsigned_varint(tag)
+            self.out += unsigned_varint(len(data))
             self.out += data
 
     def int8(self, value: int) -> None:
