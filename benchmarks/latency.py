@@ -388,9 +388,21 @@ runs, so noisier than the table above, which is the current state).
   turns into more, smaller fetch round trips (about 200 us of broker CPU per record).
 - Profiled and ruled out: garbage collection (108 gen-0 and 9 gen-1 collections in 10 s,
   longest 1.8 ms), the checkpoint timers (1-2 ms every 5 s for the high watermarks).
-  Not done: a hand-written Fetch request parser and reading a woken fetch from the
-  position its first read saw (each worth a few microseconds per request); uvloop (tried:
-  clients' connections were reset, the connection code needs work to run on it)."""
+- Per-request value types (LogAppendInfo, FetchDataInfo, ProduceResult, ...) as named
+  tuples instead of frozen dataclasses (whose `__init__` costs three times as much), a
+  woken fetch reading from where the last append went (no index lookup), and a parked
+  fetch's answer handed to its connection in the same call instead of through a
+  Future's callback on the next loop turn: broker CPU per record 580 -> 477 us, round
+  trip 837 -> 670 us (median of five alternating rounds of 3,000 records, each its own
+  produce request answered and delivered to a parked fetch before the next; git 7809fb1
+  against 810a6f2). The table above predates these; runs of this script made since, while
+  other work loaded the machine ("rest of machine" 36-39% of a core), gave p99 of 4 to
+  59 ms for both the old and the new code, too noisy to publish.
+- Not done: a hand-written Fetch request parser (a few microseconds per request). uvloop
+  was tried again: its transports are not `asyncio.Transport` subclasses (the connection
+  asserted they were), and past that, consumers stalled on it (uvloop has no
+  `loop.sendfile`, which the slow path of a large fetch response uses), so it needs its
+  own send path first; in a short comparison it used about 12% less broker CPU."""
 
 
 def write_plot(path: Path, samples: Sequence[Sample], brokers: Sequence[str]) -> bool:
