@@ -169,6 +169,12 @@ class MetadataStore(Protocol):
     def controller_epoch(self) -> int: ...
     def add_listener(self, listener: MetadataListener) -> None: ...
     def register_broker(self, registration: BrokerRegistration) -> None: ...
+    def update_registration(self, registration: BrokerRegistration) -> None:
+        """Replace this broker's registration while it stays registered (its offline
+        replicas changed); listeners are told with ``brokers_changed``. Ignored while
+        the broker is not registered (before it registers, after it deregisters)."""
+        ...
+
     def brokers(self) -> Mapping[int, BrokerRegistration]: ...
     def topics(self) -> Mapping[str, TopicMetadata]: ...
     def topic(self, name: str) -> TopicMetadata | None: ...
@@ -249,6 +255,15 @@ class LocalStore:
         for listener in self._listeners:
             listener.brokers_changed(self.brokers())
             listener.controller_changed(registration.broker_id, True)
+
+    def update_registration(self, registration: BrokerRegistration) -> None:
+        """In memory only, as the registration itself: the node's next start registers
+        with what it finds then."""
+        if self._broker is None or registration == self._broker:
+            return
+        self._broker = registration
+        for listener in self._listeners:
+            listener.brokers_changed(self.brokers())
 
     def brokers(self) -> Mapping[int, BrokerRegistration]:
         return {self._broker.broker_id: self._broker} if self._broker is not None else {}

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kazoo.client import KazooClient
 
 from odradek.cluster.brokers import BrokerRegistration
 from odradek.cluster.metadata import (
@@ -25,7 +27,8 @@ from odradek.cluster.metadata import (
     TopicMetadata,
     UnknownTopicError,
 )
-from odradek.cluster.zookeeper.store import ZooKeeperStore
+from odradek.cluster.zookeeper import znodes
+from odradek.cluster.zookeeper.store import ZooKeeperStore, split_connect
 from tests.support.zookeeper import ZooKeeperServer
 from tests.unit.cluster.helpers import single_broker
 
@@ -245,6 +248,36 @@ def test_entity_configs_round_trip_persist_and_are_announced(stores: Stores) -> 
     run(body)
 
 
+class BrokerRecorder(MetadataListener):
+    def __init__(self) -> None:
+        self.seen: list[Mapping[int, BrokerRegistration]] = []
+
+    def brokers_changed(self, brokers: Mapping[int, BrokerRegistration]) -> None:
+        self.seen.append(dict(brokers))
+
+
+def test_a_registration_update_is_announced(stores: Stores) -> None:
+    """A broker's offline replicas change while it stays registered (see
+    ``BrokerRegistration``): listeners hear of it, other brokers see it."""
+
+    async def body() -> None:
+        store = await stores.open()
+        recorder = BrokerRecorder()
+        store.add_listener(recorder)
+        updated = replace(single_broker(1), offline_replicas=frozenset({(uuid.uuid4(), 3)}))
+        store.update_registration(updated)
+        await eventually(lambda: store.brokers().get(1) == updated)
+        await eventually(lambda: any(seen.get(1) == updated for seen in recorder.seen))
+        if stores.kind == "zookeeper":
+            other = await stores.open(2)
+            await eventually(lambda: other.brokers().get(1) == updated)
+            cleared = single_broker(1)
+            store.update_registration(cleared)
+            await eventually(lambda: other.brokers().get(1) == cleared)
+
+    run(body)
+
+
 def _fields(state: Any) -> dict[str, Any]:
     return {name: getattr(state, name) for name in state.__slots__}
 
@@ -336,3 +369,42 @@ def test_large_topic_is_written_in_chunks(zk_stores: Stores) -> None:
 
 def _with(state: Any, **changes: Any) -> Any:
     return state.__class__(**{**_fields(state), **changes})
+
+
+def _expire_session(store: ZooKeeperStore, connect: str) -> int:
+    """End ``store``'s ZooKeeper session as an expiry would (a second client takes the
+    session over and closes it); the id of the session that ended."""
+    session_id, password = store._client.client_id
+    twin = KazooClient(hosts=split_connect(connect)[0], client_id=(session_id, password))
+    twin.start()
+    twin.stop()
+    twin.close()
+    return int(session_id)
+
+
+def test_offline_replicas_outlive_a_lost_session(zk_stores: Stores) -> None:
+    """After its session expires a broker registers again with its latest registration,
+    offline replicas included, even one changed while the session was down."""
+
+    async def body() -> None:
+        one = await zk_stores.open(1)
+        two = await zk_stores.open(2)
+        assert isinstance(one, ZooKeeperStore)
+        topic = uuid.uuid4()
+        first = replace(single_broker(1), offline_replicas=frozenset({(topic, 0)}))
+        one.update_registration(first)
+        await eventually(lambda: two.brokers().get(1) == first)
+        ended = _expire_session(one, zk_stores.connect)
+        later = replace(first, offline_replicas=frozenset({(topic, 0), (topic, 1)}))
+        one.update_registration(later)
+
+        def registered_again() -> bool:
+            client = one._client
+            stat = client.exists(one._path(znodes.broker_path(1))) if client.connected else None
+            owner = client.client_id[0] if client.client_id else None
+            return stat is not None and owner != ended and stat.ephemeralOwner == owner
+
+        await eventually(registered_again, timeout=20)
+        await eventually(lambda: two.brokers().get(1) == later, timeout=20)
+
+    run(body)

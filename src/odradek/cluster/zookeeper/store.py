@@ -38,7 +38,7 @@ from kazoo.exceptions import (
     NoNodeError,
     RolledBackError,
 )
-from kazoo.protocol.states import ZnodeStat
+from kazoo.protocol.states import EventType, WatchedEvent, ZnodeStat
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import KazooRetry
 
@@ -68,6 +68,8 @@ CHANGE_RETENTION_MS = 15 * 60_000
 """Change notifications older than this are deleted by the controller (as Kafka's config
 change notifications): a broker away for longer re-reads everything when it returns."""
 WRITE_TIMEOUT_SECONDS = 10.0
+REGISTRATION_RETRY_SECONDS = 1.0
+"""A registration change that failed while connected is written again this much later."""
 REPLICA_SET_RETRIES = 5
 """A replica-set change that lost the topic znode to another partition's change is tried
 again this many times (the partition epochs still decide whether it may be written)."""
@@ -125,6 +127,9 @@ class ZooKeeperStore:
         self._epoch_zk_version = -1
         """Version of /controller_epoch when this broker won the election; -1: not it."""
         self._registration: BrokerRegistration | None = None
+        self._registration_unwritten = False
+        """A change of this broker's registration failed to reach ZooKeeper (connection
+        lost): written again when the connection is back."""
         self._session_lost = False
         self._closed = False
         self._next_producer_id = 0
@@ -234,6 +239,12 @@ class ZooKeeperStore:
     def _brokers_watch(self, _children: list[str]) -> None:
         self._submit(self._read_brokers)
 
+    def _broker_data_watch(self, event: WatchedEvent) -> None:
+        """A broker's registration changed (its offline replicas): the children watch
+        does not see that. Session events (type NONE) are left to ``_rejoin``."""
+        if event.type != EventType.NONE:
+            self._submit(self._read_brokers)
+
     def _topics_watch(self, children: list[str]) -> None:
         self._submit(lambda: self._read_topic_list(children))
 
@@ -251,6 +262,8 @@ class ZooKeeperStore:
         elif state == KazooState.CONNECTED and self._session_lost:
             self._session_lost = False
             self._submit(self._rejoin)
+        elif state == KazooState.CONNECTED and self._registration_unwritten:
+            self._submit(self._write_registration)
 
     # reads (reader thread)
 
@@ -262,7 +275,9 @@ class ZooKeeperStore:
             if not child.isdigit():
                 continue
             try:
-                data, _ = client.get(self._path(znodes.broker_path(int(child))))
+                data, _ = client.get(
+                    self._path(znodes.broker_path(int(child))), watch=self._broker_data_watch
+                )
             except NoNodeError:
                 continue
             found[int(child)] = znodes.decode_broker(int(child), data)
@@ -474,6 +489,7 @@ class ZooKeeperStore:
         log.warning(
             "ZooKeeper session re-established; registering broker %d again", self._broker_id
         )
+        self._registration_unwritten = False  # the latest is written now
         if self._registration is not None:
             try:
                 self._client.create(
@@ -629,6 +645,11 @@ class ZooKeeperStore:
             except NodeExistsError:
                 stat = await asyncio.to_thread(self._client.exists, path)
                 if stat is not None and stat.ephemeralOwner == self._client.client_id[0]:
+                    # Ours already (a create retried after a lost answer): make sure it
+                    # holds this registration.
+                    await asyncio.to_thread(
+                        self._client.set, path, znodes.encode_broker(registration)
+                    )
                     break
                 if not warned:
                     log.warning(
@@ -660,6 +681,44 @@ class ZooKeeperStore:
         """Done by ``wait_until_registered`` (ZooKeeper registration must be awaited)."""
         if self._registration != registration:
             raise RuntimeError("await wait_until_registered() before serving")
+
+    def update_registration(self, registration: BrokerRegistration) -> None:
+        """Rewrite this broker's ``/brokers/ids/<id>`` (its offline replicas changed).
+
+        Written by the reader thread, so the loop never waits and writes are made in
+        order, each with the latest registration. A write that fails for a lost
+        connection is made again when the connection is back; after a lost session the
+        broker registers again with the latest registration (``_rejoin``); one that
+        fails otherwise is tried again a second later. Every broker learns of the change
+        through its data watch on the znode."""
+        if self._registration is None:
+            return
+        self._registration = registration
+        self._submit(self._write_registration)
+
+    def _write_registration(self) -> None:
+        self._registration_unwritten = False
+        registration = self._registration
+        if registration is None or self._session_lost or self._closed:
+            return
+        client = self._client
+        path = self._path(znodes.broker_path(self._broker_id))
+        try:
+            stat = client.exists(path)
+            if stat is None or stat.ephemeralOwner != client.client_id[0]:
+                return  # not registered in this session: _rejoin registers with the latest
+            client.set(path, znodes.encode_broker(registration))
+        except NoNodeError:
+            return  # deregistered meanwhile, or the session expired
+        except KazooException:
+            self._registration_unwritten = True  # for the next reconnection
+            if client.connected:  # failed without losing the connection: try again soon
+                self._post(self._retry_registration)
+            raise
+
+    def _retry_registration(self) -> None:
+        assert self._loop is not None
+        self._loop.call_later(REGISTRATION_RETRY_SECONDS, self._submit, self._write_registration)
 
     # -- MetadataStore: changes ------------------------------------------------------------
 

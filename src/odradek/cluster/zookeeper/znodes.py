@@ -104,26 +104,46 @@ def _now_ms() -> str:
 
 
 def encode_broker(registration: BrokerRegistration) -> bytes:
+    """Kafka's version 5 registration, plus, while the broker has any, its offline
+    replicas (``"offline_replicas": {"<topic id>": [partition, ...]}``, see
+    ``BrokerRegistration``); Kafka's tools ignore the field."""
     first = registration.endpoint
-    return _dump(
-        {
-            "version": 5,
-            "listener_security_protocol_map": {e.name: e.name for e in registration.endpoints},
-            "endpoints": [str(e) for e in registration.endpoints],
-            "rack": registration.rack,
-            "jmx_port": -1,
-            "host": first.host,
-            "port": first.port,
-            "timestamp": _now_ms(),
-            "features": {},
+    document: dict[str, Any] = {
+        "version": 5,
+        "listener_security_protocol_map": {e.name: e.name for e in registration.endpoints},
+        "endpoints": [str(e) for e in registration.endpoints],
+        "rack": registration.rack,
+        "jmx_port": -1,
+        "host": first.host,
+        "port": first.port,
+        "timestamp": _now_ms(),
+        "features": {},
+    }
+    if registration.offline_replicas:
+        by_topic: dict[uuid.UUID, list[int]] = {}
+        for topic_id, partition in registration.offline_replicas:
+            by_topic.setdefault(topic_id, []).append(partition)
+        document["offline_replicas"] = {
+            topic_id_to_base64(topic_id): sorted(partitions)
+            for topic_id, partitions in sorted(by_topic.items())
         }
-    )
+    return _dump(document)
 
 
 def decode_broker(broker_id: int, data: bytes) -> BrokerRegistration:
     raw = _load(data)
     endpoints: Iterable[Endpoint] = (parse_listener(text) for text in raw.get("endpoints", []))
-    return BrokerRegistration(broker_id=broker_id, endpoints=tuple(endpoints), rack=raw.get("rack"))
+    offline = frozenset(
+        (topic_id_from_base64(topic_id), int(partition))
+        for topic_id, partitions in (raw.get("offline_replicas") or {}).items()
+        for partition in partitions
+    )
+    return BrokerRegistration(
+        broker_id=broker_id,
+        endpoints=tuple(endpoints),
+        rack=raw.get("rack"),
+        offline_replicas=offline,
+    )
 
 
 def encode_controller(broker_id: int) -> bytes:
