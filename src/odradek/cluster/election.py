@@ -14,6 +14,8 @@ Two election types, as Kafka's ``ElectionType``:
   ELIGIBLE_LEADERS_NOT_AVAILABLE.
 
 The leader epoch is bumped, the ISR kept (an unclean leader's ISR is itself alone).
+"Alive" is per partition: a live broker whose replica of the partition is in a failed
+log dir (``LiveReplicas``) is not alive for it, so it is never elected.
 
 Who elects. Kafka's ZooKeeper-mode controller answered NOT_CONTROLLER on any other
 broker; Kafka 4 brokers forward the request to the controller, so a client may send it
@@ -33,6 +35,7 @@ import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from odradek.cluster.brokers import LiveReplicas
 from odradek.cluster.leadership import NO_LEADER, elect_offline_leader
 from odradek.cluster.metadata import MetadataStore, PartitionState, StaleStateError
 from odradek.protocol.errors import ErrorCode, KafkaError
@@ -64,8 +67,9 @@ NOT_NEEDED = ElectionResult(ErrorCode.election_not_needed, "Leader election not 
 def preferred_leader_election(
     state: PartitionState, live: Collection[int]
 ) -> PartitionState | None:
-    """The state with the preferred replica leading, if it is alive and in the ISR and not
-    leading already; None otherwise."""
+    """The state with the preferred replica leading, if it is alive (in ``live``: the
+    brokers that can serve this partition) and in the ISR and not leading already; None
+    otherwise."""
     preferred = state.preferred_leader
     if state.leader == preferred or preferred not in live or preferred not in state.isr:
         return None
@@ -75,7 +79,8 @@ def preferred_leader_election(
 def elect(
     state: PartitionState, election_type: ElectionType, live: Collection[int]
 ) -> tuple[PartitionState | None, ElectionResult]:
-    """One partition's election: the new state (None: nothing to write) and its result."""
+    """One partition's election: the new state (None: nothing to write) and its result.
+    ``live``: the brokers that can serve this partition."""
     if election_type is ElectionType.PREFERRED:
         if state.leader == state.preferred_leader:
             return None, NOT_NEEDED
@@ -116,7 +121,7 @@ def elect_leaders(
                         ErrorCode.unknown_topic_or_partition, "The partition does not exist."
                     )
                 break
-            live = set(store.brokers())
+            live = LiveReplicas.of(store.brokers())
             changes: dict[int, PartitionState] = {}
             outcome: dict[int, ElectionResult] = {}
             for index in wanted:
@@ -125,7 +130,9 @@ def elect_leaders(
                         ErrorCode.unknown_topic_or_partition, "The partition does not exist."
                     )
                     continue
-                elected, result = elect(topic.partitions[index], election_type, live)
+                elected, result = elect(
+                    topic.partitions[index], election_type, live.serving(topic.topic_id, index)
+                )
                 outcome[index] = result
                 if elected is not None and result.error is ErrorCode.none:
                     changes[index] = elected

@@ -7,7 +7,8 @@ for each broker counts the partitions it is the preferred replica of but does no
 when that share exceeds ``leader.imbalance.per.broker.percentage``, each of those
 partitions whose preferred replica is alive and in the ISR gets a preferred election
 (``checkAndTriggerAutoLeaderRebalance``). Nothing moves while a reassignment is under
-way, as in Kafka.
+way, as in Kafka. A preferred replica in a failed log dir is not alive for its partition
+(``LiveReplicas``), so leadership never moves to it.
 
 Only the elected controller runs the check; its writes are the conditional writes of
 ``election.elect_leaders``.
@@ -18,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
+from odradek.cluster.brokers import LiveReplicas
 from odradek.cluster.election import ElectionType, elect_leaders, preferred_leader_election
 from odradek.cluster.metadata import MetadataListener, MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig
@@ -32,12 +34,14 @@ FIRST_CHECK_SECONDS = 5.0
 
 
 def rebalance_candidates(
-    topics: Iterable[TopicMetadata], live: Collection[int], percentage: int
+    topics: Iterable[TopicMetadata], live: LiveReplicas, percentage: int
 ) -> dict[str, list[int]]:
     """Partitions (topic -> indices) that a rebalance moves to their preferred replica."""
     by_preferred: dict[int, list[tuple[str, int]]] = defaultdict(list)
     states = {}
+    topic_ids = {}
     for topic in topics:
+        topic_ids[topic.name] = topic.topic_id
         for index, state in enumerate(topic.partitions):
             if state.reassigning:
                 return {}
@@ -50,7 +54,8 @@ def rebalance_candidates(
         if len(not_led) / len(partitions) <= percentage / 100:
             continue
         for name, index in not_led:
-            if preferred_leader_election(states[name, index], live) is not None:
+            serving = live.serving(topic_ids[name], index)
+            if preferred_leader_election(states[name, index], serving) is not None:
                 candidates[name].append(index)
     return dict(candidates)
 
@@ -95,7 +100,7 @@ class LeaderRebalancer(MetadataListener):
     def check(self) -> Mapping[tuple[str, int], ErrorCode]:
         """One imbalance check and the elections it triggers; their results."""
         candidates = rebalance_candidates(
-            self._store.topics().values(), set(self._store.brokers()), self._percentage
+            self._store.topics().values(), LiveReplicas.of(self._store.brokers()), self._percentage
         )
         if not candidates:
             return {}

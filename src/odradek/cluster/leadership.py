@@ -8,6 +8,12 @@ stays offline (leader -1, the ISR keeps its last member) unless
 ``unclean.leader.election.enable`` allows any live replica. A partition offline for want
 of a leader gets one as soon as an ISR member comes back.
 
+A replica in a failed log dir of a live broker (the broker lists it among the offline
+replicas of its registration, see ``BrokerRegistration``) is treated as a replica of a
+dead broker for that partition, as Kafka's controller moves such replicas to
+OfflineReplica: it leaves the ISR (unless it is the last member) and never leads. The
+broker's other partitions are not touched.
+
 Only the broker that won the controller election acts; every write is conditional on the
 partition epoch it read, so it never overwrites a change it has not seen.
 """
@@ -19,7 +25,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
-from odradek.cluster.brokers import BrokerRegistration
+from odradek.cluster.brokers import BrokerRegistration, LiveReplicas
 from odradek.cluster.metadata import (
     MetadataListener,
     MetadataStore,
@@ -35,10 +41,13 @@ NO_LEADER = -1
 
 
 def elect_offline_leader(
-    state: PartitionState, live: Collection[int], unclean: bool
+    state: PartitionState, live: Collection[int], unclean: bool, offline: Collection[int] = ()
 ) -> PartitionState | None:
-    """The state after dead brokers are taken out of a partition's leadership and ISR;
-    None when nothing changes."""
+    """The state after dead brokers, and live brokers whose replica of this partition is
+    ``offline`` (in a failed log dir), are taken out of the partition's leadership and
+    ISR; None when nothing changes."""
+    if offline:
+        live = set(live).difference(offline)
     leader_alive = state.leader in live
     isr = tuple(r for r in state.isr if r in live)
     if leader_alive:
@@ -63,17 +72,17 @@ def elect_offline_leader(
 def write_transitions(
     store: MetadataStore,
     topic: TopicMetadata,
-    transition: Callable[[PartitionState], PartitionState | None],
+    transition: Callable[[int, PartitionState], PartitionState | None],
     what: str,
 ) -> dict[int, PartitionState]:
-    """Apply ``transition`` to every partition of ``topic`` and write the states it
-    changes in one conditional update; the states written (none if it lost the race: a
-    newer state or a newer controller won, and the change notice that follows brings the
-    controller back with fresh states)."""
+    """Apply ``transition`` (index, state) to every partition of ``topic`` and write the
+    states it changes in one conditional update; the states written (none if it lost the
+    race: a newer state or a newer controller won, and the change notice that follows
+    brings the controller back with fresh states)."""
     changes = {
         index: changed
         for index, state in enumerate(topic.partitions)
-        if (changed := transition(state)) is not None
+        if (changed := transition(index, state)) is not None
     }
     if not changes:
         return {}
@@ -165,14 +174,16 @@ class LeadershipController(MetadataListener):
             self._elect(topic)
 
     def _elect(self, topic: TopicMetadata) -> None:
-        live = set(self._store.brokers())
-        if not live:
+        live = LiveReplicas.of(self._store.brokers())
+        if not live.brokers:
             return
         unclean = self._unclean(topic)
         changes = write_transitions(
             self._store,
             topic,
-            lambda state: elect_offline_leader(state, live, unclean),
+            lambda index, state: elect_offline_leader(
+                state, live.brokers, unclean, live.offline_in(topic.topic_id, index)
+            ),
             "leader election",
         )
         for index, state in sorted(changes.items()):
@@ -188,13 +199,13 @@ class LeadershipController(MetadataListener):
     def partition_states_changed(self, topic: TopicMetadata, indices: Sequence[int]) -> None:
         if not self._active:
             return
-        live = self._store.brokers()
-        if any(
-            topic.partitions[i].leader not in live
-            or any(r not in live for r in topic.partitions[i].isr)
-            for i in indices
-        ):
-            self._schedule(topic.name)
+        live = LiveReplicas.of(self._store.brokers())
+        for index in indices:
+            serving = live.serving(topic.topic_id, index)
+            state = topic.partitions[index]
+            if state.leader not in serving or any(r not in serving for r in state.isr):
+                self._schedule(topic.name)
+                return
 
     def _unclean(self, topic: TopicMetadata) -> bool:
         return unclean_allowed(topic, self._config)

@@ -24,6 +24,10 @@ all in sync) completes in the growth write. A new request for a partition under
 reassignment replaces its target, counting from the current (grown) replica set, as
 KRaft does.
 
+"Live" is per partition (``LiveReplicas``): a live broker whose replica of the partition
+is in a failed log dir is left out, so a reassignment never hands it the leadership;
+completion waits for a target replica that is offline, as for one on a dead broker.
+
 The state lives in the partition state (``adding_replicas``/``removing_replicas``; in
 ZooKeeper, the topic znode's fields of those names), so a new controller finishes what
 the old one started: on taking over it looks at every partition under reassignment.
@@ -36,7 +40,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
-from odradek.cluster.brokers import BrokerRegistration
+from odradek.cluster.brokers import BrokerRegistration, LiveReplicas
 from odradek.cluster.leadership import NO_LEADER, unclean_allowed, write_transitions
 from odradek.cluster.metadata import (
     MetadataListener,
@@ -99,7 +103,7 @@ def start_reassignment(
     state: PartitionState, target: Sequence[int], live: Collection[int]
 ) -> PartitionState:
     """The grown state for ``target`` (completed at once when no replica must be added
-    and the target is in sync)."""
+    and the target is in sync). ``live``: the brokers that can serve this partition."""
     target = tuple(target)
     current = state.replicas
     adding = tuple(r for r in target if r not in current)
@@ -195,13 +199,16 @@ def alter_reassignment(
     if not 0 <= index < len(topic.partitions):
         raise UnknownTopicError(f"Unable to find partition {name}:{index}")
     state = topic.partitions[index]
-    live = set(store.brokers())
+    registered = store.brokers()
+    live = LiveReplicas.of(registered).serving(topic.topic_id, index)
     if target is None:
         new = cancel_reassignment(
             state, live, unclean=unclean_allowed(topic, config), name=f"{name}:{index}"
         )
     else:
-        check_target(target, live, len(state.target_replicas), allow_replication_factor_change)
+        check_target(
+            target, registered, len(state.target_replicas), allow_replication_factor_change
+        )
         new = start_reassignment(state, target, live)
         if new == state:
             return state
@@ -283,17 +290,17 @@ class ReassignmentController(MetadataListener):
         names, self._pending = self._pending, set()
         if not self._active:
             return
-        live = set(self._store.brokers())
+        live = LiveReplicas.of(self._store.brokers())
         for name in sorted(names):
             topic = self._store.topic(name)
             if topic is not None:
                 self.complete(topic, live)
 
-    def complete(self, topic: TopicMetadata, live: Collection[int]) -> None:
+    def complete(self, topic: TopicMetadata, live: LiveReplicas) -> None:
         changes = write_transitions(
             self._store,
             topic,
-            lambda state: complete_reassignment(state, live),
+            lambda index, state: complete_reassignment(state, live.serving(topic.topic_id, index)),
             "completing reassignments",
         )
         for index, state in sorted(changes.items()):

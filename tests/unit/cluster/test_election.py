@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from odradek.cluster.brokers import LiveReplicas
 from odradek.cluster.election import ElectionType, elect, preferred_leader_election
 from odradek.cluster.leader_rebalance import rebalance_candidates
 from odradek.cluster.metadata import PartitionState, TopicMetadata
@@ -19,6 +20,11 @@ def state(
 
 def topic(name: str, *partitions: PartitionState) -> TopicMetadata:
     return TopicMetadata(name=name, topic_id=uuid.uuid4(), partitions=partitions)
+
+
+def alive(*brokers: int) -> LiveReplicas:
+    """Live brokers, no replica offline."""
+    return LiveReplicas(frozenset(brokers), {})
 
 
 def test_preferred_replica_leads_again_with_a_new_epoch_and_the_same_isr() -> None:
@@ -69,11 +75,14 @@ def test_imbalance_above_the_percentage_moves_only_what_can_move() -> None:
             state(3, (3, 1, 2), replicas=(3, 1, 2)),
         )
     ]
-    assert rebalance_candidates(topics, {1, 2, 3}, 10) == {"t": [0]}
+    assert rebalance_candidates(topics, alive(1, 2, 3), 10) == {"t": [0]}
     # Broker 1 prefers 2 partitions and leads none: 100% is not above 100%.
-    assert rebalance_candidates(topics, {1, 2, 3}, 100) == {}
-    # A dead preferred replica is no candidate.
-    assert rebalance_candidates(topics, {2, 3}, 10) == {}
+    assert rebalance_candidates(topics, alive(1, 2, 3), 100) == {}
+    # A dead preferred replica is no candidate, nor one in a failed log dir.
+    assert rebalance_candidates(topics, alive(2, 3), 10) == {}
+    (only,) = topics
+    offline = LiveReplicas(frozenset({1, 2, 3}), {(only.topic_id, 0): frozenset({1})})
+    assert rebalance_candidates(topics, offline, 10) == {}
 
 
 def test_imbalance_at_or_below_the_percentage_moves_nothing() -> None:
@@ -82,8 +91,8 @@ def test_imbalance_at_or_below_the_percentage_moves_nothing() -> None:
         topic("b", state(2, (1, 2), replicas=(1, 2))),
     ]
     # Broker 1 leads 9 of its 10 preferred partitions: 10% is not above 10%.
-    assert rebalance_candidates(balanced_enough, {1, 2}, 10) == {}
-    assert rebalance_candidates(balanced_enough, {1, 2}, 9) == {"b": [0]}
+    assert rebalance_candidates(balanced_enough, alive(1, 2), 10) == {}
+    assert rebalance_candidates(balanced_enough, alive(1, 2), 9) == {"b": [0]}
 
 
 def test_no_rebalance_while_a_reassignment_is_under_way() -> None:
@@ -95,4 +104,4 @@ def test_no_rebalance_while_a_reassignment_is_under_way() -> None:
         removing_replicas=(),
     )
     topics = [topic("t", state(2, (1, 2, 3))), topic("m", moving)]
-    assert rebalance_candidates(topics, {1, 2, 3}, 10) == {}
+    assert rebalance_candidates(topics, alive(1, 2, 3), 10) == {}
