@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,10 @@ class Broker:
         )
         self.metadata.add_listener(self.replica_manager)
         self.metadata.add_listener(self.leadership)
+        self.registration: BrokerRegistration | None = None
+        """As registered, with the offline replicas last reported; None until then."""
+        self._offline_report_pending = False
+        self.replica_manager.add_offline_listener(self._offline_replicas_changed)
         self.producer_ids = ProducerIdManager(self.metadata)
         self.reassignments = ReassignmentController(self.metadata)
         self.metadata.add_listener(self.reassignments)
@@ -305,11 +310,14 @@ class Broker:
             broker_id=self.broker_id,
             endpoints=tuple(self.advertised),
             rack=self.config.get("broker.rack"),
+            offline_replicas=self.replica_manager.offline_replicas,
         )
         if self.zookeeper is not None:
             await self.zookeeper.wait_until_registered(registration)
         else:
             self.metadata.register_broker(registration)
+        self.registration = registration
+        self._report_offline_replicas()  # a dir may have failed while registering
         self._schedule_jobs()
         self.transaction_coordinator.start()
         log.info(
@@ -324,6 +332,27 @@ class Broker:
             len(self.replica_manager.partitions),
             time.monotonic() - started,
         )
+
+    def _offline_replicas_changed(self) -> None:
+        """Report on the next loop turn, once for all that changed in this one (a failed
+        dir or a deleted topic takes many partitions at once)."""
+        if not self._offline_report_pending:
+            self._offline_report_pending = True
+            asyncio.get_running_loop().call_soon(self._report_offline_replicas)
+
+    def _report_offline_replicas(self) -> None:
+        """Tell the controller which replicas here cannot serve, through this broker's
+        registration (see ``BrokerRegistration``): it moves their leadership and ISR
+        membership to the other replicas."""
+        self._offline_report_pending = False
+        if self.registration is None:
+            return  # registering will carry them
+        offline = self.replica_manager.offline_replicas
+        if offline == self.registration.offline_replicas:
+            return
+        log.info("reporting %d offline replicas to the controller", len(offline))
+        self.registration = replace(self.registration, offline_replicas=offline)
+        self.metadata.update_registration(self.registration)
 
     def _advertise(self, endpoint: Endpoint, bound_port: int) -> Endpoint:
         for configured in self._advertised_config:

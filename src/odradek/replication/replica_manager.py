@@ -9,18 +9,21 @@ Partitions whose log dir failed (``storage.log_dir_failure``) are offline, as Ka
 ``HostedPartition.Offline``: every request naming one gets KAFKA_STORAGE_ERROR, their
 coordinators resign, parked fetches on them are answered at once, and Metadata lists
 them with no leader and this broker among the offline replicas. They stay offline until
-the broker restarts.
+the broker restarts. ``offline_replicas`` is what the broker reports to the controller
+(through its registration), which moves leadership and the ISR off them; listeners added
+with ``add_offline_listener`` are told whenever the set changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple, Protocol
 
-from odradek.cluster.brokers import BrokerRegistration
+from odradek.cluster.brokers import BrokerRegistration, ReplicaKey
 from odradek.cluster.metadata import MetadataListener, MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode, KafkaError
@@ -160,8 +163,10 @@ class ReplicaManager(MetadataListener):
         self.metadata = metadata
         self.clock = clock
         self.partitions: dict[TopicPartition, Partition] = {}
-        self.offline_partitions: set[TopicPartition] = set()
-        """Hosted here, but in a failed log dir (or their log could not be created)."""
+        self.offline_partitions: dict[TopicPartition, uuid.UUID] = {}
+        """Hosted here, but in a failed log dir (or their log could not be created);
+        each with its topic id."""
+        self._offline_listeners: list[Callable[[], object]] = []
         self._waiters: dict[TopicPartition, set[ParkedFetch]] = {}
         self._produce_waiters: dict[TopicPartition, set[DelayedProduce]] = {}
         self.fetchers = ReplicaFetcherManager(self, config)
@@ -176,6 +181,21 @@ class ReplicaManager(MetadataListener):
 
     def add_leadership_listener(self, topic: str, listener: LeadershipListener) -> None:
         self._leadership_listeners.setdefault(topic, []).append(listener)
+
+    def add_offline_listener(self, listener: Callable[[], object]) -> None:
+        """``listener()`` is called after ``offline_replicas`` changed (on the loop)."""
+        self._offline_listeners.append(listener)
+
+    @property
+    def offline_replicas(self) -> frozenset[ReplicaKey]:
+        """The replicas hosted here that cannot serve, by topic id and partition."""
+        return frozenset(
+            (topic_id, tp.partition) for tp, topic_id in self.offline_partitions.items()
+        )
+
+    def _offline_changed(self) -> None:
+        for listener in self._offline_listeners:
+            listener()
 
     # -- hosting partitions ----------------------------------------------------------------
 
@@ -238,6 +258,7 @@ class ReplicaManager(MetadataListener):
             return
         config = self.log_config(topic)
         end = len(topic.partitions) if last is None else last + 1
+        went_offline = False
         for index, state in enumerate(topic.partitions[first:end], start=first):
             if self.broker_id not in state.replicas:
                 continue
@@ -251,7 +272,8 @@ class ReplicaManager(MetadataListener):
                 partition = Partition(tp, topic.topic_id, partition_log, state, self.broker_id)
             except KafkaStorageError as exc:
                 log.error("partition %s is offline: %s", tp, exc)
-                self.offline_partitions.add(tp)
+                self.offline_partitions[tp] = topic.topic_id
+                went_offline = True
                 continue
             except InconsistentTopicIdError as exc:
                 # Never expected after startup's clean-up; a listener must not raise
@@ -264,6 +286,8 @@ class ReplicaManager(MetadataListener):
                     listener.became_leader(partition)
             else:
                 self.fetchers.follow(partition)
+        if went_offline:
+            self._offline_changed()
 
     def topic_created(self, topic: TopicMetadata) -> None:
         self._host(topic, 0)
@@ -281,7 +305,8 @@ class ReplicaManager(MetadataListener):
     def _stop_replica(self, tp: TopicPartition, *, delete: bool = True) -> None:
         """Stop hosting ``tp`` and (unless the caller deletes many at once) delete its log
         (Kafka's StopReplica with delete)."""
-        self.offline_partitions.discard(tp)
+        if self.offline_partitions.pop(tp, None) is not None:
+            self._offline_changed()
         if self.partitions.pop(tp, None) is not None:
             self.fetchers.unfollow(tp)
             for listener in self._leadership_listeners.get(tp.topic, ()):
@@ -379,13 +404,15 @@ class ReplicaManager(MetadataListener):
         log dir is left: it keeps answering, with KAFKA_STORAGE_ERROR where it must."""
         failed = [tp for tp, p in self.partitions.items() if p.log.parent_dir == log_dir]
         for tp in failed:
-            del self.partitions[tp]
+            partition = self.partitions.pop(tp)
             self.fetchers.unfollow(tp)
             self._check_acks(tp)
-            self.offline_partitions.add(tp)
+            self.offline_partitions[tp] = partition.topic_id
             for listener in self._leadership_listeners.get(tp.topic, ()):
                 listener.resigned(tp)
             self._wake(tp)
+        if failed:
+            self._offline_changed()
         log.warning(
             "stopped serving %d partitions in failed log dir %s%s",
             len(failed),

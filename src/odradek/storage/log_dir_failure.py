@@ -7,8 +7,10 @@ background flush). The first report of a dir logs the error once and calls every
 listener, in the order they registered: the ``LogManager`` stops using the dir (closes
 its logs without writing, writes no checkpoint there, places no new log there), then the
 ``ReplicaManager`` marks its partitions offline, so produce, fetch and the other
-partition requests answer KAFKA_STORAGE_ERROR and Metadata reports them without a leader.
-A failed dir stays offline until the broker restarts, as in Kafka.
+partition requests answer KAFKA_STORAGE_ERROR and Metadata reports them without a leader;
+the broker then lists them in its registration, and the controller moves their
+leadership and ISR membership to the other replicas. A failed dir stays offline until
+the broker restarts, as in Kafka.
 
 What counts as a failure, and what does not:
 

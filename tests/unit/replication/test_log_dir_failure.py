@@ -6,6 +6,7 @@ ext4 file system turned read-only (``tests.support.mounts``)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +106,18 @@ def test_partitions_of_a_failed_dir_answer_storage_errors(
 
     controller.delete_topic("t")
     assert not manager.is_offline(FAILING), "a deleted topic is no longer offline"
+
+
+def test_offline_replicas_are_reported_by_topic_id_until_they_go(
+    setup: tuple[ReplicaManager, Controller, Listener, Path],
+) -> None:
+    manager, controller, _listener, disk = setup
+    reports: list[frozenset[tuple[uuid.UUID, int]]] = []
+    manager.add_offline_listener(lambda: reports.append(manager.offline_replicas))
+    topic = manager.metadata.topic("t")
+    assert topic is not None and manager.offline_replicas == frozenset()
+    mounts.fail_ext4(disk)
+    assert produce(manager, FAILING, b"after") == ErrorCode.kafka_storage_error
+    assert reports == [frozenset({(topic.topic_id, 1)})], "one report for the whole dir"
+    controller.delete_topic("t")
+    assert reports[-1] == frozenset() and manager.offline_replicas == frozenset()

@@ -1,19 +1,22 @@
 """Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
 
 Unknown topics are created on the spot when the request allows it (v4+ flag; always
-before v4) and ``auto.create.topics.enable`` is on, with the broker's defaults. A
-partition in a failed log dir of this broker is listed as Kafka lists it: no leader
-(LEADER_NOT_AVAILABLE), this broker among its offline replicas.
+before v4) and ``auto.create.topics.enable`` is on, with the broker's defaults.
+
+Offline replicas are those of dead brokers and those in a failed log dir of a live
+broker, this one (known at once) or any other (as its registration reports them, see
+``BrokerRegistration``). A partition whose leader's replica is offline is listed as Kafka
+lists it until the controller elects another leader: no leader (LEADER_NOT_AVAILABLE).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from odradek.broker.api import Handler, RequestContext
 from odradek.broker.handlers.common import ZERO_DURATION
+from odradek.cluster.brokers import LiveReplicas
 from odradek.cluster.metadata import TopicMetadata
 from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode, KafkaError
@@ -34,7 +37,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
         version < 4 or request.allow_auto_topic_creation
     )
     requested = request.topics
-    live = store.brokers()
+    live = LiveReplicas.of(store.brokers())
     topics: list[Any] = []
     if requested is None or (version == 0 and not requested):
         topics = [_topic(module, t, live, broker) for t in store.topics().values()]
@@ -61,7 +64,7 @@ def handle(ctx: RequestContext, request: Any) -> Any:
 
 
 def _requested_topic(
-    ctx: RequestContext, module: Any, wanted: Any, auto_create: bool, live: Collection[int]
+    ctx: RequestContext, module: Any, wanted: Any, auto_create: bool, live: LiveReplicas
 ) -> Any:
     store = ctx.broker.metadata
     name = getattr(wanted, "name", None)
@@ -103,32 +106,27 @@ def _error(module: Any, error: ErrorCode, name: str | None, topic_id: uuid.UUID 
     )
 
 
-def _topic(module: Any, topic: TopicMetadata, live: Collection[int], broker: Broker) -> Any:
+def _topic(module: Any, topic: TopicMetadata, live: LiveReplicas, broker: Broker) -> Any:
     local_id = broker.broker_id
     offline_here = broker.replica_manager.offline_partitions
     partitions = []
     for index, state in enumerate(topic.partitions):
-        # A replica in a failed log dir is offline (Kafka's isReplicaInOfflineDir); led
-        # from there, the partition has no leader until a restart.
-        down = bool(offline_here) and TopicPartition(topic.name, index) in offline_here
-        leader = -1 if down and state.leader == local_id else state.leader
+        # Kafka's isReplicaInOfflineDir: this broker knows its own at once.
+        serving = live.serving(topic.topic_id, index)
+        if offline_here and TopicPartition(topic.name, index) in offline_here:
+            serving = serving - {local_id}
+        leader = state.leader if state.leader in serving else -1
         partitions.append(
             codec.build(
                 module.MetadataResponsePartition,
                 # Kafka: LEADER_NOT_AVAILABLE while no replica leads the partition.
-                error_code=(
-                    ErrorCode.none
-                    if leader >= 0 and leader in live
-                    else ErrorCode.leader_not_available
-                ),
+                error_code=ErrorCode.none if leader >= 0 else ErrorCode.leader_not_available,
                 partition_index=index,
                 leader_id=leader,
                 leader_epoch=state.leader_epoch,
                 replica_nodes=state.replicas,
                 isr_nodes=state.isr,
-                offline_replicas=tuple(
-                    r for r in state.replicas if r not in live or (down and r == local_id)
-                ),
+                offline_replicas=tuple(r for r in state.replicas if r not in serving),
             )
         )
     return codec.build(
