@@ -32,6 +32,7 @@ from odradek.replication.alter_log_dirs import LogDirMover
 from odradek.replication.delayed_produce import DelayedProduce
 from odradek.replication.fetcher import ReplicaFetcherManager
 from odradek.replication.partition import AcksOutcome, Partition, PartitionRead
+from odradek.replication.refused_sequences import RefusedSequences
 from odradek.storage.errors import InconsistentTopicIdError, KafkaStorageError
 from odradek.storage.log_manager import LogManager
 from odradek.storage.values import AppendOrigin
@@ -169,6 +170,7 @@ class ReplicaManager(MetadataListener):
         self._offline_listeners: list[Callable[[], object]] = []
         self._waiters: dict[TopicPartition, set[ParkedFetch]] = {}
         self._produce_waiters: dict[TopicPartition, set[DelayedProduce]] = {}
+        self._refused_sequences = RefusedSequences(clock)
         self.fetchers = ReplicaFetcherManager(self, config)
         self.log_dir_mover = LogDirMover(self)
         """Moves replicas between log dirs (AlterReplicaLogDirs)."""
@@ -450,7 +452,15 @@ class ReplicaManager(MetadataListener):
             high_watermark = partition.log.high_watermark
             info = partition.append_records_to_leader(records, acks, origin)
         except KafkaError as exc:
-            return ProduceResult(error=exc.error_code, message=exc.message or None)
+            error = exc.error_code
+            if records and origin is AppendOrigin.CLIENT:
+                error = self._refused_sequences.answer(tp, records, error)
+                if error is not exc.error_code:
+                    return ProduceResult(
+                        error=error,
+                        message="refused like the batch before it: retry that one first",
+                    )
+            return ProduceResult(error=error, message=exc.message or None)
         if not info.duplicate:
             self._notify(tp, len(records), partition.log.high_watermark != high_watermark)
         return ProduceResult(
