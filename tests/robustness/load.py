@@ -180,6 +180,8 @@ class AckCheck:
     """Acknowledged records whose key is also at another offset."""
     failures: list[str] = field(default_factory=list)
     """The first problems, one line each."""
+    duplicate_places: list[tuple[int, int]] = field(default_factory=list)
+    """(partition, offset) of every copy of the first duplicated records."""
 
 
 def check_acked(
@@ -201,6 +203,7 @@ def check_acked(
         elif len(places[record[0]]) > 1:
             check.duplicated += 1
             if len(check.failures) < limit:
+                check.duplicate_places.extend(places[record[0]])
                 check.failures.append(
                     f"acknowledged {record[0]!r} at {where} is also at {places[record[0]]}"
                 )

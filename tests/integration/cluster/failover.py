@@ -72,8 +72,32 @@ def check_no_loss(cluster: Cluster, producer: Producing, topic: str, partitions:
     wait_for(lambda: watermarks_ready(bootstrap, topic, partitions), what="watermarks")
     log = read_log(bootstrap, topic, partitions)
     check = check_acked(dict(producer.acked), log)
+    if check.duplicated:
+        check.failures.extend(
+            batches_holding(cluster, topic, sorted(set(check.duplicate_places))[:6])
+        )
     assert check.lost == 0 and check.duplicated == 0, check.failures
     assert check.acknowledged > 0
+
+
+def batches_holding(cluster: Cluster, topic: str, places: list[tuple[int, int]]) -> list[str]:
+    """For a failure message: the batches of every broker's replica that hold these
+    (partition, offset) places, with what tells a retry from a re-sent batch (leader
+    epoch, producer id and epoch, base sequence)."""
+    lines = []
+    for broker_id, broker in sorted(cluster.brokers.items()):
+        for partition, offset in places:
+            directory = broker.data_dir / f"{topic}-{partition}"
+            content = b"".join(path.read_bytes() for path in sorted(directory.glob("*.log")))
+            for h in records.iter_headers(content):
+                if h.base_offset <= offset <= h.base_offset + h.last_offset_delta:
+                    lines.append(
+                        f"broker {broker_id} {topic}-{partition}: batch {h.base_offset}.."
+                        f"{h.base_offset + h.last_offset_delta} leader epoch "
+                        f"{h.partition_leader_epoch} producer {h.producer_id} epoch "
+                        f"{h.producer_epoch} base sequence {h.base_sequence}"
+                    )
+    return lines
 
 
 def replica_batches(data_dir: Path, topic: str, partition: int) -> list[tuple[int, int, int, int]]:
