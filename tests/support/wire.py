@@ -13,10 +13,11 @@ import struct
 from typing import Any
 
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.request_header.v1.header import RequestHeader as HeaderV1
 from kio.schema.request_header.v2.header import RequestHeader as HeaderV2
 from kio.serial import entity_reader, entity_writer
-from kio.static.primitive import i16, i32
+from kio.static.primitive import i16, i32, i32Timedelta
 
 from odradek.protocol import codec
 
@@ -154,4 +155,40 @@ def fetch_request(
         ),
         forgotten_topics_data=(),
         rack_id="",
+    )
+
+
+def init_producer_id_request(transactional_id: str | None = None) -> InitProducerIdRequest:
+    """InitProducerId v4 for a new producer: idempotent, or transactional with an id."""
+    return InitProducerIdRequest(
+        transactional_id=transactional_id,
+        transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
+        producer_id=-1,
+        producer_epoch=i16(-1),
+    )
+
+
+def produce_request(
+    topic: str,
+    partition: int,
+    records: bytes,
+    *,
+    acks: int = -1,
+    transactional_id: str | None = None,
+    version: int = 9,
+) -> Any:
+    """A Produce request of one partition's ``records``, with a 10 s timeout."""
+    module = codec.request_module(0, version)
+    return module.ProduceRequest(
+        transactional_id=transactional_id,
+        acks=i16(acks),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
+        topic_data=(
+            module.TopicProduceData(
+                name=topic,
+                partition_data=(
+                    module.PartitionProduceData(index=i32(partition), records=records),
+                ),
+            ),
+        ),
     )

@@ -7,19 +7,15 @@ by hand, so the leadership change lands exactly between the two requests."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient, NewTopic
-from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
-from kio.schema.produce.v9 import request as produce_v9
-from kio.static.primitive import i16, i32, i32Timedelta
 
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
 from tests.integration.cluster.conftest import Cluster
 from tests.integration.cluster.failover import fully_replicated, partition_states, wait_for
-from tests.support.wire import WireClient
+from tests.support.wire import WireClient, init_producer_id_request, produce_request
 
 Factory = Callable[..., Cluster]
 TOPIC = "refusals"
@@ -27,14 +23,7 @@ TOPIC = "refusals"
 
 class IdempotentProducer:
     def __init__(self, client: WireClient) -> None:
-        init = client.call(
-            InitProducerIdRequest(
-                transactional_id=None,
-                transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
-                producer_id=-1,
-                producer_epoch=i16(-1),
-            )
-        )
+        init = client.call(init_producer_id_request())
         assert ErrorCode(init.error_code) is ErrorCode.none, init
         self.producer_id = int(init.producer_id)
         self.epoch = int(init.producer_epoch)
@@ -49,21 +38,7 @@ class IdempotentProducer:
                 base_sequence=sequence,
             ),
         )
-        response = broker.call(
-            produce_v9.ProduceRequest(
-                transactional_id=None,
-                acks=i16(1),
-                timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
-                topic_data=(
-                    produce_v9.TopicProduceData(
-                        name=TOPIC,
-                        partition_data=(
-                            produce_v9.PartitionProduceData(index=i32(0), records=batch),
-                        ),
-                    ),
-                ),
-            )
-        )
+        response = broker.call(produce_request(TOPIC, 0, batch, acks=1))
         result = response.responses[0].partition_responses[0]
         return ErrorCode(result.error_code), int(result.base_offset)
 

@@ -3,7 +3,6 @@ test can do what a real client never would (write to a partition it did not add)
 
 from __future__ import annotations
 
-import datetime
 import time
 from typing import Any
 
@@ -13,13 +12,11 @@ from kio.schema.add_partitions_to_txn.v3.request import (
 )
 from kio.schema.end_txn.v3.request import EndTxnRequest
 from kio.schema.find_coordinator.v3.request import FindCoordinatorRequest
-from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
-from kio.static.primitive import i8, i16, i32, i32Timedelta
+from kio.static.primitive import i8, i16, i32
 
-from odradek.protocol import codec
 from odradek.protocol.errors import ErrorCode
 from odradek.protocol.record_codec import BatchSpec, NewRecord, build_batch
-from tests.support.wire import WireClient
+from tests.support.wire import WireClient, init_producer_id_request, produce_request
 
 RETRIABLE = {
     ErrorCode.coordinator_not_available,
@@ -53,15 +50,7 @@ class RawTxnProducer:
     def __init__(self, coordinator_client: WireClient, txn_id: str) -> None:
         self.client = coordinator_client
         self.txn_id = txn_id
-        init = call(
-            coordinator_client,
-            InitProducerIdRequest(
-                transactional_id=txn_id,
-                transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
-                producer_id=-1,
-                producer_epoch=i16(-1),
-            ),
-        )
+        init = call(coordinator_client, init_producer_id_request(txn_id))
         assert ErrorCode(init.error_code) is ErrorCode.none, init
         self.producer_id = int(init.producer_id)
         self.epoch = int(init.producer_epoch)
@@ -103,21 +92,8 @@ class RawTxnProducer:
                 transactional=True,
             ),
         )
-        module = codec.request_module(0, version)
         response = leader.call(
-            module.ProduceRequest(
-                transactional_id=self.txn_id,
-                acks=i16(-1),
-                timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
-                topic_data=(
-                    module.TopicProduceData(
-                        name=topic,
-                        partition_data=(
-                            module.PartitionProduceData(index=i32(partition), records=batch),
-                        ),
-                    ),
-                ),
-            )
+            produce_request(topic, partition, batch, transactional_id=self.txn_id, version=version)
         )
         result = response.responses[0].partition_responses[0]
         if ErrorCode(result.error_code) is ErrorCode.none:

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Producer
-from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
-from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import i8, i16, i32, i32Timedelta, i64
 
 from odradek.protocol import codec
@@ -30,7 +28,7 @@ from tests.integration.transactions.raw import RawTxnProducer, call, coordinator
 from tests.integration.transactions.txn import read_values, transactional_producer
 from tests.support.broker import BrokerProcess
 from tests.support.clients import create_topic
-from tests.support.wire import WireClient
+from tests.support.wire import WireClient, init_producer_id_request, produce_request
 
 FIND_COORDINATOR, INIT_PRODUCER_ID, ADD_PARTITIONS, ADD_OFFSETS = 10, 22, 24, 25
 END_TXN, WRITE_TXN_MARKERS, TXN_OFFSET_COMMIT = 26, 27, 28
@@ -492,14 +490,7 @@ def test_transactional_records_without_a_transactional_id_are_refused(
     and no transaction is opened in the partition."""
     create_topic(broker.bootstrap, "no-txn-id", partitions=1)
     with WireClient(broker.bootstrap) as client:
-        init = client.call(
-            InitProducerIdRequest(
-                transactional_id=None,
-                transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
-                producer_id=-1,
-                producer_epoch=i16(-1),
-            )
-        )
+        init = client.call(init_producer_id_request())
         batch = build_batch(
             [NewRecord(key=None, value=b"stray")],
             BatchSpec(
@@ -509,19 +500,7 @@ def test_transactional_records_without_a_transactional_id_are_refused(
                 transactional=True,
             ),
         )
-        response = client.call(
-            ProduceRequest(
-                transactional_id=None,
-                acks=i16(-1),
-                timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
-                topic_data=(
-                    TopicProduceData(
-                        name="no-txn-id",
-                        partition_data=(PartitionProduceData(index=i32(0), records=batch),),
-                    ),
-                ),
-            )
-        )
+        response = client.call(produce_request("no-txn-id", 0, batch))
     code = response.responses[0].partition_responses[0].error_code
     assert ErrorCode(code) is ErrorCode.transactional_id_authorization_failed
     plain = Producer({"bootstrap.servers": broker.bootstrap})
