@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -205,12 +206,21 @@ def test_consumer_exits_cleanly_when_stdout_closes(broker: Any) -> None:
     assert "BrokenPipe" not in stderr
 
 
+def interruptible(args: list[str]) -> list[str]:
+    """``args`` run with SIGINT at its default disposition: a test run started in the
+    background by a non-interactive shell (``./scripts/test &``) ignores SIGINT, children
+    inherit that, and a Ctrl-C at a terminal finds the default."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    return [sys.executable, "-c", reset + "os.execv(sys.argv[1], sys.argv[1:])", *args]
+
+
 def test_ctrl_c_stops_consumer_cleanly(broker: Any) -> None:
     topic = topic_name("sigint-consume")
     create(broker, topic)
     produce(broker, topic, b"first\n")
 
     args = [odradek_executable(), "consume", topic, "--from-beginning", "-b", broker.bootstrap]
+    args = interruptible(args)
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as consumer:
         assert consumer.stdout is not None
         try:
@@ -229,7 +239,7 @@ def test_ctrl_c_stops_producer_with_a_summary(broker: Any) -> None:
     topic = topic_name("sigint-produce")
     create(broker, topic)
 
-    args = [odradek_executable(), "produce", topic, "-b", broker.bootstrap]
+    args = interruptible([odradek_executable(), "produce", topic, "-b", broker.bootstrap])
     with subprocess.Popen(
         args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as producer:
