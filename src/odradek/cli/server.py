@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import signal
 import sys
@@ -111,6 +112,7 @@ async def _run(config: BrokerConfig) -> int:
             return 0
         stopping.cancel()
         starting.result()
+        _freeze_what_lives_on()
     except (ConfigError, BrokerStartError) as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -124,6 +126,16 @@ async def _run(config: BrokerConfig) -> int:
         log.error("shutdown took longer than %.0fs; exiting anyway", SHUTDOWN_DEADLINE_SECONDS)
         return 1
     return 0
+
+
+def _freeze_what_lives_on() -> None:
+    """Take everything the started broker holds (modules, loaded logs, metadata) out of
+    the garbage collector's full collections (``gc.freeze``): those objects live as long
+    as the process, yet each full collection walked them all, stopping the event loop for
+    30-80 ms even on a fresh broker, which made the whole 99.9th percentile of produce-to-
+    consume latency. Collections still find garbage made from now on."""
+    gc.collect()
+    gc.freeze()
 
 
 def _describe_os_error(exc: OSError, config: BrokerConfig) -> str:
