@@ -386,8 +386,10 @@ runs, so noisier than the table above, which is the current state).
   in every run and at every code version: a consumer's fetch that finds nothing parks,
   one that finds something returns at once and the consumer asks again, so spare CPU
   turns into more, smaller fetch round trips (about 200 us of broker CPU per record).
-- Profiled and ruled out: garbage collection (108 gen-0 and 9 gen-1 collections in 10 s,
-  longest 1.8 ms), the checkpoint timers (1-2 ms every 5 s for the high watermarks).
+- Profiled and ruled out: the checkpoint timers (1-2 ms every 5 s for the high
+  watermarks). Garbage collection was ruled out too, wrongly: 10 s profiles saw only
+  gen-0 and gen-1 collections (longest 1.8 ms), but a full collection comes every 20-40 s
+  and walked every object the broker holds, modules included: 27-76 ms of stopped loop.
 - Per-request value types (LogAppendInfo, FetchDataInfo, ProduceResult, ...) as named
   tuples instead of frozen dataclasses (whose `__init__` costs three times as much), a
   woken fetch reading from where the last append went (no index lookup), and a parked
@@ -398,6 +400,11 @@ runs, so noisier than the table above, which is the current state).
   against 810a6f2). The table above predates these; runs of this script made since, while
   other work loaded the machine ("rest of machine" 36-39% of a core), gave p99 of 4 to
   59 ms for both the old and the new code, too noisy to publish.
+- `gc.freeze()` once the broker has started (git 24a0c9f): a full collection during a
+  run now takes about 2 ms. Three alternating 20 s rounds against the previous commit on
+  a quiet machine: p99.9 4.2-24.9 -> 1.6-1.9 ms, max 23-45 -> 4-8 ms; p50 (0.23 ms) and
+  p99 (0.44-0.58 ms) unchanged. On a quiet machine p99 is a tenth of the target; the
+  earlier published p99 of 5.42 ms was measured while other work loaded the machine.
 - Not done: a hand-written Fetch request parser (a few microseconds per request). uvloop
   was tried again: its transports are not `asyncio.Transport` subclasses (the connection
   asserted they were), and past that, consumers stalled on it (uvloop has no
