@@ -94,7 +94,7 @@ class RefusedSequences:
     ) -> None:
         last = None
         for header in records.iter_headers(batches):
-            if header.magic == 2 and header.has_producer_id and not header.is_control:
+            if _is_idempotent(header):
                 last = header
         if last is None:
             return
@@ -112,6 +112,9 @@ class RefusedSequences:
 
 def _first_idempotent(batches: bytes | bytearray | memoryview) -> records.BatchHeader | None:
     header = next(records.iter_headers(batches), None)
-    if header is None or header.magic != 2 or not header.has_producer_id or header.is_control:
-        return None
-    return header
+    return header if header is not None and _is_idempotent(header) else None
+
+
+def _is_idempotent(header: records.BatchHeader) -> bool:
+    """A data batch (v2) of an idempotent or transactional producer."""
+    return header.magic == 2 and header.has_producer_id and not header.is_control
