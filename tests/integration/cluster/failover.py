@@ -86,26 +86,31 @@ def batches_holding(cluster: Cluster, topic: str, places: list[tuple[int, int]])
     epoch, producer id and epoch, base sequence)."""
     lines = []
     for broker_id, broker in sorted(cluster.brokers.items()):
-        for partition, offset in places:
-            directory = broker.data_dir / f"{topic}-{partition}"
-            content = b"".join(path.read_bytes() for path in sorted(directory.glob("*.log")))
-            for h in records.iter_headers(content):
-                if h.base_offset <= offset <= h.base_offset + h.last_offset_delta:
+        for partition in sorted({partition for partition, _ in places}):
+            offsets = [offset for p, offset in places if p == partition]
+            for h in replica_headers(broker.data_dir, topic, partition):
+                last = h.base_offset + h.last_offset_delta
+                if any(h.base_offset <= offset <= last for offset in offsets):
                     lines.append(
                         f"broker {broker_id} {topic}-{partition}: batch {h.base_offset}.."
-                        f"{h.base_offset + h.last_offset_delta} leader epoch "
-                        f"{h.partition_leader_epoch} producer {h.producer_id} epoch "
-                        f"{h.producer_epoch} base sequence {h.base_sequence}"
+                        f"{last} leader epoch {h.partition_leader_epoch} producer "
+                        f"{h.producer_id} epoch {h.producer_epoch} base sequence "
+                        f"{h.base_sequence}"
                     )
     return lines
 
 
-def replica_batches(data_dir: Path, topic: str, partition: int) -> list[tuple[int, int, int, int]]:
-    """(base offset, last offset, leader epoch, CRC) of every batch of one replica, read
-    from its segment files (a stopped broker's, so the files are complete)."""
+def replica_headers(data_dir: Path, topic: str, partition: int) -> list[records.BatchHeader]:
+    """The header of every batch of one replica, read from its segment files (a stopped
+    broker's, so the files are complete)."""
     directory = data_dir / f"{topic}-{partition}"
     content = b"".join(path.read_bytes() for path in sorted(directory.glob("*.log")))
+    return list(records.iter_headers(content))
+
+
+def replica_batches(data_dir: Path, topic: str, partition: int) -> list[tuple[int, int, int, int]]:
+    """(base offset, last offset, leader epoch, CRC) of every batch of one replica."""
     return [
         (h.base_offset, h.base_offset + h.last_offset_delta, h.partition_leader_epoch, h.crc)
-        for h in records.iter_headers(content)
+        for h in replica_headers(data_dir, topic, partition)
     ]
