@@ -1,24 +1,31 @@
 """Load generator: one produce or consume workload, run as its own process.
 
-Usage: ``python benchmarks/_loadgen.py '<json spec>'``; prints one JSON object (the
-result) on stdout and exits 0, also when the workload failed (``error`` says why).
+Usage: ``python benchmarks/_loadgen.py '<json spec>'``. The worker connects and fetches
+metadata, prints ``ready`` on stdout and waits for a line on stdin before it starts the
+clock, so that several workers of one phase (``throughput.run_workers``) start together.
+It then prints one JSON object (the result) on stdout and exits 0, also when the
+workload failed (``error`` says why); a worker that fails before it is ready prints
+that result instead of ``ready``.
 
 Running librdkafka in a separate process keeps its CPU out of the broker's accounting.
 The worker itself samples the brokers' utime+stime (``/proc/<pid>/stat`` of each of
-``broker_pids``: one broker, or every broker of a cluster) right before and right after
-the timed section, so connection set-up and Python start-up are not counted against
-them. ``broker_cpu_s`` is their sum, ``broker_cpu_each_s`` the figure of each.
+``broker_pids``: one broker, or every broker of a cluster) and the machine's busy time
+right before and right after its timed section, and reports them with the section's
+bounds on the system-wide monotonic clock (``window``), so that the parent can measure a
+phase of several workers from the first start to the last end. Connection set-up and
+Python start-up are not counted against the brokers.
 
-Produce: records of ``size`` bytes, round-robin over the partitions (explicit partition,
-no key), delivery reports for errors only (``delivery.report.only.error``): a message is
-delivered when ``flush`` returned with nothing outstanding and no error was reported.
-The clock stops when the last acknowledgement is in.
+Produce: ``count`` records of ``size`` bytes, round-robin over the partitions starting
+at partition ``index`` (explicit partition, no key), delivery reports for errors only
+(``delivery.report.only.error``): a message is delivered when ``flush`` returned with
+nothing outstanding and no error was reported. The clock stops when the last
+acknowledgement is in.
 
 Consume: ``assign()`` every partition from the beginning (no consumer group; librdkafka
 needs a ``group.id`` but nothing is committed). The clock stops at the last expected
 record. Every record is checked: the value equals the produced payload, and offsets in
 each partition are 0, 1, 2, ... with no gap and no duplicate. Counts per partition must
-equal what the producer had acknowledged.
+equal what the producers had acknowledged.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ class Spec(TypedDict):
     broker_pids: list[int]
     timeout_s: float
     expected: dict[str, int]  # consume: partition -> records acknowledged
+    index: int  # this worker's place among the phase's workers (0 when alone)
 
 
 def payload(size: int) -> bytes:
@@ -76,6 +84,53 @@ def brokers_cpu(pids: list[int]) -> list[float]:
 def cpu_used(before: list[float], after: list[float]) -> dict[str, Any]:
     each = [b - a for a, b in zip(before, after, strict=True)]
     return {"broker_cpu_s": sum(each), "broker_cpu_each_s": each}
+
+
+class Clock:
+    """The timed section: its bounds, and the brokers' and machine's CPU at each bound."""
+
+    def __init__(self, broker_pids: list[int]) -> None:
+        self.pids = broker_pids
+        self.t0 = self.t1 = 0.0
+        self.brokers0: list[float] = []
+        self.brokers1: list[float] = []
+        self.machine0 = self.machine1 = self.own0 = self.own1 = 0.0
+
+    def start(self) -> float:
+        self.brokers0, self.own0, self.machine0 = self._cpu()
+        self.t0 = time.monotonic()
+        return self.t0
+
+    def stop(self, at: float | None = None) -> None:
+        """``at``: when the section really ended, if that was before now."""
+        self.t1 = time.monotonic() if at is None else at
+        self.brokers1, self.own1, self.machine1 = self._cpu()
+
+    def _cpu(self) -> tuple[list[float], float, float]:
+        return brokers_cpu(self.pids), own_cpu(), machine_busy_cpu()
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "elapsed_s": self.t1 - self.t0,
+            **cpu_used(self.brokers0, self.brokers1),
+            "client_cpu_s": self.own1 - self.own0,
+            "machine_cpu_s": self.machine1 - self.machine0,
+            "window": {
+                "t0": self.t0,
+                "t1": self.t1,
+                "brokers0": self.brokers0,
+                "brokers1": self.brokers1,
+                "machine0": self.machine0,
+                "machine1": self.machine1,
+            },
+        }
+
+
+def wait_for_go() -> None:
+    """Tell the parent this worker is connected, then wait until it says start."""
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.readline()
 
 
 def machine_busy_cpu() -> float:
@@ -120,12 +175,13 @@ def produce(spec: Spec) -> dict[str, Any]:
     value = payload(spec["size"])
     sent: Counter[int] = Counter()
     error: str | None = None
-    cpu0, own0, all0 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
-    start = time.perf_counter()
-    deadline = start + spec["timeout_s"]
+    first = spec.get("index", 0)
+    clock = Clock(spec["broker_pids"])
+    wait_for_go()
+    deadline = clock.start() + spec["timeout_s"]
     produce_one = producer.produce
     for i in range(count):
-        partition = i % partitions
+        partition = (first + i) % partitions
         while True:
             try:
                 produce_one(topic, value, partition=partition, on_delivery=on_delivery)
@@ -135,12 +191,11 @@ def produce(spec: Spec) -> dict[str, Any]:
         sent[partition] += 1
         if i % 4096 == 0:
             producer.poll(0)
-            if time.perf_counter() > deadline:
+            if time.monotonic() > deadline:
                 error = f"timeout after {spec['timeout_s']:.0f}s with {i + 1} of {count} sent"
                 break
-    remaining = producer.flush(max(deadline - time.perf_counter(), 0.1))
-    elapsed = time.perf_counter() - start
-    cpu1, own1, all1 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
+    remaining = producer.flush(max(deadline - time.monotonic(), 0.1))
+    clock.stop()
     if remaining:
         error = error or f"timeout: {remaining} records still unacknowledged after flush"
     if failed:
@@ -152,10 +207,7 @@ def produce(spec: Spec) -> dict[str, Any]:
     return {
         "records": records,
         "bytes": records * spec["size"],
-        "elapsed_s": elapsed,
-        **cpu_used(cpu0, cpu1),
-        "client_cpu_s": own1 - own0,
-        "machine_cpu_s": all1 - all0,
+        **clock.result(),
         "delivered": {str(p): n for p, n in delivered.items()},
         "error": error,
     }
@@ -183,15 +235,15 @@ def consume(spec: Spec) -> dict[str, Any]:
     anomalies: list[str] = []
     errors: list[str] = []
     total = 0
+    clock = Clock(spec["broker_pids"])
     try:
         consumer.list_topics(topic, timeout=10)
-        cpu0, own0, all0 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
-        start = time.perf_counter()
-        last = start
-        deadline = start + spec["timeout_s"]
+        wait_for_go()
+        last = clock.start()
+        deadline = last + spec["timeout_s"]
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         while total < want:
-            now = time.perf_counter()
+            now = time.monotonic()
             if now > deadline or now - last > IDLE_TIMEOUT_S:
                 break
             # consume() waits until it has the number asked for (or the timeout): never ask
@@ -214,9 +266,8 @@ def consume(spec: Spec) -> dict[str, Any]:
                 got[partition] += 1
                 total += 1
             if batch:
-                last = time.perf_counter()
-        elapsed = last - start
-        cpu1, own1, all1 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_busy_cpu()
+                last = time.monotonic()
+        clock.stop(at=last)
     finally:
         consumer.close()
     error: str | None = None
@@ -231,10 +282,7 @@ def consume(spec: Spec) -> dict[str, Any]:
     return {
         "records": total,
         "bytes": total * spec["size"],
-        "elapsed_s": elapsed,
-        **cpu_used(cpu0, cpu1),
-        "client_cpu_s": own1 - own0,
-        "machine_cpu_s": all1 - all0,
+        **clock.result(),
         "anomalies": anomalies,
         "client_errors": errors,
         "error": error,

@@ -384,17 +384,27 @@ def summary(samples: Sequence[Sample], rounds: Sequence[RoundInfo], brokers: Seq
     return " ".join(parts)
 
 
+ONE_CLIENT = """\
+The client is one Python process driving librdkafka, and for 100 B records it is the
+bottleneck for both brokers (see the load-generator column), so those rows compare
+clients more than brokers; the 1 KiB and 16 KiB rows are where the brokers differ."""
+
+SEVERAL_CLIENTS = """\
+A Python process calling librdkafka's produce() per record tops out near a million
+100 B records a second whatever the broker, so each phase runs {n} load-generator
+processes at once: they can use every core, and a broker's cost per record decides how
+much of the machine is left to its clients. Small records measure that; the larger ones
+measure the brokers' data paths."""
+
 CAVEATS = """\
 Read the ratios with the set-up in mind. Tansu stores records in memory; Odradek appends
 them to Kafka-format segment files (page cache, no fsync per write: Kafka's default), so
-Odradek does strictly more work per record. Both brokers, the load generator and anything
-else running share 2 cores: the client is one Python process driving librdkafka, and
-for 100 B records it is the bottleneck for both brokers (see the load-generator column),
-so those rows compare clients more than brokers; the 1 KiB and 16 KiB rows are where the
-brokers differ. On a single node acks=all and acks=1 wait for the same replica, so their
-difference is the cost of the acks=all path (purgatory) alone. Other processes may share
-the machine (see the "rest of machine" column and the load averages): treat differences
-under about 15% as noise, and trust CPU s/GB most, as contention disturbs it least."""
+Odradek does strictly more work per record. The broker, its load generators and anything
+else running share 2 cores. {clients} On a single node acks=all and acks=1 wait for the
+same replica, so their difference is the cost of the acks=all path (purgatory) alone.
+Other processes may share the machine (see the "rest of machine" column and the load
+averages): treat differences under about 15% as noise, and trust CPU s/GB most, as
+contention disturbs it least."""
 
 METHOD = """\
 - Each round starts each broker fresh (new temp dir, free loopback port), in the order
@@ -404,14 +414,17 @@ METHOD = """\
   imports and first requests.
 - Per workload: create a topic (replication factor 1), produce a fixed number of records
   ({counts}), round-robin over
-  the partitions, from a separate process running confluent-kafka (`linger.ms=5`,
+  the partitions, from {producers} running confluent-kafka (`linger.ms=5`,
   `batch.size=1000000`, `compression.type=none`, idempotence off, delivery reports for
-  errors only); the clock stops when `flush()` has every acknowledgement. Then another
-  process reads the topic back with `assign()` from offset 0 (no consumer group) and the
+  errors only); the clock stops when `flush()` has every acknowledgement. Then
+  {consumers} the topic back with `assign()` from offset 0 (no consumer group) and the
   clock stops at the last record. Every value is compared with what was sent, offsets
   must run 0, 1, 2, ... in each partition, and counts per partition must equal the
   acknowledged ones; anything else is reported as a failure, not as a number.
-- Broker CPU: utime+stime from `/proc/<pid>/stat`, sampled by the load generator just
+- Load generators of a phase connect first and start their clocks together; the phase
+  lasts from the first start to the last finish, and its records and bytes are the sum
+  over its load generators.
+- Broker CPU: utime+stime from `/proc/<pid>/stat`, sampled by the load generators just
   before and just after the timed section. CPU s/GB = broker CPU seconds per 10^9 bytes
   of record values moved. Peak RSS: `VmHWM` from `/proc/<pid>/status` at the end of the
   round; it is reset (`/proc/<pid>/clear_refs`) after start-up and warm-up, so it covers
@@ -419,6 +432,23 @@ METHOD = """\
 - Consume rows pool the read-back of both the acks=1 and the acks=all topic, so they
   have twice as many samples as produce rows.
 - Raw samples and broker logs: `benchmarks/results/<stamp>/` (not committed)."""
+
+
+def clients_note(load_generators: int) -> str:
+    if load_generators == 1:
+        return ONE_CLIENT.replace("\n", " ")
+    return SEVERAL_CLIENTS.format(n=load_generators).replace("\n", " ")
+
+
+def load_generator_words(load_generators: int) -> dict[str, str]:
+    """How METHOD names the processes of a phase."""
+    if load_generators == 1:
+        return {"producers": "a separate process", "consumers": "another process reads"}
+    n = load_generators
+    return {
+        "producers": f"{n} separate processes at once (each a 1/{n} share of the records)",
+        "consumers": f"{n} other processes each read",
+    }
 
 
 def write_report(
@@ -436,6 +466,7 @@ def write_report(
     wall_s: float,
     workloads: Sequence[Workload],
     quiet_note: str = "",
+    load_generators: int = 1,
 ) -> None:
     plot_ok = write_plot(plot, samples, brokers)
     date = datetime.strptime(started, "%Y%m%d-%H%M%S").strftime("%Y-%m-%d %H:%M")
@@ -473,7 +504,7 @@ def write_report(
         "",
         summary(samples, rounds, brokers),
         "",
-        CAVEATS,
+        CAVEATS.format(clients=clients_note(load_generators)),
         "",
         "### CPU use during the timed section (median, % of one core)",
         "",
@@ -490,7 +521,7 @@ def write_report(
         "",
         "### Method",
         "",
-        METHOD.format(counts=counts),
+        METHOD.format(counts=counts, **load_generator_words(load_generators)),
         "",
         "### Profiling",
         "",

@@ -20,18 +20,21 @@ report; the exit status is 1 when anything failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from _brokers import (
     BrokerProcess,
@@ -66,6 +69,11 @@ COUNTS = {100: 1_500_000, 1024: 400_000, 16 * 1024: 25_000}
 QUICK = ((100, 1, "1"), (1024, 8, "1"), (1024, 1, "all"), (16 * 1024, 8, "all"))
 QUICK_DIVISOR = 5
 WORKLOAD_TIMEOUT_S = 120.0
+# Load-generator processes per phase. One Python process calling produce() per record
+# tops out near a million 100 B records a second whatever the broker, so with one the
+# 100 B rows compared clients; two keep both cores busy, and then what a broker costs
+# per record decides how much of the machine is left for its clients.
+LOAD_GENERATORS = 2
 QUIET_THRESHOLD_CORES = 0.3
 QUIET_MAX_WAIT_S = 20.0
 
@@ -136,31 +144,133 @@ class Run:
     round_info: list[RoundInfo] = field(default_factory=list)
     tansu_version: str = ""
     quiet: Quiet = field(default_factory=Quiet)
+    load_generators: int = LOAD_GENERATORS
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one load-generator process; its JSON result, or an ``error`` saying why not."""
-    process = subprocess.Popen(
-        [sys.executable, str(LOADGEN), json.dumps(spec)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        out, err = process.communicate(timeout=spec["timeout_s"] + 60)
-    except subprocess.TimeoutExpired:
-        return {"error": "load generator hung (killed)"}
-    finally:
+    return run_workers(spec, 1)
+
+
+def run_workers(spec: dict[str, Any], count: int) -> dict[str, Any]:
+    """Run ``count`` load-generator processes of one phase, started together, as one result.
+
+    Producers share ``spec["count"]`` records between them; consumers each read the whole
+    topic, as consumers of as many consumer groups would. Every worker connects first and
+    waits; the clock of each starts when all are ready.
+    """
+    shares = [spec["count"] // count + (i < spec["count"] % count) for i in range(count)]
+    specs = [dict(spec, index=i, count=shares[i]) for i in range(count)]
+    with contextlib.ExitStack() as stack:
+        # stderr goes to files: a chatty worker must not block on a full pipe while the
+        # parent waits for another one.
+        stderrs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in specs]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, str(LOADGEN), json.dumps(one)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                stdin=subprocess.PIPE,
+                text=True,
+            )
+            for one, stderr in zip(specs, stderrs, strict=True)
+        ]
+        stack.callback(_reap, processes)
+        ready_by = time.monotonic() + READY_TIMEOUT_S
+        early = [_wait_ready(p, deadline=ready_by) for p in processes]
+        for process in processes:  # go (communicate() closes stdin later)
+            with contextlib.suppress(OSError):
+                process.stdin.write("go\n")  # type: ignore[union-attr]
+                process.stdin.flush()  # type: ignore[union-attr]
+        results = [
+            line or _finish(process, stderr, spec["timeout_s"] + 60)
+            for process, stderr, line in zip(processes, stderrs, early, strict=True)
+        ]
+    return combine([_parse(r) for r in results])
+
+
+READY_TIMEOUT_S = 60.0
+
+
+def _reap(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[str], *, deadline: float) -> str:
+    """Wait for a worker's ``ready`` line: "" once it is ready, else what it printed
+    instead (a result: it failed before it was ready) or an error."""
+    stdout = process.stdout
+    assert stdout is not None
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([stdout], [], [], 0.5)
+        if readable:
+            line = stdout.readline()
+            if line.strip() == "ready":
+                return ""
+            if line:
+                return line
+            return json.dumps({"error": f"load generator exited {process.wait()} before ready"})
+    return json.dumps({"error": f"load generator not ready after {READY_TIMEOUT_S:.0f} s"})
+
+
+def _finish(process: subprocess.Popen[str], stderr: IO[str], timeout_s: float) -> str:
+    try:
+        out, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return json.dumps({"error": "load generator hung (killed)"})
     lines = out.strip().splitlines()
     if process.returncode != 0 or not lines:
-        tail = err.strip().splitlines()[-3:]
-        return {"error": f"load generator exited {process.returncode}: {' / '.join(tail)}"}
-    result: dict[str, Any] = json.loads(lines[-1])
+        stderr.seek(0)
+        tail = stderr.read().strip().splitlines()[-3:]
+        return json.dumps(
+            {"error": f"load generator exited {process.returncode}: {' / '.join(tail)}"}
+        )
+    return lines[-1]
+
+
+def _parse(line: str) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = json.loads(line)
+    except json.JSONDecodeError:
+        return {"error": f"load generator printed {line[:200]!r}"}
     return result
+
+
+def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result for a phase run by several workers: records and bytes add up, the phase
+    lasts from the first worker's start to the last one's end, and the brokers' and the
+    machine's CPU are read across that same span."""
+    if len(results) == 1:
+        return results[0]
+    errors = [r["error"] for r in results if r.get("error")]
+    windows = [r["window"] for r in results if "window" in r]
+    out: dict[str, Any] = {
+        "records": sum(int(r.get("records", 0)) for r in results),
+        "bytes": sum(int(r.get("bytes", 0)) for r in results),
+        "client_cpu_s": sum(float(r.get("client_cpu_s", 0.0)) for r in results),
+        "error": f"{len(errors)} of {len(results)} load generators failed: {errors[0]}"
+        if errors
+        else None,
+    }
+    if len(windows) == len(results):
+        first = min(windows, key=lambda w: w["t0"])
+        last = max(windows, key=lambda w: w["t1"])
+        each = [b - a for a, b in zip(first["brokers0"], last["brokers1"], strict=True)]
+        out |= {
+            "elapsed_s": last["t1"] - first["t0"],
+            "broker_cpu_s": sum(each),
+            "broker_cpu_each_s": each,
+            "machine_cpu_s": last["machine1"] - first["machine0"],
+        }
+    if all("delivered" in r for r in results):
+        delivered: Counter[str] = Counter()
+        for r in results:
+            delivered.update(r["delivered"])
+        out["delivered"] = dict(delivered)
+    return out
 
 
 def create_topic(
@@ -247,9 +357,10 @@ def run_workload(
     label: str | None = None,
     replication_factor: int = 1,
     topic_config: dict[str, str] | None = None,
+    load_generators: int = 1,
 ) -> list[Sample]:
-    """Produce ``w`` into a new topic and read it back; samples named ``label`` (default:
-    the broker's name)."""
+    """Produce ``w`` into a new topic and read it back, each phase from ``load_generators``
+    processes; samples named ``label`` (default: the broker's name)."""
     name = label or broker.name
     if not broker.alive():
         error = "broker exited"
@@ -279,13 +390,15 @@ def run_workload(
         "expected": {},
     }
     quiet.wait()
-    produced = run_worker(spec)
+    produced = run_workers(spec, load_generators)
     out = [sample(name, round_no, "produce", w, produced)]
     if "delivered" not in produced:
         out.append(sample(name, round_no, "consume", w, {"error": "nothing produced"}))
         return out
     quiet.wait()
-    consumed = run_worker(dict(spec, mode="consume", expected=produced["delivered"]))
+    consumed = run_workers(
+        dict(spec, mode="consume", expected=produced["delivered"]), load_generators
+    )
     out.append(sample(name, round_no, "consume", w, consumed))
     return out
 
@@ -312,7 +425,9 @@ def run_round(name: str, round_no: int, run: Run, results_dir: Path) -> None:
             if not reset_peak_rss(broker.pid):
                 info.startup_peak_rss_bytes = None
             for w in run.workloads:
-                for s in run_workload(broker, round_no, w, run.quiet):
+                for s in run_workload(
+                    broker, round_no, w, run.quiet, load_generators=run.load_generators
+                ):
                     run.samples.append(s)
                     status = s.error or f"{s.mb_s:8.1f} MB/s  cpu {s.broker_cpu_s:5.2f}s"
                     print(f"  {s.phase:8} {w.label:22} {status}", flush=True)
@@ -346,6 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 workloads, 1/5 of the records")
     parser.add_argument("--broker", choices=(*BROKERS, "both"), default="both")
     parser.add_argument(
+        "--load-generators",
+        type=int,
+        default=LOAD_GENERATORS,
+        metavar="N",
+        help=f"load-generator processes per phase (default {LOAD_GENERATORS})",
+    )
+    parser.add_argument(
         "--results-dir",
         type=Path,
         default=HERE / "results",
@@ -378,8 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = args.results_dir / stamp
     results_dir.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python benchmarks/throughput.py", *(argv or sys.argv[1:])])
+    if args.load_generators < 1:
+        parser.error("--load-generators must be 1 or more")
     run = Run(stamp, command, args.rounds, args.quick, brokers, workloads(args.quick))
     run.quiet.max_wait_s = args.max_quiet_wait
+    run.load_generators = args.load_generators
     if "tansu" in brokers:
         try:
             run.tansu_version = tansu_version(tansu_binary())
@@ -402,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         "tansu_version": run.tansu_version,
         "wall_s": time.monotonic() - started,
         "quiet_note": run.quiet.note(),
+        "load_generators": run.load_generators,
         "workloads": [asdict(w) for w in run.workloads],
         "rounds": [asdict(r) for r in run.round_info],
         "samples": [asdict(s) for s in run.samples],
@@ -434,6 +560,7 @@ def report_from_raw(raw: dict[str, Any], markdown: Path, plot: Path) -> None:
         wall_s=raw["wall_s"],
         workloads=[Workload(**w) for w in raw["workloads"]],
         quiet_note=raw["quiet_note"],
+        load_generators=raw.get("load_generators", 1),
     )
 
 

@@ -1,7 +1,8 @@
 """The throughput benchmark still runs end to end (one quick round, Odradek only).
 
 Nothing here is timed: the benchmark's numbers are not checked, only that every workload
-ran and every record produced was read back intact.
+ran and every record produced was read back intact, by each of the phase's load
+generators.
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ def test_quick_benchmark_against_odradek(tmp_path: Path) -> None:
     samples = results["samples"]
     assert {s["phase"] for s in samples} == {"produce", "consume"}
     assert len(samples) == 2 * len(results["workloads"])
+    assert results["load_generators"] == 2
+    counts = {
+        f"{w['size']}b-p{w['partitions']}-acks{w['acks']}": w["count"] for w in results["workloads"]
+    }
     for s in samples:
         assert s["error"] is None, s
-        assert s["records"] > 0 and s["bytes"] == s["records"] * s["size"], s
+        assert s["bytes"] == s["records"] * s["size"], s
+        count = counts[f"{s['size']}b-p{s['partitions']}-acks{s['acks']}"]
+        # Producers share the records; each consumer reads all of them.
+        assert s["records"] == (count if s["phase"] == "produce" else 2 * count), s
     assert [r["exit_code"] for r in results["rounds"]] == [0]
     assert "| produce 1 KiB · 8p · acks=1 |" in (run_dir / "BENCHMARKS.md").read_text()
