@@ -406,10 +406,31 @@ Other processes may share the machine (see the "rest of machine" column and the 
 averages): treat differences under about 15% as noise, and trust CPU s/GB most, as
 contention disturbs it least."""
 
+CHANGES = """\
+### What each change bought
+
+Changes to the benchmark itself, each measured on this machine (2-core Intel Xeon)
+unless it says otherwise.
+
+- Two load-generator processes per phase (`--load-generators`, 2026-11-23). With one,
+  both brokers sat at about a million 100 B records a second, held there by the one
+  Python client (111-134% of a core while Odradek's broker used 7-19% and Tansu's
+  29-47%): 100 B rows were 0.92-1.00x (produce) and 0.95-0.99x (consume) on a 2-core
+  AMD EPYC. With two, the 100 B rows are 1.11-1.55x and 1.07-1.20x here.
+- Warming the memory a produce phase will take (`warm_memory`, 2026-11-23). Unwarmed,
+  the last produce workload of each round (16 KiB · 8p · acks=all) was 0.91-0.92x at
+  2.2 Odradek CPU s/GB in two full runs, against medians of 0.90-1.17 in the other
+  16 KiB rows; ten
+  successive 400 MB phases on one broker went from 0.39 to 0.73-1.05 broker CPU seconds
+  each once about 2 GB had been written, and stayed at 0.37-0.44 with the page cache
+  warmed before each phase. Anonymous memory warmed alone did not help: page-cache
+  folios come from other free blocks."""
+
 METHOD = """\
 - Each round starts each broker fresh (new temp dir, free loopback port), in the order
   Odradek, Tansu, Odradek, Tansu, ...; after its workloads the broker gets SIGTERM and
   must exit 0 within 20 s.
+- {memory}
 - After start-up an untimed warm-up (5,000 records produced and read back) pays for lazy
   imports and first requests.
 - Per workload: create a topic (replication factor 1), produce a fixed number of records
@@ -436,8 +457,34 @@ METHOD = """\
 
 def clients_note(load_generators: int) -> str:
     if load_generators == 1:
-        return ONE_CLIENT.replace("\n", " ")
-    return SEVERAL_CLIENTS.format(n=load_generators).replace("\n", " ")
+        return ONE_CLIENT
+    return SEVERAL_CLIENTS.format(n=load_generators)
+
+
+def memory_note(warm_memory: bool) -> str:
+    if not warm_memory:
+        return "Memory was not warmed before the produce phases (`--no-warm-memory`)."
+    return (
+        "Before each produce phase the script writes as many bytes as the phase's records "
+        "will take (values plus a quarter) to a temporary file in the brokers' temp dir "
+        "and to fresh anonymous memory, and frees both (`warm_memory`). On this virtual "
+        "machine a first write to memory the host does not back (it takes back what the "
+        "guest frees: virtio-balloon free page reporting) costs about 3.5 s per GB against "
+        "0.6 s. Both brokers put every byte they receive into fresh memory (Odradek the "
+        "page cache, Tansu its heap); unwarmed, Odradek's produce CPU per GB tripled from "
+        "about 2 GB into a round, all of it in the kernel's copy into the page cache."
+    )
+
+
+def unwrap(text: str) -> str:
+    """Source text wrapped for the code, as markdown with one line per paragraph or item."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if out and out[-1] and line and not line.startswith("- "):
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def load_generator_words(load_generators: int) -> dict[str, str]:
@@ -467,6 +514,7 @@ def write_report(
     workloads: Sequence[Workload],
     quiet_note: str = "",
     load_generators: int = 1,
+    warm_memory: bool = False,
 ) -> None:
     plot_ok = write_plot(plot, samples, brokers)
     date = datetime.strptime(started, "%Y%m%d-%H%M%S").strftime("%Y-%m-%d %H:%M")
@@ -504,7 +552,9 @@ def write_report(
         "",
         summary(samples, rounds, brokers),
         "",
-        CAVEATS.format(clients=clients_note(load_generators)),
+        unwrap(CAVEATS.format(clients=clients_note(load_generators))),
+        "",
+        unwrap(CHANGES),
         "",
         "### CPU use during the timed section (median, % of one core)",
         "",
@@ -521,7 +571,13 @@ def write_report(
         "",
         "### Method",
         "",
-        METHOD.format(counts=counts, **load_generator_words(load_generators)),
+        unwrap(
+            METHOD.format(
+                counts=counts,
+                memory=memory_note(warm_memory),
+                **load_generator_words(load_generators),
+            )
+        ),
         "",
         "### Profiling",
         "",
