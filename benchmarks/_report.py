@@ -612,7 +612,9 @@ def write_plot(path: Path, samples: Sequence[Sample], brokers: Sequence[str]) ->
         ("Consume throughput (MB/s, higher is better)", consume, lambda s: s.mb_s),
         ("Broker CPU seconds per GB moved (lower is better)", rows, lambda s: s.cpu_s_per_gb),
     ]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(13, 13), constrained_layout=True)
+    # Wide enough for every bar of the busiest panel (27 rows with 1, 8 and 64 partitions).
+    inches = max(13.0, 0.6 * len(rows))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(inches, 14), constrained_layout=True)
     width = 0.8 / len(brokers)
     for ax, (title, panel_rows, metric) in zip(axes, panels, strict=True):
         xs = range(len(panel_rows))

@@ -404,10 +404,13 @@ runs, so noisier than the table above, which is the current state).
   run now takes about 2 ms. Three alternating 20 s rounds against the previous commit on
   a quiet machine: p99.9 4.2-24.9 -> 1.6-1.9 ms, max 23-45 -> 4-8 ms; p50 (0.23 ms) and
   p99 (0.44-0.58 ms) unchanged.
-- Machines: the table above was measured on a 2-core AMD EPYC VM, where the broker is
-  about 80% busy at this rate; every earlier figure in this list, and the previously
-  published p99 of 5.42 ms, on a 2-core Intel Xeon at 2.5 GHz, where it was 99% busy.
-  The p99 target is met here because this machine is faster, not because of gc.freeze.
+- Machines: the previously published p99 of 5.42 ms, and every earlier figure in this
+  list, were measured on a 2-core Intel Xeon VM where the broker was 99% busy at this
+  rate; on a 2-core AMD EPYC VM (2026-11-23, morning) it was about 80% busy with p99
+  0.73 ms. The table above is again from a 2-core Intel Xeon VM (same model name), where
+  the broker is now about 90% busy with p99 0.67 ms (0.53-0.68): the code since 5.42 ms
+  (named tuples, woken fetches reading from the last append, gc.freeze) and whatever
+  differs between the two Xeon VMs, which this script cannot separate.
 - Not done: a hand-written Fetch request parser (a few microseconds per request). uvloop
   was tried again: its transports are not `asyncio.Transport` subclasses (the connection
   asserted they were), and past that, consumers stalled on it (uvloop has no

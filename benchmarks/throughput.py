@@ -64,7 +64,7 @@ LOADGEN = HERE / "_loadgen.py"
 
 BROKERS = ("odradek", "tansu")
 SIZES = (100, 1024, 16 * 1024)
-PARTITIONS = (1, 8)
+PARTITIONS = (1, 8, 64)
 ACKS = ("1", "all")
 # Fixed record counts: 150 MB of 100 B records, about 400 MB of 1 KiB and
 # of 16 KiB records, so that each phase lasts a second or more (with 300,000 records of
