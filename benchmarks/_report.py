@@ -416,7 +416,8 @@ unless it says otherwise.
   both brokers sat at about a million 100 B records a second, held there by the one
   Python client (111-134% of a core while Odradek's broker used 7-19% and Tansu's
   29-47%): 100 B rows were 0.92-1.00x (produce) and 0.95-0.99x (consume) on a 2-core
-  AMD EPYC. With two, the 100 B rows are 1.11-1.55x and 1.07-1.20x here.
+  AMD EPYC. With two, the same rows (1 and 8 partitions) were 1.11-1.55x and
+  1.07-1.20x here (git 60050ff).
 - Warming the memory a produce phase will take (`warm_memory`, 2026-11-23). Unwarmed,
   the last produce workload of each round (16 KiB · 8p · acks=all) was 0.91-0.92x at
   2.2 Odradek CPU s/GB in two full runs, against medians of 0.90-1.17 in the other

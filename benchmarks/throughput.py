@@ -552,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         help="only rewrite the report (and plot) from an earlier run's results.json",
     )
     args = parser.parse_args(argv)
+    if args.load_generators < 1:
+        parser.error("--load-generators must be 1 or more")
     if args.from_results:
         return report_only(args.from_results)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
@@ -561,8 +563,6 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = args.results_dir / stamp
     results_dir.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python benchmarks/throughput.py", *(argv or sys.argv[1:])])
-    if args.load_generators < 1:
-        parser.error("--load-generators must be 1 or more")
     run = Run(stamp, command, args.rounds, args.quick, brokers, workloads(args.quick))
     run.quiet.max_wait_s = args.max_quiet_wait
     run.load_generators = args.load_generators
