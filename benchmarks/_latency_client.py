@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import struct
 import sys
 import time
-from pathlib import Path
 from typing import Any, TypedDict
 
+from _brokers import cpu_seconds, machine_busy_s, own_cpu_s
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 HEADER = struct.Struct(">qq")
@@ -58,25 +57,7 @@ class Spec(TypedDict):
 
 
 def brokers_cpu(pids: list[int]) -> list[float]:
-    """utime + stime of each process, in seconds, from /proc/<pid>/stat."""
-    out = []
-    for pid in pids:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
-        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
-    return out
-
-
-def machine_cpu() -> float:
-    """CPU seconds used by everything on the machine (all cores), from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return [cpu_seconds(pid) for pid in pids]
 
 
 def percentile(sorted_values: list[int], p: float) -> int:
@@ -116,7 +97,7 @@ def produce(spec: Spec) -> dict[str, Any]:
     clock = time.monotonic_ns
     max_lag_ns = 0
     late = 0
-    cpu0, own0, all0 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_cpu()
+    cpu0, own0, all0 = brokers_cpu(spec["broker_pids"]), own_cpu_s(), machine_busy_s()
     start = clock()
     for seq in range(count):
         due = start + seq * interval_ns
@@ -138,7 +119,7 @@ def produce(spec: Spec) -> dict[str, Any]:
         producer.poll(0)
     elapsed = (clock() - start) / 1e9
     remaining = producer.flush(30)
-    cpu1, own1, all1 = brokers_cpu(spec["broker_pids"]), own_cpu(), machine_cpu()
+    cpu1, own1, all1 = brokers_cpu(spec["broker_pids"]), own_cpu_s(), machine_busy_s()
     error = None
     if remaining:
         error = f"{remaining} records unacknowledged after flush"
@@ -180,7 +161,7 @@ def consume(spec: Spec) -> dict[str, Any]:
         consumer.poll(1.0)
         sys.stdout.write("ready\n")
         sys.stdout.flush()
-        own0 = own_cpu()
+        own0 = own_cpu_s()
         clock = time.monotonic_ns
         unpack = HEADER.unpack_from
         last = time.monotonic()
@@ -204,7 +185,7 @@ def consume(spec: Spec) -> dict[str, Any]:
             expected = seq + 1
             if seq >= warmup:
                 latencies.append(received - sent)
-        consumer_cpu = own_cpu() - own0
+        consumer_cpu = own_cpu_s() - own0
     finally:
         consumer.close()
     latencies.sort()

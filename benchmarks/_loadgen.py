@@ -33,13 +33,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any, TypedDict
 
+from _brokers import cpu_seconds, machine_busy_s, own_cpu_s
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -71,16 +70,6 @@ def payload(size: int) -> bytes:
     return random.Random(size).randbytes(size)
 
 
-def brokers_cpu(pids: list[int]) -> list[float]:
-    """utime + stime of each process, in seconds, from /proc/<pid>/stat."""
-    out = []
-    for pid in pids:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
-        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
-    return out
-
-
 def cpu_used(before: list[float], after: list[float]) -> dict[str, Any]:
     each = [b - a for a, b in zip(before, after, strict=True)]
     return {"broker_cpu_s": sum(each), "broker_cpu_each_s": each}
@@ -107,7 +96,7 @@ class Clock:
         self.brokers1, self.own1, self.machine1 = self._cpu()
 
     def _cpu(self) -> tuple[list[float], float, float]:
-        return brokers_cpu(self.pids), own_cpu(), machine_busy_cpu()
+        return [cpu_seconds(pid) for pid in self.pids], own_cpu_s(), machine_busy_s()
 
     def result(self) -> dict[str, Any]:
         return {
@@ -131,18 +120,6 @@ def wait_for_go() -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     sys.stdin.readline()
-
-
-def machine_busy_cpu() -> float:
-    """CPU seconds spent by everything on the machine (all cores), from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def produce(spec: Spec) -> dict[str, Any]:

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import mmap
-import os
 import select
 import signal
 import subprocess
@@ -43,6 +42,7 @@ from typing import IO, Any
 from _brokers import (
     BrokerProcess,
     Target,
+    machine_busy_s,
     peak_rss_bytes,
     reset_peak_rss,
     tansu_binary,
@@ -86,13 +86,6 @@ def workloads(quick: bool) -> list[Workload]:
     if quick:
         return [Workload(s, p, a, COUNTS[s] // QUICK_DIVISOR) for s, p, a in QUICK]
     return [Workload(s, p, a, COUNTS[s]) for s in SIZES for p in PARTITIONS for a in ACKS]
-
-
-def machine_busy_s() -> float:
-    """CPU seconds used by everything on the machine so far, from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
