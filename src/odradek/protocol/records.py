@@ -58,6 +58,7 @@ _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
+_LOG_PREFIX = struct.Struct(">qii")  # base offset, batch length, partition leader epoch
 
 COMPRESSION_MASK: Final = 0x07
 TIMESTAMP_TYPE_MASK: Final = 0x08
@@ -97,6 +98,7 @@ class BatchHeader:
         "producer_epoch",
         "producer_id",
         "records_count",
+        "size",
     )
 
     def __init__(  # noqa: PLR0917 - built from one struct.unpack of the header
@@ -130,11 +132,9 @@ class BatchHeader:
         self.producer_epoch = producer_epoch
         self.base_sequence = base_sequence
         self.records_count = records_count
-
-    @property
-    def size(self) -> int:
-        """Whole batch size in bytes, header included."""
-        return self.batch_length + LOG_OVERHEAD
+        self.size = batch_length + LOG_OVERHEAD
+        """Whole batch size in bytes, header included (a field, not a property: the
+        append path reads it several times per batch)."""
 
     @property
     def last_offset(self) -> int:
@@ -241,8 +241,16 @@ def set_base_offset(buffer: bytearray | memoryview, position: int, base_offset: 
     _INT64.pack_into(buffer, position + BASE_OFFSET_OFFSET, base_offset)
 
 
-def set_partition_leader_epoch(buffer: bytearray | memoryview, position: int, epoch: int) -> None:
-    _INT32.pack_into(buffer, position + PARTITION_LEADER_EPOCH_OFFSET, epoch)
+def assign_offset_and_epoch(buffer: bytearray | memoryview, header: BatchHeader) -> None:
+    """Write ``header``'s base offset and partition leader epoch into its batch in
+    ``buffer`` (with one ``pack_into``: the two fields enclose the batch length)."""
+    _LOG_PREFIX.pack_into(
+        buffer,
+        header.position,
+        header.base_offset,
+        header.batch_length,
+        header.partition_leader_epoch,
+    )
 
 
 def set_log_append_time(

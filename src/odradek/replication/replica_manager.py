@@ -501,8 +501,10 @@ class ReplicaManager(MetadataListener):
         return partition.acks_outcome(required_offset)
 
     def _check_acks(self, tp: TopicPartition) -> None:
-        for delayed in list(self._produce_waiters.get(tp, ())):
-            delayed.check(tp)
+        waiting = self._produce_waiters.get(tp)
+        if waiting:
+            for delayed in list(waiting):
+                delayed.check(tp)
 
     def _forget_produce(self, delayed: DelayedProduce) -> None:
         for tp in list(delayed.pending) + list(delayed.results):

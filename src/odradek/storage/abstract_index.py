@@ -93,14 +93,11 @@ class AbstractIndex(ABC):
         self.max_entries = max_index_size // self.ENTRY_SIZE
         self._keys: array.array[int] = array.array(self.KEY_TYPE)
         self._values: array.array[int] = array.array(self.VALUE_TYPE)
-        self._loaded = False
+        self.loaded = False
+        """Whether the entries are in memory (a plain field: the append path reads it)."""
         self._persisted = 0
 
     # -- loading ---------------------------------------------------------------------------
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
 
     def load(self) -> None:
         """Read the file (missing means empty); CorruptIndexError if it is not whole entries
@@ -115,26 +112,26 @@ class AbstractIndex(ABC):
                 f"index file {self.path} has {len(data)} bytes, not a multiple of {self.ENTRY_SIZE}"
             )
         self._keys, self._values = self._parse(data)
-        self._loaded = True
+        self.loaded = True
         self._persisted = len(self._keys)
         self._check_order()
 
     def unload(self) -> None:
         """Drop the in-memory entries if they are all on disk (they reload on demand)."""
-        if self._loaded and self._persisted == len(self._keys):
+        if self.loaded and self._persisted == len(self._keys):
             self._keys = array.array(self.KEY_TYPE)
             self._values = array.array(self.VALUE_TYPE)
-            self._loaded = False
+            self.loaded = False
 
     def mark_empty(self) -> None:
         """Treat the index as loaded and empty (a new segment), without touching the file."""
         self._keys = array.array(self.KEY_TYPE)
         self._values = array.array(self.VALUE_TYPE)
-        self._loaded = True
+        self.loaded = True
         self._persisted = 0
 
     def _ensure_loaded(self) -> None:
-        if not self._loaded:
+        if not self.loaded:
             self.load()
 
     @abstractmethod
@@ -148,7 +145,7 @@ class AbstractIndex(ABC):
 
     def peek_last_raw(self) -> bytes | None:
         """The last entry's bytes without loading the index (one pread), or None if empty."""
-        if self._loaded:
+        if self.loaded:
             return self._encode(len(self._keys) - 1) if self._keys else None
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -172,7 +169,9 @@ class AbstractIndex(ABC):
         return len(self._keys)
 
     def is_full(self) -> bool:
-        return self.entries >= self.max_entries
+        if not self.loaded:
+            self.load()
+        return len(self._keys) >= self.max_entries
 
     def set_max_index_size(self, max_index_size: int) -> None:
         self.max_entries = max_index_size // self.ENTRY_SIZE
@@ -208,10 +207,10 @@ class AbstractIndex(ABC):
         ever holds whole entries; LogDirFullError when the disk was full (the entries
         stay in memory for the next try), KafkaStorageError otherwise.
         """
-        pending = self._loaded and len(self._keys) > self._persisted
+        pending = self.loaded and len(self._keys) > self._persisted
         if not pending and not fsync:
             return
-        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if self._loaded else 0)
+        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if self.loaded else 0)
         try:
             fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:

@@ -37,6 +37,9 @@ class LogSegments:
     def __init__(self) -> None:
         self._bases: list[int] = []
         self._segments: dict[int, LogSegment] = {}
+        self.last: LogSegment | None = None
+        """The segment with the greatest base offset (the active one); a field, kept by
+        ``add`` and ``remove``, since every append asks for it."""
 
     def __len__(self) -> int:
         return len(self._bases)
@@ -49,10 +52,12 @@ class LogSegments:
         if base not in self._segments:
             bisect.insort(self._bases, base)
         self._segments[base] = segment
+        self.last = self._segments[self._bases[-1]]
 
     def remove(self, base_offset: int) -> None:
         if self._segments.pop(base_offset, None) is not None:
             self._bases.remove(base_offset)
+            self.last = self._segments[self._bases[-1]] if self._bases else None
 
     def get(self, base_offset: int) -> LogSegment | None:
         return self._segments.get(base_offset)
@@ -60,10 +65,6 @@ class LogSegments:
     @property
     def first(self) -> LogSegment | None:
         return self._segments[self._bases[0]] if self._bases else None
-
-    @property
-    def last(self) -> LogSegment | None:
-        return self._segments[self._bases[-1]] if self._bases else None
 
     def floor(self, offset: int) -> LogSegment | None:
         """The segment with the greatest base offset <= ``offset``."""

@@ -453,20 +453,30 @@ class Log:
             buffer: bytearray | memoryview = records
         else:
             buffer = bytearray(records)
-        now = self._local.clock()
         local = self._local
-        result = self._validator.validate_and_assign_offsets(
+        now = local.clock()
+        (
+            headers,
+            first_offset,
+            last_offset,
+            max_timestamp,
+            offset_of_max_timestamp,
+            log_append_time,
+            record_count,
+            valid_bytes,
+            recompressed,
+        ) = self._validator.validate_and_assign_offsets(
             buffer,
             first_offset=local.log_end_offset,
             leader_epoch=leader_epoch,
             now=now,
             origin=origin,
         )
-        if result.records is not None:
-            buffer = result.records
-        updated, duplicate, completed = self._producer_state.analyze(result.headers, origin, buffer)
+        if recompressed is not None:
+            buffer = recompressed
+        updated, duplicate, completed = self._producer_state.analyze(headers, origin, buffer)
         if duplicate is not None:
-            lat = result.log_append_time != NO_TIMESTAMP
+            lat = log_append_time != NO_TIMESTAMP
             return LogAppendInfo(
                 first_offset=duplicate.first_offset,
                 last_offset=duplicate.last_offset,
@@ -480,31 +490,32 @@ class Log:
                 last_leader_epoch=leader_epoch,
                 duplicate=True,
             )
-        self._check_segment_size(len(buffer))
+        size = len(buffer)
+        self._check_segment_size(size)
         if leader_epoch >= 0:
-            self._leader_epoch_cache.assign(leader_epoch, result.first_offset)
-        self._maybe_roll(len(buffer), result.max_timestamp, result.last_offset, now)
+            self._leader_epoch_cache.assign(leader_epoch, first_offset)
+        self._maybe_roll(size, max_timestamp, last_offset, now)
         local.append(
             buffer,
-            last_offset=result.last_offset,
-            largest_timestamp=result.max_timestamp,
-            offset_of_max_timestamp=result.offset_of_max_timestamp,
-            first_offset=result.first_offset,
-            first_batch_size=result.headers[0].size,
+            last_offset=last_offset,
+            largest_timestamp=max_timestamp,
+            offset_of_max_timestamp=offset_of_max_timestamp,
+            first_offset=first_offset,
+            first_batch_size=headers[0].size,
         )
         if completed is not None:
-            self._index_aborted_txns(completed, result.first_offset)
-        self._after_append(updated, completed, result.last_offset)
+            self._index_aborted_txns(completed, first_offset)
+        self._after_append(updated, completed, last_offset)
         return LogAppendInfo(
-            first_offset=result.first_offset,
-            last_offset=result.last_offset,
-            max_timestamp=result.max_timestamp,
-            offset_of_max_timestamp=result.offset_of_max_timestamp,
-            log_append_time=result.log_append_time,
+            first_offset=first_offset,
+            last_offset=last_offset,
+            max_timestamp=max_timestamp,
+            offset_of_max_timestamp=offset_of_max_timestamp,
+            log_append_time=log_append_time,
             log_start_offset=self._log_start_offset,
-            record_count=result.record_count,
-            batch_count=len(result.headers),
-            valid_bytes=result.valid_bytes,
+            record_count=record_count,
+            batch_count=len(headers),
+            valid_bytes=valid_bytes,
             last_leader_epoch=leader_epoch,
         )
 
@@ -554,7 +565,7 @@ class Log:
         )
 
     def _check_segment_size(self, size: int) -> None:
-        if size > self.config.segment_bytes:
+        if size > self._local.config.segment_bytes:
             raise RecordBatchTooLargeError(
                 f"message batch size is {size} bytes in append to partition "
                 f"{self.topic_partition}, which exceeds the maximum configured segment size "
@@ -599,7 +610,8 @@ class Log:
         state.update_map_end_offset(last_offset + 1)
         if state.ongoing_txns or state.unreplicated_txns or self._first_unstable_offset is not None:
             self._update_first_unstable_offset()
-        if self._local.unflushed_messages >= self.config.flush_messages:
+        local = self._local
+        if local.unflushed_messages >= local.config.flush_messages:
             self.flush()
 
     def _maybe_roll(
@@ -610,8 +622,9 @@ class Log:
         now: int,
         first_offset: int | None = None,
     ) -> None:
-        config = self.config
-        if self._local.active_segment.should_roll(
+        local = self._local
+        config = local.config
+        if local.active_segment.should_roll(
             max_segment_ms=config.segment_ms,
             max_segment_bytes=config.segment_bytes,
             max_timestamp_in_messages=max_timestamp,

@@ -300,16 +300,18 @@ class LogSegment:
         if not size:
             return self.size
         self._ensure_indexes()
-        if not self.can_convert_to_relative_offset(largest_offset):
+        if not self.offset_index.can_append_offset(largest_offset):
             raise ValueError(f"offset {largest_offset} overflows segment {self.base_offset}")
         position = self.size
         if position == 0:
             self._rolling_based_timestamp = largest_timestamp
         fd = self._file().fileno()
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(fd, view) :]
+            written = os.write(fd, data)
+            if written < size:  # short write: write the rest
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
         except OSError as exc:
             # A write that stopped part way (a full disk) is cut back: no partial batch
             # is left behind, and the segment is as it was before the append.
@@ -317,7 +319,8 @@ class LogSegment:
                 f"cannot append to {self.log_path}", exc, undone=_truncate_back(fd, position)
             ) from exc
         self._size = position + size
-        if largest_timestamp > self.max_timestamp_so_far:
+        known = self._max_timestamp  # None until asked for (read from the time index)
+        if largest_timestamp > (known[0] if known is not None else self.max_timestamp_so_far):
             self._max_timestamp = (largest_timestamp, offset_of_max_timestamp)
         if self._bytes_since_last_index_entry > self.index_interval_bytes:
             self.offset_index.append(largest_offset, position)
@@ -431,10 +434,11 @@ class LogSegment:
         ):
             return True
         self._ensure_indexes()
+        offset_index = self.offset_index
         return (
-            self.offset_index.is_full()
+            offset_index.is_full()
             or self.time_index.is_full()
-            or not self.can_convert_to_relative_offset(max_offset_in_messages)
+            or not offset_index.can_append_offset(max_offset_in_messages)
         )
 
     # -- reads -----------------------------------------------------------------------------

@@ -64,7 +64,9 @@ class TimeIndex(AbstractIndex):
             )
 
     def is_full(self) -> bool:
-        return self.entries >= self.max_entries - 1
+        if not self.loaded:
+            self.load()
+        return len(self._keys) >= self.max_entries - 1
 
     def last_entry(self) -> tuple[int, int]:
         """(timestamp, offset) of the last entry, or (-1, base offset) when empty."""

@@ -57,6 +57,7 @@ from odradek.storage.errors import (
 from odradek.storage.values import AppendOrigin
 
 _MAX_COMPRESSION = max(CompressionType)
+_CLIENT = AppendOrigin.CLIENT
 _TARGET_CODECS = {
     "uncompressed": CompressionType.NONE,
     "gzip": CompressionType.GZIP,
@@ -101,33 +102,34 @@ class LogValidator:
         """Validate every batch in ``buffer`` and give them offsets from ``first_offset``."""
         headers = self.analyze(buffer, origin=origin)
         config = self.config
-        recompressed = self._recompress(buffer, headers)
+        recompressed = (
+            None if config.compression_type == "producer" else self._recompress(buffer, headers)
+        )
         if recompressed is not None:
             buffer = recompressed
             headers = list(batch.iter_headers(buffer))
             for header in headers:
                 self._check_size(header)
         log_append_time = config.message_timestamp_type == "LogAppendTime"
+        compact = config.compact
         next_offset = first_offset
         max_timestamp = batch.NO_TIMESTAMP
         offset_of_max_timestamp = -1
         record_count = 0
         for header in headers:
             self._check_timestamps(header, now, log_append_time)
-            if config.compact:
+            if compact:
                 self._check_keys(buffer, header)
-            position = header.position
-            batch.set_base_offset(buffer, position, next_offset)
-            batch.set_partition_leader_epoch(buffer, position, leader_epoch)
             header.base_offset = next_offset
             header.partition_leader_epoch = leader_epoch
+            batch.assign_offset_and_epoch(buffer, header)
             if log_append_time:
                 batch.set_log_append_time(buffer, header, now)
-            next_offset = header.next_offset
+            next_offset += header.last_offset_delta + 1
             record_count += header.records_count
             if header.max_timestamp > max_timestamp:
                 max_timestamp = header.max_timestamp
-                offset_of_max_timestamp = header.last_offset
+                offset_of_max_timestamp = next_offset - 1
         return ValidationResult(
             headers=headers,
             first_offset=first_offset,
@@ -194,80 +196,101 @@ class LogValidator:
         self, buffer: bytes | bytearray | memoryview, *, origin: AppendOrigin
     ) -> list[BatchHeader]:
         """Framing, size, CRC and client rules of every batch; their headers."""
-        tp = self.topic_partition
         end = len(buffer)
         headers: list[BatchHeader] = []
         position = 0
+        client = origin is _CLIENT
         while position < end:
             if end - position < batch.LOG_OVERHEAD + 5:
-                raise CorruptRecordError(f"trailing partial batch in the append to {tp}")
+                raise CorruptRecordError(
+                    f"trailing partial batch in the append to {self.topic_partition}"
+                )
             magic = buffer[position + batch.MAGIC_OFFSET]
             if magic != 2:
                 raise InvalidRecordError(
-                    f"record batches with magic {magic} are not accepted in the append to {tp}; "
-                    "only magic 2 is"
+                    f"record batches with magic {magic} are not accepted in the append to "
+                    f"{self.topic_partition}; only magic 2 is"
                 )
             if end - position < batch.BATCH_HEADER_SIZE:
-                raise CorruptRecordError(f"trailing partial batch in the append to {tp}")
+                raise CorruptRecordError(
+                    f"trailing partial batch in the append to {self.topic_partition}"
+                )
             header = batch.read_header(buffer, position)
             if header.batch_length < batch.MIN_BATCH_LENGTH:
                 raise CorruptRecordError(
                     f"record batch length {header.batch_length} is below the minimum "
-                    f"{batch.MIN_BATCH_LENGTH} in the append to {tp}"
+                    f"{batch.MIN_BATCH_LENGTH} in the append to {self.topic_partition}"
                 )
-            if position + header.size > end:
-                raise CorruptRecordError(f"trailing partial batch in the append to {tp}")
-            self._check_batch(buffer, header, origin)
+            size = header.size
+            if position + size > end:
+                raise CorruptRecordError(
+                    f"trailing partial batch in the append to {self.topic_partition}"
+                )
+            self._check_batch(buffer, header, client)
             headers.append(header)
-            position += header.size
+            position += size
         if not headers:
-            raise InvalidRecordError(f"the append to {tp} has no record batch at all")
-        if origin is AppendOrigin.CLIENT and len(headers) > 1:
             raise InvalidRecordError(
-                f"a produce request may carry exactly one record batch per partition ({tp})"
+                f"the append to {self.topic_partition} has no record batch at all"
+            )
+        if client and len(headers) > 1:
+            raise InvalidRecordError(
+                "a produce request may carry exactly one record batch per partition "
+                f"({self.topic_partition})"
             )
         return headers
 
     def _check_batch(
-        self, buffer: bytes | bytearray | memoryview, header: BatchHeader, origin: AppendOrigin
+        self, buffer: bytes | bytearray | memoryview, header: BatchHeader, client: bool
     ) -> None:
-        tp = self.topic_partition
-        client = origin is AppendOrigin.CLIENT
         if client and header.base_offset != 0:
             raise InvalidRecordError(
-                f"the baseOffset of the record batch in the append to {tp} should be 0, "
-                f"but it is {header.base_offset}"
+                f"the baseOffset of the record batch in the append to {self.topic_partition} "
+                f"should be 0, but it is {header.base_offset}"
             )
         self._check_size(header)
         if batch.compute_crc(buffer, header.position, header.size) != header.crc:
             raise CorruptRecordError(
-                f"record is corrupt (stored crc = {header.crc}) in topic partition {tp}"
+                f"record is corrupt (stored crc = {header.crc}) in topic partition "
+                f"{self.topic_partition}"
             )
-        if header.compression > _MAX_COMPRESSION:
-            raise InvalidRecordError(f"unknown compression type {header.compression} ({tp})")
+        attributes = header.attributes
+        if attributes & batch.COMPRESSION_MASK > _MAX_COMPRESSION:
+            raise InvalidRecordError(
+                f"unknown compression type {header.compression} ({self.topic_partition})"
+            )
         if not client:
             return
-        count_from_offsets = header.last_offset_delta + 1
-        if count_from_offsets <= 0:
+        records_count = header.records_count
+        if records_count <= 0 or header.last_offset_delta + 1 != records_count:
+            self._refuse_count(header)
+        if attributes & batch.CONTROL_FLAG:
             raise InvalidRecordError(
-                f"batch has an invalid offset range: [0, {header.last_offset_delta}] in {tp}"
+                f"clients are not allowed to write control records in {self.topic_partition}"
+            )
+        if header.producer_id > batch.NO_PRODUCER_ID and header.base_sequence < 0:
+            raise InvalidRecordError(
+                f"invalid sequence number {header.base_sequence} in record batch with "
+                f"producerId {header.producer_id} in topic partition {self.topic_partition}"
+            )
+
+    def _refuse_count(self, header: BatchHeader) -> None:
+        """Raise the error Kafka gives a client batch whose record count is not positive
+        or disagrees with its offset range (checked in Kafka's order)."""
+        if header.last_offset_delta + 1 <= 0:
+            raise InvalidRecordError(
+                f"batch has an invalid offset range: [0, {header.last_offset_delta}] in "
+                f"{self.topic_partition}"
             )
         if header.records_count <= 0:
             raise InvalidRecordError(
-                f"invalid reported count for record batch: {header.records_count} in {tp}"
+                f"invalid reported count for record batch: {header.records_count} in "
+                f"{self.topic_partition}"
             )
-        if count_from_offsets != header.records_count:
-            raise InvalidRecordError(
-                f"inconsistent batch offset range [0, {header.last_offset_delta}] and count "
-                f"of records {header.records_count} in topic partition {tp}"
-            )
-        if header.is_control:
-            raise InvalidRecordError(f"clients are not allowed to write control records in {tp}")
-        if header.has_producer_id and header.base_sequence < 0:
-            raise InvalidRecordError(
-                f"invalid sequence number {header.base_sequence} in record batch with "
-                f"producerId {header.producer_id} in topic partition {tp}"
-            )
+        raise InvalidRecordError(
+            f"inconsistent batch offset range [0, {header.last_offset_delta}] and count "
+            f"of records {header.records_count} in topic partition {self.topic_partition}"
+        )
 
     def _check_size(self, header: BatchHeader) -> None:
         if header.size > self.config.max_message_bytes:
@@ -278,22 +301,20 @@ class LogValidator:
             )
 
     def _check_timestamps(self, header: BatchHeader, now: int, log_append_time: bool) -> None:
-        if header.timestamp_type is batch.TimestampType.LOG_APPEND_TIME:
+        if header.attributes & batch.TIMESTAMP_TYPE_MASK:
             raise InvalidTimestampError(
                 "invalid timestamp type in the batch: producers should not set the timestamp "
                 "type to LogAppendTime"
             )
         if log_append_time:
             return
-        before = self.config.message_timestamp_before_max_ms
-        after = self.config.message_timestamp_after_max_ms
+        earliest = now - self.config.message_timestamp_before_max_ms
+        latest = now + self.config.message_timestamp_after_max_ms
         for timestamp in (header.base_timestamp, header.max_timestamp):
-            if timestamp == batch.NO_TIMESTAMP:
-                continue
-            if now - timestamp > before or timestamp - now > after:
+            if not earliest <= timestamp <= latest and timestamp != batch.NO_TIMESTAMP:
                 raise InvalidTimestampError(
                     f"timestamp {timestamp} of the batch at offset {header.base_offset} is out "
-                    f"of range; it should be within [{now - before}, {now + after}]"
+                    f"of range; it should be within [{earliest}, {latest}]"
                 )
 
     def _check_keys(self, buffer: bytes | bytearray | memoryview, header: BatchHeader) -> None:
