@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,6 +93,56 @@ def own_cpu_s() -> float:
     """utime + stime of the calling process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class InstructionCounter:
+    """Instructions the broker processes retire, user and kernel, counted by ``perf stat``
+    while it runs (``start`` ... ``stop``).
+
+    CPU seconds for the same work vary by up to 2x between rounds on a shared virtual
+    machine (steal, a busy sibling hyperthread); the instruction count barely moves, so it
+    tells whether a broker did less work, where CPU seconds only hint at it.
+    """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+
+    @classmethod
+    def start(cls, pids: list[int]) -> InstructionCounter | None:
+        """None when ``perf`` is missing or cannot attach (the count is then left out)."""
+        perf = shutil.which("perf")
+        if perf is None or not pids:
+            return None
+        events = "instructions:u,instructions:k"
+        process = subprocess.Popen(
+            [perf, "stat", "-x,", "-e", events, "-p", ",".join(str(pid) for pid in pids)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.1)  # attached before the clock starts
+        if process.poll() is not None:
+            process.communicate()
+            return None
+        return cls(process)
+
+    def stop(self) -> float | None:
+        """The instructions counted since ``start`` (None if perf could not count them)."""
+        self._process.send_signal(signal.SIGINT)
+        try:
+            _, err = self._process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            return None
+        counts = {}
+        for line in err.splitlines():  # CSV: value,unit,event,run time,run share,...
+            fields = line.split(",")
+            if len(fields) > 2 and fields[2].startswith("instructions") and fields[0].isdigit():
+                counts[fields[2]] = int(fields[0])
+        if len(counts) != 2:
+            return None
+        return float(sum(counts.values()))
 
 
 def _status_kib(pid: int, key: str) -> int:

@@ -62,6 +62,8 @@ class Sample:
     error: str | None
     broker_cpu_each_s: list[float] = field(default_factory=list)
     """Per broker process when the target is a cluster (their sum is ``broker_cpu_s``)."""
+    broker_instructions: float = 0.0
+    """User and kernel instructions of the broker processes (``perf stat``); 0: not counted."""
 
     @property
     def key(self) -> tuple[str, int, str, str]:
@@ -96,6 +98,10 @@ class Sample:
     @property
     def cpu_s_per_gb(self) -> float:
         return self.broker_cpu_s / (self.bytes / 1e9) if self.bytes else 0.0
+
+    @property
+    def instructions_per_byte(self) -> float:
+        return self.broker_instructions / self.bytes if self.bytes else 0.0
 
     @property
     def broker_cpu_pct(self) -> float:
@@ -272,6 +278,41 @@ def results_table(samples: Sequence[Sample], brokers: Sequence[str]) -> list[str
     return lines
 
 
+def instructions_table(samples: Sequence[Sample], brokers: Sequence[str]) -> list[str]:
+    """Broker instructions per byte of record values; empty when perf counted nothing."""
+    if not any(s.broker_instructions for s in samples):
+        return []
+    both = len(brokers) == 2
+    head = ["Workload", *(NAMES[b] for b in brokers), *(["O/T"] if both else [])]
+    lines = [
+        "### Broker instructions per byte moved (perf)",
+        "",
+        INSTRUCTIONS_NOTE,
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    per_byte = [s for s in samples if s.broker_instructions]
+    for row in ordered_rows(samples):
+        cells = [cell(per_byte, b, row, lambda s: s.instructions_per_byte) for b in brokers]
+        line = [row.label, *(c.text(1) for c in cells)]
+        if both:
+            line.append(ratio(cells[0].value, cells[1].value))
+        lines.append("| " + " | ".join(line).replace("FAILED", "—") + " |")
+    return [*lines, ""]
+
+
+INSTRUCTIONS_NOTE = (
+    "User and kernel instructions the broker retired during the phase (`perf stat -p`), "
+    "per byte of record values; median of the rounds. On a shared virtual machine the CPU "
+    "seconds that the same work takes vary by up to 2x from round to round (steal, a busy "
+    "sibling hyperthread), while this count barely moves: it says which broker did less "
+    "work. It is not a time: an instruction of Tansu's and one of Odradek's need not cost "
+    "the same, and a memory copy done with `rep movs` (the kernel's copy of written data "
+    "into the page cache, say) counts as few instructions however many bytes it moves."
+)
+
+
 def cpu_table(samples: Sequence[Sample], brokers: Sequence[str]) -> list[str]:
     head = ["Workload"]
     head += [f"{NAMES[b]} broker" for b in brokers]
@@ -409,23 +450,36 @@ contention disturbs it least."""
 CHANGES = """\
 ### What each change bought
 
-Changes to the benchmark itself, each measured on this machine (2-core Intel Xeon)
-unless it says otherwise.
+Changes to the broker and to the benchmark, each on the machine it names.
 
 - Two load-generator processes per phase (`--load-generators`, 2026-11-23). With one,
   both brokers sat at about a million 100 B records a second, held there by the one
   Python client (111-134% of a core while Odradek's broker used 7-19% and Tansu's
   29-47%): 100 B rows were 0.92-1.00x (produce) and 0.95-0.99x (consume) on a 2-core
   AMD EPYC. With two, the same rows (1 and 8 partitions) were 1.11-1.55x and
-  1.07-1.20x here (git 60050ff).
-- Warming the memory a produce phase will take (`warm_memory`, 2026-11-23). Unwarmed,
+  1.07-1.20x on a 2-core Intel Xeon (git 60050ff).
+- Warming the memory a produce phase will take (`warm_memory`, 2026-11-23, Intel Xeon). Unwarmed,
   the last produce workload of each round (16 KiB · 8p · acks=all) was 0.91-0.92x at
   2.2 Odradek CPU s/GB in two full runs, against medians of 0.90-1.17 in the other
   16 KiB rows; ten
   successive 400 MB phases on one broker went from 0.39 to 0.73-1.05 broker CPU seconds
   each once about 2 GB had been written, and stayed at 0.37-0.44 with the page cache
   warmed before each phase. Anonymous memory warmed alone did not help: page-cache
-  folios come from other free blocks."""
+  folios come from other free blocks.
+- A cheaper leader append per partition batch (git 92c633c, 2026-11-23). At 64
+  partitions a produce request carries many small batches, and the broker pays per
+  batch, not per byte: at 0.97x, produce 100 B · 64p was the one row under Tansu on the
+  Intel Xeon. Appending one 20-record 100 B batch to each of 64 partitions in process
+  (`ReplicaManager.append_records`) took 149.8k user instructions per batch before and
+  116.9k after (-22%, counted by perf). Not yet measured side by side on a quiet machine:
+  the 2-core AMD EPYC of that session ran Python 4-8x slower than usual and a broker's CPU
+  seconds for the same phase varied by up to 2x between rounds. Its full run (3 rounds,
+  not published) had produce 100 B · 64p at 1.03x (acks=1) and 1.75x (acks=all), with
+  0.88x and 0.54x Tansu's CPU per GB, but produce 100 B · 1p · acks=1 at 0.88x and
+  100 B · 8p · acks=1 at 0.96x, where one Odradek round ran at half the speed of
+  another.
+- Broker instructions per byte (`perf stat`, 2026-11-23): a measure of work that the
+  machine's speed of the moment hardly changes, added because of that run."""
 
 METHOD = """\
 - Each round starts each broker fresh (new temp dir, free loopback port), in the order
@@ -557,6 +611,7 @@ def write_report(
         "",
         unwrap(CHANGES),
         "",
+        *instructions_table(samples, brokers),
         "### CPU use during the timed section (median, % of one core)",
         "",
         *cpu_table(samples, brokers),

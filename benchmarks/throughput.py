@@ -41,6 +41,7 @@ from typing import IO, Any
 
 from _brokers import (
     BrokerProcess,
+    InstructionCounter,
     Target,
     machine_busy_s,
     peak_rss_bytes,
@@ -218,6 +219,7 @@ def run_workers(spec: dict[str, Any], count: int) -> dict[str, Any]:
         stack.callback(_reap, processes)
         ready_by = time.monotonic() + READY_TIMEOUT_S
         early = [_wait_ready(p, deadline=ready_by) for p in processes]
+        counter = InstructionCounter.start(spec["broker_pids"])
         for process in processes:  # go (communicate() closes stdin later)
             with contextlib.suppress(OSError):
                 process.stdin.write("go\n")  # type: ignore[union-attr]
@@ -226,7 +228,11 @@ def run_workers(spec: dict[str, Any], count: int) -> dict[str, Any]:
             line or _finish(process, stderr, spec["timeout_s"] + 60)
             for process, stderr, line in zip(processes, stderrs, early, strict=True)
         ]
-    return combine([_parse(r) for r in results])
+        instructions = counter.stop() if counter is not None else None
+    combined = combine([_parse(r) for r in results])
+    if instructions is not None:
+        combined["broker_instructions"] = instructions
+    return combined
 
 
 READY_TIMEOUT_S = 60.0
@@ -385,6 +391,7 @@ def sample(broker: str, round_no: int, phase: str, w: Workload, result: dict[str
         machine_cpu_s=float(result.get("machine_cpu_s", 0.0)),
         error=result.get("error"),
         broker_cpu_each_s=[float(x) for x in result.get("broker_cpu_each_s", [])],
+        broker_instructions=float(result.get("broker_instructions", 0.0)),
     )
 
 
