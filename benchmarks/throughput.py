@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.load_generators < 1:
         parser.error("--load-generators must be 1 or more")
     if args.from_results:
-        return report_only(args.from_results)
+        return report_only(args.from_results, publish=not args.no_publish)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
 
     brokers = BROKERS if args.broker == "both" else (args.broker,)
@@ -628,10 +628,11 @@ def report_from_raw(raw: dict[str, Any], markdown: Path, plot: Path) -> None:
     )
 
 
-def report_only(results: Path) -> int:
-    """--from-results: rewrite the report of an earlier run, next to the repo's copy."""
+def report_only(results: Path, *, publish: bool = True) -> int:
+    """--from-results: rewrite the report of an earlier run: in the repo if the run was
+    a full one of both brokers and ``publish`` (no --no-publish), else next to it."""
     raw = json.loads(results.read_text())
-    publish = not raw["quick"] and len(raw["brokers"]) == 2
+    publish = publish and not raw["quick"] and len(raw["brokers"]) == 2
     markdown = REPO / "BENCHMARKS.md" if publish else results.parent / "BENCHMARKS.md"
     plot = HERE / "throughput.png" if publish else results.parent / "throughput.png"
     report_from_raw(raw, markdown, plot)
