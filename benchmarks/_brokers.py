@@ -126,6 +126,12 @@ class InstructionCounter:
             return None
         return cls(process)
 
+    def close(self) -> None:
+        """Stop perf if ``stop`` never did (the phase failed part way)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
     def stop(self) -> float | None:
         """The instructions counted since ``start`` (None if perf could not count them)."""
         self._process.send_signal(signal.SIGINT)

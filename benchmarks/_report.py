@@ -471,7 +471,10 @@ Changes to the broker and to the benchmark, each on the machine it names.
   batch, not per byte: at 0.97x, produce 100 B · 64p was the one row under Tansu on the
   Intel Xeon. Appending one 20-record 100 B batch to each of 64 partitions in process
   (`ReplicaManager.append_records`) took 149.8k user instructions per batch before and
-  116.9k after (-22%, counted by perf). Not yet measured side by side on a quiet machine:
+  116.9k after (-22%, counted by perf). In the broker under produce 100 B · 64p · acks=1
+  from two load generators, all its instructions divided by the partition batches in
+  the segment files went from 302-306k to 270-271k per batch (-11%, three alternating
+  runs each). Not yet measured side by side with Tansu on a quiet machine:
   the 2-core AMD EPYC of that session ran Python 4-8x slower than usual and a broker's CPU
   seconds for the same phase varied by up to 2x between rounds. Its full run (3 rounds,
   not published) had produce 100 B · 64p at 1.03x (acks=1) and 1.75x (acks=all), with

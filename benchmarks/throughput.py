@@ -220,6 +220,8 @@ def run_workers(spec: dict[str, Any], count: int) -> dict[str, Any]:
         ready_by = time.monotonic() + READY_TIMEOUT_S
         early = [_wait_ready(p, deadline=ready_by) for p in processes]
         counter = InstructionCounter.start(spec["broker_pids"])
+        if counter is not None:
+            stack.callback(counter.close)
         for process in processes:  # go (communicate() closes stdin later)
             with contextlib.suppress(OSError):
                 process.stdin.write("go\n")  # type: ignore[union-attr]
