@@ -169,8 +169,7 @@ class AbstractIndex(ABC):
         return len(self._keys)
 
     def is_full(self) -> bool:
-        if not self.loaded:
-            self.load()
+        self._ensure_loaded()
         return len(self._keys) >= self.max_entries
 
     def set_max_index_size(self, max_index_size: int) -> None:

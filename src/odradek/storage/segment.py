@@ -284,9 +284,6 @@ class LogSegment:
 
     # -- append ----------------------------------------------------------------------------
 
-    def can_convert_to_relative_offset(self, offset: int) -> bool:
-        return self.offset_index.can_append_offset(offset)
-
     def append(
         self,
         data: bytes | bytearray | memoryview,

@@ -64,8 +64,7 @@ class TimeIndex(AbstractIndex):
             )
 
     def is_full(self) -> bool:
-        if not self.loaded:
-            self.load()
+        self._ensure_loaded()
         return len(self._keys) >= self.max_entries - 1
 
     def last_entry(self) -> tuple[int, int]:
