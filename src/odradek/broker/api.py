@@ -60,7 +60,10 @@ class ResponseChunks:
 
     @property
     def size(self) -> int:
-        return sum(len(part) if isinstance(part, bytes) else part.size for part in self.parts)
+        parts = self.parts
+        if len(parts) == 1 and isinstance(parts[0], bytes):  # a produce response
+            return len(parts[0])
+        return sum(len(part) if isinstance(part, bytes) else part.size for part in parts)
 
 
 class PendingReply:

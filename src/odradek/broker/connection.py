@@ -42,13 +42,13 @@ from odradek.broker.api import (
 from odradek.broker.quotas import ANONYMOUS, NANOS_TO_PERCENTAGE
 from odradek.protocol import codec
 from odradek.protocol.codec import DecodeError
-from odradek.protocol.framing import FrameDecoder, FrameError, frame
+from odradek.protocol.framing import FrameDecoder, FrameError
 from odradek.protocol.headers import (
     API_VERSIONS_KEY,
     HeaderError,
     parse_request_header,
     peek_api,
-    response_header,
+    response_head,
 )
 
 if TYPE_CHECKING:
@@ -279,14 +279,15 @@ class KafkaConnection(asyncio.Protocol):
             self._fill(slot, reply)
 
     def _context(self, header: Any, request_size: int = 0) -> RequestContext:
+        # Positional: one is made per request, and keywords cost a named tuple more.
         return RequestContext(
-            header=header,
-            broker=self._broker,
-            client_host=self._client_host,
-            client_port=self._client_port,
-            listener=self._listener,
-            request_size=request_size,
-            connection=self,
+            header,
+            self._broker,
+            self._client_host,
+            self._client_port,
+            self._listener,
+            request_size,
+            self,
         )
 
     def _charge_request_time(self, client_id: str | None, reply: Any, started_ns: int) -> Any:
@@ -371,12 +372,12 @@ class KafkaConnection(asyncio.Protocol):
         slot.ready = True
         if reply is NO_RESPONSE:
             return
-        head = response_header(slot.correlation_id, slot.flexible)
         if isinstance(reply, ResponseChunks):
-            slot.parts = [frame(len(head) + reply.size) + head, *reply.parts]
+            head = response_head(slot.correlation_id, slot.flexible, reply.size)
+            slot.parts = [head, *reply.parts]
             return
         body = codec.encode(reply)
-        slot.parts = [frame(len(head) + len(body)) + head + body]
+        slot.parts = [response_head(slot.correlation_id, slot.flexible, len(body)) + body]
 
     # -- responses -------------------------------------------------------------------------
 

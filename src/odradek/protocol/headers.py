@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 _HEAD = struct.Struct(">hhih")
 _API = struct.Struct(">hhi")
-_CORRELATION = struct.Struct(">i")
+_RESPONSE_HEAD_V0 = struct.Struct(">ii")  # size prefix, correlation id
+_RESPONSE_HEAD_V1 = struct.Struct(">iiB")  # ... and no tagged fields
 API_VERSIONS_KEY = 18
 
 
@@ -106,10 +107,12 @@ def parse_request_header(frame: bytes | bytearray, flexible: bool) -> RequestHea
     return RequestHeader(api_key, api_version, correlation_id, client_id, position)
 
 
-def response_header(correlation_id: int, flexible: bool) -> bytes:
-    """Response header bytes: v1 (with empty tagged fields) when ``flexible``, else v0."""
-    head = _CORRELATION.pack(correlation_id)
-    return head + b"\x00" if flexible else head
+def response_head(correlation_id: int, flexible: bool, body_size: int) -> bytes:
+    """What goes before a response body of ``body_size`` bytes: the frame's size prefix,
+    then the response header, v1 (with empty tagged fields) when ``flexible``, else v0."""
+    if flexible:
+        return _RESPONSE_HEAD_V1.pack(body_size + 5, correlation_id, 0)
+    return _RESPONSE_HEAD_V0.pack(body_size + 4, correlation_id)
 
 
 def encode_request_header(

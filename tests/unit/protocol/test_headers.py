@@ -10,7 +10,7 @@ from kio.schema.request_header.v2.header import RequestHeader as HeaderV2
 from kio.serial import entity_writer
 from kio.static.primitive import i16, i32
 
-from odradek.protocol.headers import HeaderError, parse_request_header, peek_api, response_header
+from odradek.protocol.headers import HeaderError, parse_request_header, peek_api, response_head
 
 
 def encode(header: object) -> bytes:
@@ -61,5 +61,5 @@ def test_tagged_fields_running_past_the_frame_are_an_error() -> None:
 
 
 def test_response_headers() -> None:
-    assert response_header(7, flexible=False) == b"\x00\x00\x00\x07"
-    assert response_header(7, flexible=True) == b"\x00\x00\x00\x07\x00"
+    assert response_head(7, flexible=False, body_size=3) == b"\x00\x00\x00\x07" * 2
+    assert response_head(7, flexible=True, body_size=2) == b"\x00\x00\x00\x07" * 2 + b"\x00"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from odradek.protocol import codec
 from odradek.protocol.codec import DecodeError
 from odradek.protocol.produce_request import parse_produce_request
+from odradek.protocol.types import TopicPartition
 
 partitions = st.lists(
     st.tuples(st.integers(-(2**31), 2**31 - 1), st.none() | st.binary(max_size=300)),
@@ -65,14 +66,21 @@ def test_matches_kio(
     assert parsed.acks == expected.acks
     assert parsed.timeout_ms == 1500
     assert [
-        (t.name, [(p.index, None if p.records is None else bytes(p.records)) for p in t.partitions])
+        (
+            t.name,
+            [(tp, None if records is None else bytes(records)) for tp, records in t.partitions],
+        )
         for t in parsed.topics
-    ] == [(t.name, [(p.index, p.records) for p in t.partition_data]) for t in expected.topic_data]
+    ] == [
+        (t.name, [(TopicPartition(t.name, p.index), p.records) for p in t.partition_data])
+        for t in expected.topic_data
+    ]
+    assert parsed.entries() == [entry for t in parsed.topics for entry in t.partitions]
 
 
 def test_records_are_writable_views_into_the_frame() -> None:
     frame = bytearray(encode(9, None, 1, [("t", [(0, b"abcdef")])]))
-    view = parse_produce_request(frame, 0, 9).topics[0].partitions[0].records
+    _, view = parse_produce_request(frame, 0, 9).entries()[0]
     assert view is not None and not view.readonly
     view[0:1] = b"X"
     assert b"Xbcdef" in frame

@@ -62,11 +62,7 @@ async def _delayed(reply: Reply, throttle_ms: int) -> Reply:
 
 def _handle(ctx: RequestContext, request: ProduceRequestView, throttle_ms: int) -> Reply:
     acks = request.acks
-    entries: list[tuple[TopicPartition, memoryview | None]] = [
-        (TopicPartition(topic.name, partition.index), partition.records)
-        for topic in request.topics
-        for partition in topic.partitions
-    ]
+    entries = request.entries()
     if acks not in (-1, 0, 1):
         results = {tp: ProduceResult(error=ErrorCode.invalid_required_acks) for tp, _ in entries}
     elif request.transactional_id is None:
@@ -135,10 +131,7 @@ def _response(
     throttle_ms: int,
 ) -> Reply:
     topics = [
-        (
-            topic.name,
-            [(p.index, results[TopicPartition(topic.name, p.index)]) for p in topic.partitions],
-        )
+        (topic.name, [(tp.partition, results[tp]) for tp, _ in topic.partitions])
         for topic in request.topics
     ]
     return ResponseChunks([encode_produce_response(version, topics, throttle_ms)])
