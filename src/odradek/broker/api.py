@@ -11,7 +11,7 @@ task per request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from odradek.protocol.headers import RequestHeader
@@ -141,10 +141,12 @@ class Handler:
     """Answers versions below ``accepted_min`` from the raw frame (kio has no schema)."""
     decode: Callable[[bytearray, int, int], Any] | None = None
     """A hot path's own body parser ``(frame, body offset, version)``; kio's otherwise."""
+    lowest_served: int = field(init=False)
+    """``accepted_min`` if given, else ``min_version`` (a field: read on every request)."""
 
-    @property
-    def lowest_served(self) -> int:
-        return self.min_version if self.accepted_min is None else self.accepted_min
+    def __post_init__(self) -> None:
+        lowest = self.min_version if self.accepted_min is None else self.accepted_min
+        object.__setattr__(self, "lowest_served", lowest)
 
 
 class Throttleable(Protocol):

@@ -68,18 +68,22 @@ def _string(out: bytearray, text: str | None, flexible: bool) -> None:
             out += _I16.pack(-1)
         return
     data = text.encode()
-    if flexible:
-        _uvarint(out, len(data) + 1)
-    else:
+    if not flexible:
         out += _I16.pack(len(data))
+    elif len(data) < 0x7F:  # a one-byte varint: _uvarint's usual case, inline
+        out.append(len(data) + 1)
+    else:
+        _uvarint(out, len(data) + 1)
     out += data
 
 
 def _count(out: bytearray, count: int, flexible: bool) -> None:
-    if flexible:
-        _uvarint(out, count + 1)
-    else:
+    if not flexible:
         out += _I32.pack(count)
+    elif count < 0x7F:  # a one-byte varint: _uvarint's usual case, inline
+        out.append(count + 1)
+    else:
+        _uvarint(out, count + 1)
 
 
 def encode_produce_response(

@@ -99,8 +99,12 @@ def _string(
     data: memoryview, position: int, end: int, flexible: bool, nullable: bool = False
 ) -> tuple[str | None, int]:
     if flexible:
-        size, position = _uvarint(data, position, end)
-        size -= 1
+        if position < end and data[position] < 0x80:  # _uvarint's usual case, inline
+            size = data[position] - 1
+            position += 1
+        else:
+            size, position = _uvarint(data, position, end)
+            size -= 1
     else:
         if position + 2 > end:
             raise _short("a string length")
@@ -120,8 +124,12 @@ def _string(
 
 def _array_length(data: memoryview, position: int, end: int, flexible: bool) -> tuple[int, int]:
     if flexible:
-        count, position = _uvarint(data, position, end)
-        count -= 1
+        if position < end and data[position] < 0x80:  # _uvarint's usual case, inline
+            count = data[position] - 1
+            position += 1
+        else:
+            count, position = _uvarint(data, position, end)
+            count -= 1
     else:
         count, position = _int32(data, position, end)
     if count < 0:

@@ -166,14 +166,16 @@ class Partition:
         origin: AppendOrigin = AppendOrigin.CLIENT,
     ) -> LogAppendInfo:
         """Append as leader; a writable ``records`` buffer is patched in place, not copied."""
-        self._require_leader()
-        isr = len(self.state.isr)
+        state = self.state
+        if state.leader != self.broker_id:  # _require_leader, inline: once per append
+            self._require_leader()
+        isr = len(state.isr)
         if required_acks == -1 and isr < self.log.config.min_insync_replicas:
             raise NotEnoughReplicasError(
                 f"The size of the current ISR {isr} is insufficient to satisfy the min.isr "
                 f"requirement of {self.log.config.min_insync_replicas} for partition {self.tp}"
             )
-        info = self.log.append_as_leader(records, self.leader_epoch, origin=origin)
+        info = self.log.append_as_leader(records, state.leader_epoch, origin=origin)
         self._maybe_increment_high_watermark()
         return info
 

@@ -463,11 +463,13 @@ class ReplicaManager(MetadataListener):
             return ProduceResult(error=error, message=exc.message or None)
         if not info.duplicate:
             self._notify(tp, len(records), partition.log.high_watermark != high_watermark)
-        return ProduceResult(
-            base_offset=info.first_offset,
-            log_append_time=info.log_append_time,
-            log_start_offset=info.log_start_offset,
-            required_offset=info.last_offset + 1 if acks == -1 else -1,
+        return ProduceResult(  # positional: keywords cost a named tuple more, per append
+            ErrorCode.none,
+            info.first_offset,
+            info.log_append_time,
+            info.log_start_offset,
+            None,
+            info.last_offset + 1 if acks == -1 else -1,
         )
 
     def await_acks(

@@ -169,7 +169,8 @@ class AbstractIndex(ABC):
         return len(self._keys)
 
     def is_full(self) -> bool:
-        self._ensure_loaded()
+        if not self.loaded:  # _ensure_loaded, inline: asked before every append
+            self.load()
         return len(self._keys) >= self.max_entries
 
     def set_max_index_size(self, max_index_size: int) -> None:

@@ -121,13 +121,16 @@ class LocalLog:
         self.handle_cache = handle_cache
         self.last_flush_time = clock()
         self.truncations = 0
+        """Bumped by every truncation: a flush started before one must not move the
+        recovery point when it completes."""
         self._last_append: tuple[int, LogSegment, int, int, int] | None = None
         """(first offset, segment, position, first batch size, truncations) of the last
         append: where a consumer waiting at the log end reads next. Trusted only while
         the segment is still the one holding that offset and nothing was truncated."""
-        """Bumped by every truncation: a flush started before one must not move the
-        recovery point when it completes."""
         self._pending_deletes: list[tuple[int, LogSegment]] = []
+        self.log_end_offset = next_offset
+        """The offset the next append gets (read-only outside this class; a field, not a
+        property, as it is read several times per append)."""
         self._next_offset_metadata = LogOffsetMetadata(next_offset)
         self._update_log_end_offset(next_offset)
 
@@ -140,16 +143,14 @@ class LocalLog:
         return segment
 
     @property
-    def log_end_offset(self) -> int:
-        return self._next_offset_metadata.message_offset
-
-    @property
     def log_end_offset_metadata(self) -> LogOffsetMetadata:
         return self._next_offset_metadata
 
-    def _update_log_end_offset(self, offset: int) -> None:
-        active = self.active_segment
+    def _update_log_end_offset(self, offset: int, active: LogSegment | None = None) -> None:
+        if active is None:
+            active = self.active_segment
         self._next_offset_metadata = LogOffsetMetadata(offset, active.base_offset, active.size)
+        self.log_end_offset = offset
         self.recovery_point = min(self.recovery_point, offset)
 
     @property
@@ -220,7 +221,7 @@ class LocalLog:
             largest_timestamp=largest_timestamp,
             offset_of_max_timestamp=offset_of_max_timestamp,
         )
-        self._update_log_end_offset(last_offset + 1)
+        self._update_log_end_offset(last_offset + 1, segment)
         if first_batch_size > 0:
             self._last_append = (
                 first_offset,

@@ -506,17 +506,17 @@ class Log:
         if completed is not None:
             self._index_aborted_txns(completed, first_offset)
         self._after_append(updated, completed, last_offset)
-        return LogAppendInfo(
-            first_offset=first_offset,
-            last_offset=last_offset,
-            max_timestamp=max_timestamp,
-            offset_of_max_timestamp=offset_of_max_timestamp,
-            log_append_time=log_append_time,
-            log_start_offset=self._log_start_offset,
-            record_count=record_count,
-            batch_count=len(headers),
-            valid_bytes=valid_bytes,
-            last_leader_epoch=leader_epoch,
+        return LogAppendInfo(  # positional: keywords cost a named tuple more, per append
+            first_offset,
+            last_offset,
+            max_timestamp,
+            offset_of_max_timestamp,
+            log_append_time,
+            self._log_start_offset,
+            record_count,
+            len(headers),
+            valid_bytes,
+            leader_epoch,
         )
 
     @_storage_guard("error while appending records to")

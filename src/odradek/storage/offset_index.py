@@ -85,7 +85,8 @@ class OffsetIndex(AbstractIndex):
         return 0 <= offset - self.base_offset <= INT32_MAX
 
     def append(self, offset: int, position: int) -> None:
-        self._ensure_loaded()
+        if not self.loaded:  # _ensure_loaded, inline: an entry every index interval
+            self.load()
         relative = offset - self.base_offset
         if not 0 <= relative <= INT32_MAX:
             raise ValueError(

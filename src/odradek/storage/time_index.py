@@ -64,7 +64,8 @@ class TimeIndex(AbstractIndex):
             )
 
     def is_full(self) -> bool:
-        self._ensure_loaded()
+        if not self.loaded:  # _ensure_loaded, inline: asked before every append
+            self.load()
         return len(self._keys) >= self.max_entries - 1
 
     def last_entry(self) -> tuple[int, int]:
@@ -93,7 +94,8 @@ class TimeIndex(AbstractIndex):
 
     def maybe_append(self, timestamp: int, offset: int, *, skip_full_check: bool = False) -> None:
         """Add (timestamp, offset) if the timestamp is larger than the last entry's."""
-        self._ensure_loaded()
+        if not self.loaded:  # _ensure_loaded, inline: an entry every index interval
+            self.load()
         if not skip_full_check and self.is_full():
             raise ValueError(f"time index {self.path} is full")
         relative = offset - self.base_offset
