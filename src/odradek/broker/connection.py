@@ -50,6 +50,7 @@ from odradek.protocol.headers import (
     peek_api,
     response_head,
 )
+from odradek.protocol.types import new_tuple
 
 if TYPE_CHECKING:
     from odradek.broker.server import Broker
@@ -279,15 +280,17 @@ class KafkaConnection(asyncio.Protocol):
             self._fill(slot, reply)
 
     def _context(self, header: Any, request_size: int = 0) -> RequestContext:
-        # Positional: one is made per request, and keywords cost a named tuple more.
-        return RequestContext(
-            header,
-            self._broker,
-            self._client_host,
-            self._client_port,
-            self._listener,
-            request_size,
-            self,
+        return new_tuple(  # one per request
+            RequestContext,
+            (
+                header,
+                self._broker,
+                self._client_host,
+                self._client_port,
+                self._listener,
+                request_size,
+                self,
+            ),
         )
 
     def _charge_request_time(self, client_id: str | None, reply: Any, started_ns: int) -> Any:

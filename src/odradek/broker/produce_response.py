@@ -31,6 +31,7 @@ byte for byte against kio's writer.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from typing import Final
@@ -86,6 +87,16 @@ def _count(out: bytearray, count: int, flexible: bool) -> None:
         _uvarint(out, count + 1)
 
 
+@functools.lru_cache(maxsize=4096)
+def _topic_head(name: str, partition_count: int, flexible: bool) -> bytes:
+    """A topic's name and partition count, as written before its partitions: the same
+    few bytes for nearly every response (librdkafka sends one partition per request)."""
+    out = bytearray()
+    _string(out, name, flexible)
+    _count(out, partition_count, flexible)
+    return bytes(out)
+
+
 def encode_produce_response(
     version: int,
     topics: Sequence[tuple[str, Sequence[tuple[int, ProduceResult]]]],
@@ -100,8 +111,7 @@ def encode_produce_response(
     out = bytearray()
     _count(out, len(topics), flexible)
     for name, partitions in topics:
-        _string(out, name, flexible)
-        _count(out, len(partitions), flexible)
+        out += _topic_head(name, len(partitions), flexible)
         for index, result in partitions:
             if version < 5:
                 out += _PARTITION.pack(

@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from odradek.protocol.types import new_tuple
+
 _HEAD = struct.Struct(">hhih")
 _API = struct.Struct(">hhi")
 _RESPONSE_HEAD_V0 = struct.Struct(">ii")  # size prefix, correlation id
@@ -103,8 +105,11 @@ def parse_request_header(frame: bytes | bytearray, flexible: bool) -> RequestHea
     elif client_id_length != -1:
         raise HeaderError(f"negative client id length {client_id_length}")
     if flexible:
-        position = skip_tagged_fields(frame, position)
-    return RequestHeader(api_key, api_version, correlation_id, client_id, position)
+        if position < len(frame) and not frame[position]:  # no tagged fields, inline
+            position += 1
+        else:
+            position = skip_tagged_fields(frame, position)
+    return new_tuple(RequestHeader, (api_key, api_version, correlation_id, client_id, position))
 
 
 def response_head(correlation_id: int, flexible: bool, body_size: int) -> bytes:

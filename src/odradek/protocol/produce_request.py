@@ -22,10 +22,10 @@ against kio's encoder for every version.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from odradek.protocol.codec import DecodeError
-from odradek.protocol.types import TopicPartition
+from odradek.protocol.types import TopicPartition, new_tuple
 
 FLEXIBLE_FROM = 9
 MIN_VERSION = 3
@@ -34,20 +34,21 @@ MAX_VERSION = 12
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _ACKS_TIMEOUT = struct.Struct(">hi")
+_PARTITION = struct.Struct(">ii")  # index, records length (before v9)
 
 PartitionRecords = tuple[TopicPartition, memoryview | None]
 """One partition's records blob, keyed as the log and the response key it: what the
 replica manager appends."""
 
 
-@dataclass(slots=True)
-class TopicRecords:
+class TopicRecords(NamedTuple):
     name: str
     partitions: list[PartitionRecords]
 
 
-@dataclass(slots=True)
-class ProduceRequestView:
+class ProduceRequestView(NamedTuple):
+    """Named tuples built with ``new_tuple``: one of each per request."""
+
     transactional_id: str | None
     acks: int
     timeout_ms: int
@@ -159,35 +160,105 @@ def parse_produce_request(
     """The request in ``frame`` after its header (``offset``), records as views into it."""
     if not MIN_VERSION <= version <= MAX_VERSION:
         raise DecodeError(f"ProduceRequest v{version} is not parsed here")
-    flexible = version >= FLEXIBLE_FROM
-    data = memoryview(frame)
+    if version >= FLEXIBLE_FROM:
+        return _parse_flexible(memoryview(frame), offset)
+    return _parse_classic(memoryview(frame), offset)
+
+
+def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
+    """v9+. The common shapes (one-byte counts and name lengths, a null transactional
+    id, no tagged fields, records under 2 MiB) are read inline; anything else goes
+    through the helpers, which check it as strictly."""
     end = len(data)
-    transactional_id, position = _string(data, offset, end, flexible, nullable=True)
+    if position < end and not data[position]:
+        transactional_id = None
+        position += 1
+    else:
+        transactional_id, position = _string(data, position, end, True, nullable=True)
     if position + _ACKS_TIMEOUT.size > end:
         raise _short("acks and timeout")
     acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(data, position)
     position += _ACKS_TIMEOUT.size
     topics = []
-    topic_count, position = _array_length(data, position, end, flexible)
+    byte = data[position] if position < end else 0
+    if 0 < byte < 0x80:  # as _array_length, inline (a lying count runs out of bytes)
+        topic_count = byte - 1
+        position += 1
+    else:
+        topic_count, position = _array_length(data, position, end, True)
     for _ in range(topic_count):
-        name, position = _string(data, position, end, flexible)
-        assert name is not None
+        size = data[position] if position < end else 0
+        if 0 < size < 0x80 and position + size <= end:  # as _string, inline
+            try:
+                name = str(data[position + 1 : position + size], "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"ProduceRequest: bad UTF-8 in a string: {exc}") from None
+            position += size
+        else:
+            read, position = _string(data, position, end, True)
+            assert read is not None  # null is refused unless nullable
+            name = read
         partitions: list[PartitionRecords] = []
-        partition_count, position = _array_length(data, position, end, flexible)
+        byte = data[position] if position < end else 0
+        if 0 < byte < 0x80:
+            partition_count = byte - 1
+            position += 1
+        else:
+            partition_count, position = _array_length(data, position, end, True)
         for _ in range(partition_count):
-            if position + 5 > end:  # index and the shortest records length
+            if position + 6 > end:  # index, a one-byte records length, tagged fields
                 raise _short("a partition")
             index = _I32.unpack_from(data, position)[0]
-            position += 4
-            if flexible:
-                size = data[position]
-                if size < 0x80:
-                    position += 1
-                else:
-                    size, position = _uvarint(data, position, end)
-                size -= 1
+            size = data[position + 4]
+            if size < 0x80:
+                position += 5
+            elif (byte := data[position + 5]) < 0x80:
+                size = (size & 0x7F) | byte << 7
+                position += 6
             else:
-                size, position = _int32(data, position, end)
+                size, position = _uvarint(data, position + 4, end)
+            if not size:
+                records = None
+            elif position + size - 1 > end:
+                raise _short("a records blob")
+            else:
+                records = data[position : position + size - 1]
+                position += size - 1
+            if position < end and not data[position]:  # as _skip_tagged_fields, inline
+                position += 1
+            else:
+                position = _skip_tagged_fields(data, position, end)
+            partitions.append((new_tuple(TopicPartition, (name, index)), records))
+        if position < end and not data[position]:
+            position += 1
+        else:
+            position = _skip_tagged_fields(data, position, end)
+        topics.append(new_tuple(TopicRecords, (name, partitions)))
+    if position >= end or data[position]:
+        _skip_tagged_fields(data, position, end)
+    return new_tuple(ProduceRequestView, (transactional_id, acks, timeout_ms, topics))
+
+
+def _parse_classic(data: memoryview, position: int) -> ProduceRequestView:
+    """v3-v8: int16 string lengths, int32 array counts and records lengths."""
+    end = len(data)
+    transactional_id, position = _string(data, position, end, False, nullable=True)
+    if position + _ACKS_TIMEOUT.size > end:
+        raise _short("acks and timeout")
+    acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(data, position)
+    position += _ACKS_TIMEOUT.size
+    topics = []
+    topic_count, position = _array_length(data, position, end, False)
+    for _ in range(topic_count):
+        name, position = _string(data, position, end, False)
+        assert name is not None
+        partitions: list[PartitionRecords] = []
+        partition_count, position = _array_length(data, position, end, False)
+        for _ in range(partition_count):
+            if position + 8 > end:  # index and records length
+                raise _short("a partition")
+            index, size = _PARTITION.unpack_from(data, position)
+            position += 8
             if size == -1:
                 records = None
             elif size < 0 or position + size > end:
@@ -195,15 +266,6 @@ def parse_produce_request(
             else:
                 records = data[position : position + size]
                 position += size
-            if flexible:
-                if position < end and not data[position]:  # as _skip_tagged_fields, inline
-                    position += 1
-                else:
-                    position = _skip_tagged_fields(data, position, end)
-            partitions.append((TopicPartition(name, index), records))
-        if flexible:
-            position = _skip_tagged_fields(data, position, end)
-        topics.append(TopicRecords(name, partitions))
-    if flexible:
-        _skip_tagged_fields(data, position, end)
-    return ProduceRequestView(transactional_id, int(acks), int(timeout_ms), topics)
+            partitions.append((new_tuple(TopicPartition, (name, index)), records))
+        topics.append(new_tuple(TopicRecords, (name, partitions)))
+    return new_tuple(ProduceRequestView, (transactional_id, acks, timeout_ms, topics))

@@ -27,7 +27,7 @@ from odradek.cluster.brokers import BrokerRegistration, ReplicaKey
 from odradek.cluster.metadata import MetadataListener, MetadataStore, TopicMetadata
 from odradek.config import BrokerConfig, LogConfig, validate_topic_configs
 from odradek.protocol.errors import ErrorCode, KafkaError
-from odradek.protocol.types import TopicPartition
+from odradek.protocol.types import TopicPartition, new_tuple
 from odradek.replication.alter_log_dirs import LogDirMover
 from odradek.replication.delayed_produce import DelayedProduce
 from odradek.replication.fetcher import ReplicaFetcherManager
@@ -463,13 +463,16 @@ class ReplicaManager(MetadataListener):
             return ProduceResult(error=error, message=exc.message or None)
         if not info.duplicate:
             self._notify(tp, len(records), partition.log.high_watermark != high_watermark)
-        return ProduceResult(  # positional: keywords cost a named tuple more, per append
-            ErrorCode.none,
-            info.first_offset,
-            info.log_append_time,
-            info.log_start_offset,
-            None,
-            info.last_offset + 1 if acks == -1 else -1,
+        return new_tuple(  # one per append
+            ProduceResult,
+            (
+                ErrorCode.none,
+                info.first_offset,
+                info.log_append_time,
+                info.log_start_offset,
+                None,
+                info.last_offset + 1 if acks == -1 else -1,
+            ),
         )
 
     def await_acks(

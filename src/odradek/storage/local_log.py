@@ -21,7 +21,7 @@ import random
 from collections.abc import Iterator
 
 from odradek.config import LogConfig
-from odradek.protocol.types import TopicPartition
+from odradek.protocol.types import TopicPartition, new_tuple
 from odradek.storage import checkpoints, log_files
 from odradek.storage.errors import KafkaStorageError, OffsetOutOfRangeError
 from odradek.storage.file_records import HandleCache
@@ -149,7 +149,9 @@ class LocalLog:
     def _update_log_end_offset(self, offset: int, active: LogSegment | None = None) -> None:
         if active is None:
             active = self.active_segment
-        self._next_offset_metadata = LogOffsetMetadata(offset, active.base_offset, active.size)
+        self._next_offset_metadata = new_tuple(  # one per append
+            LogOffsetMetadata, (offset, active.base_offset, active.size)
+        )
         self.log_end_offset = offset
         self.recovery_point = min(self.recovery_point, offset)
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
 from odradek.config import LogConfig
-from odradek.protocol.types import TopicPartition
+from odradek.protocol.types import TopicPartition, new_tuple
 from odradek.storage import checkpoints
 from odradek.storage.errors import (
     InconsistentTopicIdError,
@@ -436,7 +436,6 @@ class Log:
 
     # -- appends ---------------------------------------------------------------------------
 
-    @_storage_guard("error while appending records to")
     def append_as_leader(
         self,
         records: bytes | bytearray | memoryview,
@@ -446,6 +445,22 @@ class Log:
     ) -> LogAppendInfo:
         """Validate, assign offsets and append ``records`` (one blob of batches, patched in
         place if it is a ``bytearray``) with a single write."""
+        # The storage guard written out: as the decorator, its forwarding of *args and
+        # **kwargs cost thousands of instructions on every produce.
+        try:
+            return self._append_as_leader(records, leader_epoch, origin)
+        except (OSError, KafkaStorageError) as exc:
+            error = self.storage_failure(exc, "error while appending records to")
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _append_as_leader(
+        self,
+        records: bytes | bytearray | memoryview,
+        leader_epoch: int,
+        origin: AppendOrigin,
+    ) -> LogAppendInfo:
         # A writable buffer (the request frame itself) is patched in place: no copy.
         if isinstance(records, bytearray) or (
             isinstance(records, memoryview) and not records.readonly
@@ -506,17 +521,21 @@ class Log:
         if completed is not None:
             self._index_aborted_txns(completed, first_offset)
         self._after_append(updated, completed, last_offset)
-        return LogAppendInfo(  # positional: keywords cost a named tuple more, per append
-            first_offset,
-            last_offset,
-            max_timestamp,
-            offset_of_max_timestamp,
-            log_append_time,
-            self._log_start_offset,
-            record_count,
-            len(headers),
-            valid_bytes,
-            leader_epoch,
+        return new_tuple(  # one per append
+            LogAppendInfo,
+            (
+                first_offset,
+                last_offset,
+                max_timestamp,
+                offset_of_max_timestamp,
+                log_append_time,
+                self._log_start_offset,
+                record_count,
+                len(headers),
+                valid_bytes,
+                leader_epoch,
+                False,  # duplicate
+            ),
         )
 
     @_storage_guard("error while appending records to")

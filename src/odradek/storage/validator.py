@@ -46,7 +46,7 @@ from odradek.protocol.record_codec import (
     scan_records,
 )
 from odradek.protocol.records import BatchHeader, CompressionType
-from odradek.protocol.types import TopicPartition
+from odradek.protocol.types import TopicPartition, new_tuple
 from odradek.storage.errors import (
     CorruptRecordError,
     InvalidRecordError,
@@ -130,16 +130,19 @@ class LogValidator:
             if header.max_timestamp > max_timestamp:
                 max_timestamp = header.max_timestamp
                 offset_of_max_timestamp = next_offset - 1
-        return ValidationResult(
-            headers=headers,
-            first_offset=first_offset,
-            last_offset=next_offset - 1,
-            max_timestamp=max_timestamp,
-            offset_of_max_timestamp=offset_of_max_timestamp,
-            log_append_time=now if log_append_time else batch.NO_TIMESTAMP,
-            record_count=record_count,
-            valid_bytes=len(buffer),
-            records=recompressed,
+        return new_tuple(  # one per append
+            ValidationResult,
+            (
+                headers,
+                first_offset,
+                next_offset - 1,  # last offset
+                max_timestamp,
+                offset_of_max_timestamp,
+                now if log_append_time else batch.NO_TIMESTAMP,
+                record_count,
+                len(buffer),  # valid bytes
+                recompressed,
+            ),
         )
 
     def _recompress(
