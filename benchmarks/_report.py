@@ -482,7 +482,23 @@ Changes to the broker and to the benchmark, each on the machine it names.
   100 B · 8p · acks=1 at 0.96x, where one Odradek round ran at half the speed of
   another.
 - Broker instructions per byte (`perf stat`, 2026-11-23): a measure of work that the
-  machine's speed of the moment hardly changes, added because of that run."""
+  machine's speed of the moment hardly changes, added because of that run.
+- A cheaper produce request (git f67b3d0, dff1cb6, 276904b; 2026-11-23, 2-core AMD
+  EPYC). librdkafka puts one partition in each produce request (confluentinc/librdkafka
+  issue 1700), so at 64 partitions every partition batch is a whole request, and the
+  broker pays the request's own costs once per batch: header, parser, response,
+  framing, and the named tuples made on the way (perf counts about 500 instructions for
+  a Python call and about 3,000 for a named tuple built the usual way). Replaying
+  librdkafka 2.16's own 70-record 100 B produce requests through the connection in
+  process: 256.7k -> 187.2k user instructions and 142-157 -> 113-133 us per request. In
+  the broker under produce 100 B · 64p · acks=1: 270k -> 191k instructions per
+  partition batch (-29%). Throughput did not follow on that machine: the load
+  generators answered with smaller batches (librdkafka's broker thread, left more of the
+  2 cores, sent each partition's batch sooner: 68-80 -> 49-51 records), and in three
+  alternating rounds the new code moved 19.2-25.8 MB/s against 22.8-26.6 MB/s before,
+  at about the same broker instructions per record. Tansu in the same rounds:
+  12.1-18.2 MB/s. Produce 100 B · 1p and 1 KiB · 8p (two rounds each): 31.5-43.4 against
+  32.6-38.6 MB/s, and 200.8-252.5 against 194.7-198.5 MB/s."""
 
 METHOD = """\
 - Each round starts each broker fresh (new temp dir, free loopback port), in the order
