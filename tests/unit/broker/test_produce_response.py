@@ -76,3 +76,11 @@ def test_one_partition_answer_decodes_with_kio() -> None:
         (partition,) = topic.partition_responses
         assert (topic.name, partition.index, partition.base_offset) == ("t", 0, 42)
         assert partition.error_code == ErrorCode.none
+
+
+def test_long_names_and_many_partitions_match_kio() -> None:
+    """Counts and name lengths past the one-byte varints written inline."""
+    ok = ProduceResult(base_offset=3, log_start_offset=0)
+    data = [("n" * 200, [(index, ok) for index in range(200)]), ("t", [(0, ok)])]
+    for version in range(3, MAX_VERSION + 1):
+        assert encode_produce_response(version, data) == kio_encoding(version, data), version

@@ -99,3 +99,25 @@ def test_lying_array_length_is_rejected_without_allocating() -> None:
     frame = bytearray(b"\xff\xff" + b"\x00\x01" + b"\x00\x00\x03\xe8" + b"\x7f\xff\xff\xff")
     with pytest.raises(DecodeError):
         parse_produce_request(frame, 0, 3)
+
+
+@pytest.mark.parametrize("version", [3, 8, 9, 12])
+@pytest.mark.parametrize(
+    ("name_length", "records_size"),
+    [(200, 10), (5, 1_000), (5, 20_000), (249, 3_000_000)],
+)
+def test_long_names_and_large_records_match_kio(
+    version: int, name_length: int, records_size: int
+) -> None:
+    """Around the lengths the flexible parser reads inline (one-byte names, records
+    lengths of one or two bytes): a 2-byte name length, 2-, 3- and 4-byte records
+    lengths."""
+    records = bytes(range(256)) * (records_size // 256) + b"x" * (records_size % 256)
+    data = [("n" * name_length, [(7, records), (8, None)])]
+    frame = bytearray(encode(version, "tx", -1, data))
+    parsed = parse_produce_request(frame, 0, version)
+    assert parsed.transactional_id == "tx"
+    assert [(tp, None if r is None else bytes(r)) for tp, r in parsed.entries()] == [
+        (TopicPartition("n" * name_length, 7), records),
+        (TopicPartition("n" * name_length, 8), None),
+    ]
