@@ -100,12 +100,8 @@ def _string(
     data: memoryview, position: int, end: int, flexible: bool, nullable: bool = False
 ) -> tuple[str | None, int]:
     if flexible:
-        if position < end and data[position] < 0x80:  # _uvarint's usual case, inline
-            size = data[position] - 1
-            position += 1
-        else:
-            size, position = _uvarint(data, position, end)
-            size -= 1
+        size, position = _uvarint(data, position, end)
+        size -= 1
     else:
         if position + 2 > end:
             raise _short("a string length")
@@ -125,12 +121,8 @@ def _string(
 
 def _array_length(data: memoryview, position: int, end: int, flexible: bool) -> tuple[int, int]:
     if flexible:
-        if position < end and data[position] < 0x80:  # _uvarint's usual case, inline
-            count = data[position] - 1
-            position += 1
-        else:
-            count, position = _uvarint(data, position, end)
-            count -= 1
+        count, position = _uvarint(data, position, end)
+        count -= 1
     else:
         count, position = _int32(data, position, end)
     if count < 0:
@@ -154,6 +146,13 @@ def _skip_tagged_fields(data: memoryview, position: int, end: int) -> int:
     return position
 
 
+def _acks_and_timeout(data: memoryview, position: int, end: int) -> tuple[int, int, int]:
+    if position + _ACKS_TIMEOUT.size > end:
+        raise _short("acks and timeout")
+    acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(data, position)
+    return acks, timeout_ms, position + _ACKS_TIMEOUT.size
+
+
 def parse_produce_request(
     frame: bytes | bytearray, offset: int, version: int
 ) -> ProduceRequestView:
@@ -167,7 +166,7 @@ def parse_produce_request(
 
 def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
     """v9+. The common shapes (one-byte counts and name lengths, a null transactional
-    id, no tagged fields, records under 2 MiB) are read inline; anything else goes
+    id, no tagged fields, records under 16 KiB) are read inline; anything else goes
     through the helpers, which check it as strictly."""
     end = len(data)
     if position < end and not data[position]:
@@ -175,10 +174,7 @@ def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
         position += 1
     else:
         transactional_id, position = _string(data, position, end, True, nullable=True)
-    if position + _ACKS_TIMEOUT.size > end:
-        raise _short("acks and timeout")
-    acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(data, position)
-    position += _ACKS_TIMEOUT.size
+    acks, timeout_ms, position = _acks_and_timeout(data, position, end)
     topics = []
     byte = data[position] if position < end else 0
     if 0 < byte < 0x80:  # as _array_length, inline (a lying count runs out of bytes)
@@ -243,10 +239,7 @@ def _parse_classic(data: memoryview, position: int) -> ProduceRequestView:
     """v3-v8: int16 string lengths, int32 array counts and records lengths."""
     end = len(data)
     transactional_id, position = _string(data, position, end, False, nullable=True)
-    if position + _ACKS_TIMEOUT.size > end:
-        raise _short("acks and timeout")
-    acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(data, position)
-    position += _ACKS_TIMEOUT.size
+    acks, timeout_ms, position = _acks_and_timeout(data, position, end)
     topics = []
     topic_count, position = _array_length(data, position, end, False)
     for _ in range(topic_count):
