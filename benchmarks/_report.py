@@ -492,13 +492,15 @@ Changes to the broker and to the benchmark, each on the machine it names.
   librdkafka 2.16's own 70-record 100 B produce requests through the connection in
   process: 256.7k -> 187.2k user instructions and 142-157 -> 113-133 us per request. In
   the broker under produce 100 B · 64p · acks=1: 270k -> 191k instructions per
-  partition batch (-29%). Throughput did not follow on that machine: the load
-  generators answered with smaller batches (librdkafka's broker thread, left more of the
-  2 cores, sent each partition's batch sooner: 68-80 -> 49-51 records), and in three
-  alternating rounds the new code moved 19.2-25.8 MB/s against 22.8-26.6 MB/s before,
-  at about the same broker instructions per record. Tansu in the same rounds:
-  12.1-18.2 MB/s. Produce 100 B · 1p and 1 KiB · 8p (two rounds each): 31.5-43.4 against
-  32.6-38.6 MB/s, and 200.8-252.5 against 194.7-198.5 MB/s."""
+  partition batch (-29%). Throughput did not visibly follow on that machine: over ten
+  alternating pairs of runs the median was 24.5 MB/s against 24.8 MB/s before (Tansu:
+  14.2 MB/s over five), with the machine's speed moving up to 2x between pairs. The
+  load generators mostly answered with smaller batches (librdkafka makes one produce
+  request per turn of its broker thread, which, left more of the 2 cores, turns
+  sooner: 47-76 records per batch against 53-82), so part of what the broker saved
+  per request came back as more requests. Produce 100 B · 1p and 1 KiB · 8p (two
+  pairs each): 31.5-43.4 against 32.6-38.6 MB/s, and 200.8-252.5 against
+  194.7-198.5 MB/s."""
 
 METHOD = """\
 - Each round starts each broker fresh (new temp dir, free loopback port), in the order
