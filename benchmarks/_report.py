@@ -493,11 +493,12 @@ Changes to the broker and to the benchmark, each on the machine it names.
   process: 256.7k -> 187.2k user instructions and 142-157 -> 113-133 us per request. In
   the broker under produce 100 B · 64p · acks=1: 270k -> 191k instructions per
   partition batch (-29%). Throughput did not visibly follow on that machine: over ten
-  alternating pairs of runs the median was 24.5 MB/s against 24.8 MB/s before (Tansu:
-  14.2 MB/s over five), with the machine's speed moving up to 2x between pairs. The
+  alternating pairs of runs the median was 24.5 MB/s against 24.8 MB/s before, slower in
+  7 pairs and faster in 3 (Tansu: 14.2 MB/s over five), with the machine's speed moving
+  up to 2x between pairs. The
   load generators mostly answered with smaller batches (librdkafka makes one produce
   request per turn of its broker thread, which, left more of the 2 cores, turns
-  sooner: 47-76 records per batch against 53-82), so part of what the broker saved
+  sooner: 46-76 records per batch against 53-82), so part of what the broker saved
   per request came back as more requests. Produce 100 B · 1p and 1 KiB · 8p (two
   pairs each): 31.5-43.4 against 32.6-38.6 MB/s, and 200.8-252.5 against
   194.7-198.5 MB/s."""
