@@ -69,22 +69,18 @@ def _string(out: bytearray, text: str | None, flexible: bool) -> None:
             out += _I16.pack(-1)
         return
     data = text.encode()
-    if not flexible:
-        out += _I16.pack(len(data))
-    elif len(data) < 0x7F:  # a one-byte varint: _uvarint's usual case, inline
-        out.append(len(data) + 1)
-    else:
+    if flexible:
         _uvarint(out, len(data) + 1)
+    else:
+        out += _I16.pack(len(data))
     out += data
 
 
 def _count(out: bytearray, count: int, flexible: bool) -> None:
-    if not flexible:
-        out += _I32.pack(count)
-    elif count < 0x7F:  # a one-byte varint: _uvarint's usual case, inline
-        out.append(count + 1)
-    else:
+    if flexible:
         _uvarint(out, count + 1)
+    else:
+        out += _I32.pack(count)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -425,14 +425,11 @@ class LogSegment:
         size = self.size
         if size > max_segment_bytes - messages_size:
             return True
-        if size > 0:
-            rolling_based = self._rolling_based_timestamp
-            if rolling_based is not None and rolling_based >= 0:  # as time_waited_for_roll
-                waited = max_timestamp_in_messages - rolling_based
-            else:
-                waited = self.time_waited_for_roll(now, max_timestamp_in_messages)
-            if waited > max_segment_ms - self.roll_jitter_ms:
-                return True
+        if size > 0 and (
+            self.time_waited_for_roll(now, max_timestamp_in_messages)
+            > max_segment_ms - self.roll_jitter_ms
+        ):
+            return True
         self._ensure_indexes()
         offset_index = self.offset_index
         return (
