@@ -150,4 +150,5 @@ class LogCleaner:
     async def _sleep(self) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.backoff)
+            async with asyncio.timeout(self.backoff):
+                await self._wake.wait()

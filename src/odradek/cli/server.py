@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import faulthandler
 import gc
 import logging
 import signal
@@ -21,6 +22,13 @@ import typer
 from odradek.config import BrokerConfig, ConfigError, parse_override, read_properties
 
 SHUTDOWN_DEADLINE_SECONDS = 10.0
+EXIT_DEADLINE_SECONDS = 10.0
+"""After a clean shutdown, how long the interpreter may take to exit (``asyncio.run``
+cancelling what is left, threads being joined) before the process dumps every thread's
+stack to stderr and exits with status 1: a task or thread that never ends would
+otherwise keep a stopped broker alive until something kills it, with no clue why."""
+LEFTOVER_TASKS_SECONDS = 2.0
+"""How long the tasks a shutdown left running get to end once cancelled."""
 
 log = logging.getLogger("odradek.server")
 
@@ -120,12 +128,35 @@ async def _run(config: BrokerConfig) -> int:
     except KafkaStorageError as exc:  # e.g. a full disk while writing meta.properties
         _fail(f"cannot start the broker: {exc}")
     await stop.wait()
+    code = 0
     try:
-        await asyncio.wait_for(broker.stop(), SHUTDOWN_DEADLINE_SECONDS)
+        async with asyncio.timeout(SHUTDOWN_DEADLINE_SECONDS):
+            await broker.stop()
     except TimeoutError:
         log.error("shutdown took longer than %.0fs; exiting anyway", SHUTDOWN_DEADLINE_SECONDS)
-        return 1
-    return 0
+        code = 1
+    await _cancel_leftover_tasks()
+    faulthandler.dump_traceback_later(EXIT_DEADLINE_SECONDS, exit=True)
+    return code
+
+
+async def _cancel_leftover_tasks() -> None:
+    """Cancel what the broker's stop left running, as ``asyncio.run`` would, but name
+    each task that outlives its cancellation: ``asyncio.run`` would wait for it for
+    ever, and the stack dump of ``EXIT_DEADLINE_SECONDS`` shows only the event loop."""
+    this = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not this]
+    for task in leftovers:
+        task.cancel()
+    if not leftovers:
+        return
+    _, stubborn = await asyncio.wait(leftovers, timeout=LEFTOVER_TASKS_SECONDS)
+    for task in stubborn:
+        log.error(
+            "%r outlived its cancellation; the process exits in %.0fs regardless",
+            task,
+            EXIT_DEADLINE_SECONDS,
+        )
 
 
 def _freeze_what_lives_on() -> None:

@@ -165,10 +165,10 @@ class BrokerClient:
         try:
             if not self.connected:
                 loop = asyncio.get_running_loop()
-                _, self._frames = await asyncio.wait_for(
-                    loop.create_connection(_ResponseFrames, self.host, self.port),
-                    self._timeout,
-                )
+                async with asyncio.timeout(self._timeout):
+                    _, self._frames = await loop.create_connection(
+                        _ResponseFrames, self.host, self.port
+                    )
             frames = self._frames
             assert frames is not None and frames.transport is not None
             self._correlation_id += 1
@@ -181,7 +181,8 @@ class BrokerClient:
             )
             answer = frames.expect()
             frames.transport.write(_SIZE.pack(len(head) + len(body)) + head + body)
-            frame = await asyncio.wait_for(answer, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                frame = await answer
             correlation_id, response = codec.decode_response(api_key, version, frame)
         except (OSError, EOFError, TimeoutError, codec.DecodeError) as exc:
             self.close()

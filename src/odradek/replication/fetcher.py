@@ -86,8 +86,7 @@ class ReplicaFetcher:
         self.partitions.pop(tp, None)
 
     async def stop(self) -> None:
-        # The flag as well as the cancellation: on Python 3.11 asyncio.wait_for may
-        # swallow a cancellation that arrives as its inner wait completes.
+        # The flag as well as the cancellation, in case a cancellation is lost.
         self._stopped = True
         if self._task is not None:
             self._task.cancel()
@@ -131,7 +130,8 @@ class ReplicaFetcher:
         resume = min((s.delayed_until for s in self.partitions.values()), default=None)
         timeout = None if resume is None else max(resume - time.monotonic(), 0.01)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     def _truncated(self, tp: TopicPartition) -> bool:
         state = self.partitions.get(tp)
@@ -371,6 +371,7 @@ class ReplicaFetcherManager:
         self.broker_id = replica_manager.broker_id
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self._leader_of: dict[TopicPartition, int] = {}
+        self._shut_down = False
 
     def follow(self, partition: Partition) -> None:
         """Fetch ``partition`` from its current leader (none: stop fetching it)."""
@@ -384,6 +385,10 @@ class ReplicaFetcherManager:
             self.unfollow(tp)
         fetcher = self.fetchers.get(leader)
         if fetcher is None:
+            if self._shut_down:
+                # The broker is stopping: a leader change that reaches it now (ZooKeeper
+                # is still connected) must not start a fetcher nobody would stop.
+                return
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
@@ -413,6 +418,7 @@ class ReplicaFetcherManager:
         return endpoint.host, endpoint.port
 
     async def shutdown(self) -> None:
+        self._shut_down = True
         fetchers = list(self.fetchers.values())
         self.fetchers.clear()
         await asyncio.gather(*(f.stop() for f in fetchers), return_exceptions=True)
