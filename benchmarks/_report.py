@@ -501,7 +501,14 @@ Changes to the broker and to the benchmark, each on the machine it names.
   sooner: 46-76 records per batch against 53-82), so part of what the broker saved
   per request came back as more requests. Produce 100 B · 1p and 1 KiB · 8p (two
   pairs each): 31.5-43.4 against 32.6-38.6 MB/s, and 200.8-252.5 against
-  194.7-198.5 MB/s."""
+  194.7-198.5 MB/s. In the full run of these changes on that machine (git 6843e2b, the
+  table above, published from its results with `--from-results`), produce 100 B · 64p
+  was 1.15x (acks=1) and 1.66x (acks=all) Tansu at 0.78x and 0.40x its CPU per GB,
+  against 1.03x and 1.75x at 0.88x and 0.54x in the run of git 92c633c there; every
+  row was at or above 1.0x and at or under 1.0x Tansu's CPU per GB.
+- Per-section machines in BENCHMARKS.md (2026-11-23): each script now replaces only its
+  own section's line of the machine list at the top, so a section measured on another
+  machine keeps saying which one."""
 
 METHOD = """\
 - Each round starts each broker fresh (new temp dir, free loopback port), in the order

@@ -61,3 +61,27 @@ def test_legacy_file_is_wrapped_without_losing_text(sections: ModuleType, tmp_pa
 def test_unbalanced_markers_are_refused(sections: ModuleType) -> None:
     with pytest.raises(ValueError, match="no end marker"):
         sections.replace_section("<!-- begin:a -->\nx\n", "b", "y")
+
+
+def test_each_section_keeps_the_machine_it_was_measured_on(
+    sections: ModuleType, tmp_path: Path
+) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    # A header from before sections had machines of their own holds for all of them.
+    path.write_text(
+        "# Benchmarks\n\nintro\n\n<!-- begin:machine -->\n- Machine: old box\n- Python 3\n"
+        "<!-- end:machine -->\n<!-- begin:throughput -->\n## Throughput\n<!-- end:throughput -->\n"
+        "<!-- begin:scale -->\n## Scale\n<!-- end:scale -->\n"
+    )
+    sections.update_section(path, "scale", "## Scale\n\nS2", machine=["Machine: new box", "Py"])
+    text = path.read_text()
+    assert sections.machines(text) == {"throughput": "old box; Python 3", "scale": "new box; Py"}
+    sections.update_section(path, "latency", "## Latency", machine=["Machine: new box", "Py"])
+    text = path.read_text()
+    assert sections.machines(text) == {
+        "throughput": "old box; Python 3",
+        "latency": "new box; Py",
+        "scale": "new box; Py",
+    }
+    assert "- latency, scale: new box; Py\n" in text
+    assert "- throughput: old box; Python 3\n" in text
