@@ -161,11 +161,16 @@ def machines(text: str) -> dict[str, str]:
         if description and all(n in named for n in listed):
             found.update(dict.fromkeys(listed, description))
         else:
-            legacy.append(line[2:].removeprefix("Machine: "))
+            legacy.append(line[2:])
     if legacy:
         for n in named:
-            found.setdefault(n, "; ".join(legacy))
+            found.setdefault(n, machine_entry(legacy))
     return found
+
+
+def machine_entry(lines: list[str]) -> str:
+    """A script's machine lines (``Machine: ...``, then versions) as one entry."""
+    return "; ".join(line.removeprefix("Machine: ") for line in lines)
 
 
 def machine_block(entries: dict[str, str], order: list[str]) -> str:
@@ -186,7 +191,7 @@ def update_section(path: Path, name: str, body: str, *, machine: list[str] | Non
     entries = machines(text)
     text = replace_section(text, name, body)
     if machine:
-        entries[name] = "; ".join(line.removeprefix("Machine: ") for line in machine)
+        entries[name] = machine_entry(machine)
     if entries:
         order = [n for n in sections(text) if n != MACHINE]
         text = replace_section(text, MACHINE, machine_block(entries, order))
