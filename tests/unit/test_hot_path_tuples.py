@@ -1,4 +1,4 @@
-"""The named tuples the produce path builds with ``new_tuple`` carry every field.
+"""The named tuples the produce and fetch paths build with ``new_tuple`` carry every field.
 
 ``new_tuple`` (``tuple.__new__`` on the class) checks no field count: a field added to
 one of these classes and not to its hot-path call site would make short tuples that fail
@@ -15,6 +15,8 @@ from typing import Any
 from odradek.cluster.controller import Controller
 from odradek.cluster.metadata import LocalStore
 from odradek.config import BrokerConfig
+from odradek.protocol.fetch_request import FollowerFetchPartition as Wanted
+from odradek.protocol.fetch_request import encode_follower_fetch, parse_fetch_request
 from odradek.protocol.headers import encode_request_header, parse_request_header
 from odradek.protocol.produce_request import parse_produce_request
 from odradek.protocol.types import TopicPartition
@@ -51,6 +53,18 @@ def test_request_header_and_produce_view() -> None:
     ((tp, _),) = view.entries()
     assert_whole(tp)
     assert tp == TopicPartition("t", 0)
+
+
+def test_fetch_request_views() -> None:
+    body = encode_follower_fetch(
+        replica_id=2, max_wait_ms=500, min_bytes=1, max_bytes=1 << 20,
+        topics=[("t", [Wanted(0, 1, 5, 0, 1 << 20)])],
+    )  # fmt: skip
+    request = parse_fetch_request(bytearray(body), 0, 12)
+    assert_whole(request)
+    assert_whole(request.topics[0])
+    assert_whole(request.topics[0].partitions[0])
+    assert request.replica_id == 2
 
 
 def test_append_results(tmp_path: Path) -> None:

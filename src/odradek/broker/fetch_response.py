@@ -38,8 +38,14 @@ from odradek.protocol.headers import unsigned_varint
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
+_HEAD_V7 = struct.Struct(">ihi")  # throttle_time_ms, error_code, session_id
 _PARTITION_HEAD = struct.Struct(">ihqq")
 _ABORTED = struct.Struct(">qq")
+# A partition's fields up to its records when it has no aborted transactions (null for
+# read_uncommitted, empty for read_committed): one pack instead of five.
+_NO_ABORTED_V4 = struct.Struct(">ihqqi")  # ... last_stable_offset, aborted count
+_NO_ABORTED_V5 = struct.Struct(">ihqqqi")  # + log_start_offset
+_NO_ABORTED_V12 = struct.Struct(">ihqqqBi")  # the count as a one-byte compact length
 
 FLEXIBLE_FROM = 12
 TOPIC_ID_FROM = 13
@@ -83,11 +89,10 @@ def encode_fetch_response(
 ) -> ResponseChunks:
     flexible = version >= FLEXIBLE_FROM
     parts: list[bytes | FileRegion] = []
-    out = bytearray()
-    out += _I32.pack(throttle_time_ms)
     if version >= 7:
-        out += _I16.pack(error_code)
-        out += _I32.pack(session_id)
+        out = bytearray(_HEAD_V7.pack(throttle_time_ms, error_code, session_id))
+    else:
+        out = bytearray(_I32.pack(throttle_time_ms))
     _array_length(out, len(topics), flexible)
     for topic in topics:
         if version >= TOPIC_ID_FROM:
@@ -101,40 +106,24 @@ def encode_fetch_response(
             out += name
         _array_length(out, len(topic.partitions), flexible)
         for partition in topic.partitions:
-            out += _PARTITION_HEAD.pack(
-                partition.index,
-                partition.error_code,
-                partition.high_watermark,
-                partition.last_stable_offset,
-            )
-            if version >= 5:
-                out += _I64.pack(partition.log_start_offset)
             aborted = partition.aborted_transactions
-            _array_length(out, None if aborted is None else len(aborted), flexible)
-            for producer_id, first_offset in aborted or ():
-                out += _ABORTED.pack(producer_id, first_offset)
-                if flexible:
-                    out.append(0)
-            if version >= 11:
-                out += _I32.pack(partition.preferred_read_replica)
-            records = partition.records
-            size = (
-                0
-                if records is None
-                else len(records)
-                if isinstance(records, bytes)
-                else records.size
-            )
-            if flexible:
-                out += unsigned_varint(size + 1)
+            if not aborted:
+                _head_without_aborted(out, version, partition, aborted is not None)
             else:
-                out += _I32.pack(size)
-            if isinstance(records, bytes):
+                _head_with_aborted(out, version, flexible, partition, aborted)
+            records = partition.records
+            if records is None:
+                out += b"\x01" if flexible else b"\x00\x00\x00\x00"  # empty, not null
+            elif isinstance(records, bytes):
+                out += unsigned_varint(len(records) + 1) if flexible else _I32.pack(len(records))
                 out += records
-            elif records is not None and size:
-                parts.append(bytes(out))
-                parts.append(records)
-                out = bytearray()
+            else:
+                size = records.size
+                out += unsigned_varint(size + 1) if flexible else _I32.pack(size)
+                if size:
+                    parts.append(bytes(out))
+                    parts.append(records)
+                    out = bytearray()
             if flexible:
                 out.append(0)  # partition tagged fields
         if flexible:
@@ -143,3 +132,66 @@ def encode_fetch_response(
         out.append(0)  # response tagged fields
     parts.append(bytes(out))
     return ResponseChunks(parts)
+
+
+def _head_without_aborted(
+    out: bytearray, version: int, partition: PartitionData, empty: bool
+) -> None:
+    """A partition's fields before its records, with a null or ``empty`` aborted
+    transactions array."""
+    if version >= FLEXIBLE_FROM:
+        out += _NO_ABORTED_V12.pack(
+            partition.index,
+            partition.error_code,
+            partition.high_watermark,
+            partition.last_stable_offset,
+            partition.log_start_offset,
+            1 if empty else 0,
+            partition.preferred_read_replica,
+        )
+        return
+    count = 0 if empty else -1
+    if version >= 5:
+        out += _NO_ABORTED_V5.pack(
+            partition.index,
+            partition.error_code,
+            partition.high_watermark,
+            partition.last_stable_offset,
+            partition.log_start_offset,
+            count,
+        )
+        if version >= 11:
+            out += _I32.pack(partition.preferred_read_replica)
+    else:
+        out += _NO_ABORTED_V4.pack(
+            partition.index,
+            partition.error_code,
+            partition.high_watermark,
+            partition.last_stable_offset,
+            count,
+        )
+
+
+def _head_with_aborted(
+    out: bytearray,
+    version: int,
+    flexible: bool,
+    partition: PartitionData,
+    aborted: Sequence[tuple[int, int]],
+) -> None:
+    """A partition's fields before its records, with its aborted transactions."""
+    out += _PARTITION_HEAD.pack(
+        partition.index,
+        partition.error_code,
+        partition.high_watermark,
+        partition.last_stable_offset,
+    )
+    if version >= 5:
+        out += _I64.pack(partition.log_start_offset)
+    _array_length(out, len(aborted), flexible)
+    for producer_id, first_offset in aborted:
+        out += _ABORTED.pack(producer_id, first_offset)
+        if flexible:
+            out.append(0)
+    if version >= 11:
+        out += _I32.pack(partition.preferred_read_replica)

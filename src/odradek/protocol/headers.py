@@ -17,7 +17,7 @@ what the broker supports.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from odradek.protocol.types import new_tuple
 
@@ -44,8 +44,13 @@ class RequestHeader(NamedTuple):
     """Bytes of the frame the header occupies; the body starts there."""
 
 
+_ONE_BYTE_VARINTS: Final = tuple(bytes((value,)) for value in range(0x80))
+
+
 def unsigned_varint(value: int) -> bytes:
     """``value`` (>= 0) as an unsigned varint: compact lengths and tag counts."""
+    if 0 <= value < 0x80:  # nearly every compact length and count on the hot paths
+        return _ONE_BYTE_VARINTS[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)

@@ -25,13 +25,19 @@ import struct
 from typing import NamedTuple
 
 from odradek.protocol.codec import DecodeError
+from odradek.protocol.reader import (
+    array_length,
+    short,
+    skip_tagged_fields,
+    string,
+    uvarint,
+)
 from odradek.protocol.types import TopicPartition, new_tuple
 
 FLEXIBLE_FROM = 9
 MIN_VERSION = 3
 MAX_VERSION = 12
 
-_I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _ACKS_TIMEOUT = struct.Struct(">hi")
 _PARTITION = struct.Struct(">ii")  # index, records length (before v9)
@@ -62,93 +68,15 @@ class ProduceRequestView(NamedTuple):
         return [entry for topic in topics for entry in topic.partitions]
 
 
-# Plain functions over (data, position) rather than a cursor object, named tuples built
-# with new_tuple, and partitions as (TopicPartition, records) pairs the log and the
-# response use as they are: librdkafka sends one partition per produce request, so this
-# parser runs once per partition batch, and every call and object made here is paid per
-# batch.
-
-
-def _short(what: str) -> DecodeError:
-    return DecodeError(f"ProduceRequest: {what} runs past the end of the frame")
-
-
-def _uvarint(data: memoryview, position: int, end: int) -> tuple[int, int]:
-    if position < end:
-        byte = data[position]
-        if byte < 0x80:  # one-byte varints (lengths below 127) are nearly all of them
-            return byte, position + 1
-    value = 0
-    for shift in range(0, 35, 7):
-        if position >= end:
-            raise _short("a varint")
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-    raise DecodeError("ProduceRequest: varint longer than 5 bytes")
-
-
-def _int32(data: memoryview, position: int, end: int) -> tuple[int, int]:
-    if position + 4 > end:
-        raise _short("an int32")
-    return int(_I32.unpack_from(data, position)[0]), position + 4
-
-
-def _string(
-    data: memoryview, position: int, end: int, flexible: bool, nullable: bool = False
-) -> tuple[str | None, int]:
-    if flexible:
-        size, position = _uvarint(data, position, end)
-        size -= 1
-    else:
-        if position + 2 > end:
-            raise _short("a string length")
-        size = int(_I16.unpack_from(data, position)[0])
-        position += 2
-    if size < 0:
-        if nullable and size == -1:
-            return None, position
-        raise DecodeError("ProduceRequest: null or negative string length")
-    if position + size > end:
-        raise _short("a string")
-    try:
-        return str(data[position : position + size], "utf-8"), position + size
-    except UnicodeDecodeError as exc:
-        raise DecodeError(f"ProduceRequest: bad UTF-8 in a string: {exc}") from None
-
-
-def _array_length(data: memoryview, position: int, end: int, flexible: bool) -> tuple[int, int]:
-    if flexible:
-        count, position = _uvarint(data, position, end)
-        count -= 1
-    else:
-        count, position = _int32(data, position, end)
-    if count < 0:
-        raise DecodeError("ProduceRequest: null or negative array length")
-    # Each element takes at least one byte: a count beyond the bytes left is a lie.
-    if position + count > end:
-        raise _short("an array")
-    return count, position
-
-
-def _skip_tagged_fields(data: memoryview, position: int, end: int) -> int:
-    if position < end and not data[position]:  # none: the usual case
-        return position + 1
-    count, position = _uvarint(data, position, end)
-    for _ in range(count):
-        _tag, position = _uvarint(data, position, end)
-        size, position = _uvarint(data, position, end)
-        if position + size > end:
-            raise _short("a tagged field")
-        position += size
-    return position
+# Named tuples built with new_tuple, and partitions as (TopicPartition, records) pairs
+# the log and the response use as they are: librdkafka sends one partition per produce
+# request, so this parser runs once per partition batch, and every call and object made
+# here is paid per batch.
 
 
 def _acks_and_timeout(data: memoryview, position: int, end: int) -> tuple[int, int, int]:
     if position + _ACKS_TIMEOUT.size > end:
-        raise _short("acks and timeout")
+        raise short("acks and timeout")
     acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(data, position)
     return acks, timeout_ms, position + _ACKS_TIMEOUT.size
 
@@ -159,9 +87,12 @@ def parse_produce_request(
     """The request in ``frame`` after its header (``offset``), records as views into it."""
     if not MIN_VERSION <= version <= MAX_VERSION:
         raise DecodeError(f"ProduceRequest v{version} is not parsed here")
-    if version >= FLEXIBLE_FROM:
-        return _parse_flexible(memoryview(frame), offset)
-    return _parse_classic(memoryview(frame), offset)
+    try:
+        if version >= FLEXIBLE_FROM:
+            return _parse_flexible(memoryview(frame), offset)
+        return _parse_classic(memoryview(frame), offset)
+    except DecodeError as exc:
+        raise DecodeError(f"ProduceRequest v{version}: {exc}") from None
 
 
 def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
@@ -173,7 +104,7 @@ def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
         transactional_id = None
         position += 1
     else:
-        transactional_id, position = _string(data, position, end, True, nullable=True)
+        transactional_id, position = string(data, position, end, True, nullable=True)
     acks, timeout_ms, position = _acks_and_timeout(data, position, end)
     topics = []
     byte = data[position] if position < end else 0
@@ -181,17 +112,17 @@ def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
         topic_count = byte - 1
         position += 1
     else:
-        topic_count, position = _array_length(data, position, end, True)
+        topic_count, position = array_length(data, position, end, True)
     for _ in range(topic_count):
         size = data[position] if position < end else 0
         if 0 < size < 0x80 and position + size <= end:  # as _string, inline
             try:
                 name = str(data[position + 1 : position + size], "utf-8")
             except UnicodeDecodeError as exc:
-                raise DecodeError(f"ProduceRequest: bad UTF-8 in a string: {exc}") from None
+                raise DecodeError(f"bad UTF-8 in a string: {exc}") from None
             position += size
         else:
-            read, position = _string(data, position, end, True)
+            read, position = string(data, position, end, True)
             assert read is not None  # null is refused unless nullable
             name = read
         partitions: list[PartitionRecords] = []
@@ -200,10 +131,10 @@ def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
             partition_count = byte - 1
             position += 1
         else:
-            partition_count, position = _array_length(data, position, end, True)
+            partition_count, position = array_length(data, position, end, True)
         for _ in range(partition_count):
             if position + 6 > end:  # index, a one-byte records length, tagged fields
-                raise _short("a partition")
+                raise short("a partition")
             index = _I32.unpack_from(data, position)[0]
             size = data[position + 4]
             if size < 0x80:
@@ -212,46 +143,46 @@ def _parse_flexible(data: memoryview, position: int) -> ProduceRequestView:
                 size = (size & 0x7F) | byte << 7
                 position += 6
             else:
-                size, position = _uvarint(data, position + 4, end)
+                size, position = uvarint(data, position + 4, end)
             if not size:
                 records = None
             elif position + size - 1 > end:
-                raise _short("a records blob")
+                raise short("a records blob")
             else:
                 records = data[position : position + size - 1]
                 position += size - 1
             if position < end and not data[position]:  # as _skip_tagged_fields, inline
                 position += 1
             else:
-                position = _skip_tagged_fields(data, position, end)
+                position = skip_tagged_fields(data, position, end)
             partitions.append((new_tuple(TopicPartition, (name, index)), records))
-        position = _skip_tagged_fields(data, position, end)
+        position = skip_tagged_fields(data, position, end)
         topics.append(new_tuple(TopicRecords, (name, partitions)))
-    _skip_tagged_fields(data, position, end)
+    skip_tagged_fields(data, position, end)
     return new_tuple(ProduceRequestView, (transactional_id, acks, timeout_ms, topics))
 
 
 def _parse_classic(data: memoryview, position: int) -> ProduceRequestView:
     """v3-v8: int16 string lengths, int32 array counts and records lengths."""
     end = len(data)
-    transactional_id, position = _string(data, position, end, False, nullable=True)
+    transactional_id, position = string(data, position, end, False, nullable=True)
     acks, timeout_ms, position = _acks_and_timeout(data, position, end)
     topics = []
-    topic_count, position = _array_length(data, position, end, False)
+    topic_count, position = array_length(data, position, end, False)
     for _ in range(topic_count):
-        name, position = _string(data, position, end, False)
+        name, position = string(data, position, end, False)
         assert name is not None
         partitions: list[PartitionRecords] = []
-        partition_count, position = _array_length(data, position, end, False)
+        partition_count, position = array_length(data, position, end, False)
         for _ in range(partition_count):
             if position + 8 > end:  # index and records length
-                raise _short("a partition")
+                raise short("a partition")
             index, size = _PARTITION.unpack_from(data, position)
             position += 8
             if size == -1:
                 records = None
             elif size < 0 or position + size > end:
-                raise _short("a records blob")
+                raise short("a records blob")
             else:
                 records = data[position : position + size]
                 position += size

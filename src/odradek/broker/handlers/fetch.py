@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 from odradek.broker.api import Handler, PendingReply, Reply, RequestContext, ResponseChunks
 from odradek.broker.fetch_response import PartitionData, TopicData, encode_fetch_response
-from odradek.broker.handlers.common import duration_ms
 from odradek.broker.quotas import ANONYMOUS
 from odradek.protocol.errors import ErrorCode
-from odradek.protocol.types import TopicPartition
+from odradek.protocol.fetch_request import (
+    MAX_VERSION,
+    MIN_VERSION,
+    FetchRequestView,
+    parse_fetch_request,
+)
+from odradek.protocol.types import TopicPartition, new_tuple
 from odradek.replication.partition import READ_COMMITTED
 from odradek.replication.replica_manager import FetchPartition, FetchResult
 
@@ -35,16 +39,13 @@ CLIENT_THROTTLES_FROM = 8
 _NIL_UUID = uuid.UUID(int=0)
 
 
-def handle(ctx: RequestContext, request: Any) -> Reply:
+def handle(ctx: RequestContext, request: FetchRequestView) -> Reply:
     version = ctx.api_version
-    # Fetch sessions exist from v7, leader epochs in the request from v9.
-    session_id = getattr(request, "session_id", 0)
-    session_epoch = getattr(request, "session_epoch", -1)
-    if session_id != 0:
+    if request.session_id != 0:
         return encode_fetch_response(
             version, [], error_code=ErrorCode.fetch_session_id_not_found, session_id=0
         )
-    if session_epoch not in (0, -1):
+    if request.session_epoch not in (0, -1):
         return encode_fetch_response(
             version, [], error_code=ErrorCode.invalid_fetch_session_epoch, session_id=0
         )
@@ -69,21 +70,24 @@ def handle(ctx: RequestContext, request: Any) -> Reply:
             entries.append((partition.partition, missing))
             if missing is None:
                 wanted.append(
-                    FetchPartition(
-                        TopicPartition(name, partition.partition),
-                        partition.fetch_offset,
-                        partition.partition_max_bytes,
-                        getattr(partition, "current_leader_epoch", -1),
+                    new_tuple(
+                        FetchPartition,
+                        (
+                            new_tuple(TopicPartition, (name, partition.partition)),
+                            partition.fetch_offset,
+                            partition.partition_max_bytes,
+                            partition.current_leader_epoch,
+                        ),
                     )
                 )
         layout.append((name, topic_id, entries))
     isolation = request.isolation_level
-    replica_id = _replica_id(request, version)
+    replica_id = request.replica_id
     follower = replica_id >= 0
     replica_manager = broker.replica_manager
     max_bytes = request.max_bytes
     min_bytes = request.min_bytes
-    max_wait_ms = duration_ms(request.max_wait)
+    max_wait_ms = request.max_wait_ms
     quota = broker.quotas.fetch
     metered = quota.enabled and not follower
     if metered:
@@ -167,20 +171,16 @@ async def _delayed(answer: ResponseChunks, throttle_ms: int) -> Reply:
     return answer
 
 
-def _replica_id(request: Any, version: int) -> int:
-    if version >= 15:
-        return int(request.replica_state.replica_id)
-    return int(request.replica_id)
-
-
 def _response(
     version: int,
     layout: list[tuple[str, uuid.UUID, list[tuple[int, ErrorCode | None]]]],
     results: list[FetchResult],
     isolation: int,
 ) -> ResponseChunks:
-    by_tp = {result.tp: result for result in results}
+    """The answer: ``results`` hold one read per partition of ``layout`` without an
+    error of its own (``ReplicaManager.read`` answers in request order)."""
     read_committed = isolation == READ_COMMITTED
+    found = iter(results)
     topics = []
     for name, topic_id, entries in layout:
         partitions = []
@@ -188,7 +188,7 @@ def _response(
             if missing is not None:
                 partitions.append(PartitionData(index, missing))
                 continue
-            result = by_tp[TopicPartition(name, index)]
+            result = next(found)
             read = result.read
             if read is None:
                 partitions.append(PartitionData(index, result.error))
@@ -200,19 +200,27 @@ def _response(
                 if read_committed
                 else None
             )
+            info = read.info
             partitions.append(
                 PartitionData(
                     index,
                     result.error,
-                    high_watermark=read.high_watermark,
-                    last_stable_offset=read.last_stable_offset,
-                    log_start_offset=read.log_start_offset,
-                    aborted_transactions=aborted,
-                    records=read.info.records if read.info is not None else None,
+                    read.high_watermark,
+                    read.last_stable_offset,
+                    read.log_start_offset,
+                    aborted,
+                    -1,
+                    info.records if info is not None else None,
                 )
             )
-        topics.append(TopicData(name, topic_id, partitions))
+        topics.append(new_tuple(TopicData, (name, topic_id, partitions)))
     return encode_fetch_response(version, topics)
 
 
-HANDLER = Handler(api_key=API_KEY, min_version=4, max_version=16, handle=handle)
+HANDLER = Handler(
+    api_key=API_KEY,
+    min_version=MIN_VERSION,
+    max_version=MAX_VERSION,
+    handle=handle,
+    decode=parse_fetch_request,
+)
