@@ -20,7 +20,7 @@ from odradek.cluster.metadata import PartitionState
 from odradek.config import LogConfig
 from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.records import complete_batches_size
-from odradek.protocol.types import TopicPartition
+from odradek.protocol.types import TopicPartition, new_tuple
 from odradek.storage.log import Log
 from odradek.storage.values import AbortedTxn, AppendOrigin, FetchDataInfo, LogAppendInfo
 
@@ -297,8 +297,11 @@ class Partition:
     ) -> PartitionRead:
         """Records for a consumer (below the high watermark, or the LSO for
         read_committed) or, with ``follower``, for a follower (up to the log end)."""
-        self._require_leader()
-        self.check_leader_epoch(current_leader_epoch)
+        state = self.state  # a consumer at the log end reads once per record: no helpers
+        if state.leader != self.broker_id:
+            self._require_leader()
+        if current_leader_epoch not in (NO_EPOCH, state.leader_epoch):
+            self.check_leader_epoch(current_leader_epoch)
         log = self.log
         limit: int | None
         if follower:
@@ -311,13 +314,16 @@ class Partition:
         aborted = None
         if isolation_level == READ_COMMITTED and not follower:
             aborted = log.aborted_transactions_for(info)
-        return PartitionRead(
-            info=info,
-            high_watermark=log.high_watermark,
-            last_stable_offset=log.last_stable_offset,
-            log_start_offset=log.log_start_offset,
-            log_end_offset=log.log_end_offset,
-            aborted_transactions=aborted,
+        return new_tuple(  # one per partition read
+            PartitionRead,
+            (
+                info,
+                log.high_watermark,
+                log.last_stable_offset,
+                log.log_start_offset,
+                log.log_end_offset,
+                aborted,
+            ),
         )
 
     def fetch_offset_for_timestamp(

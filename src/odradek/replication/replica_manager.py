@@ -30,6 +30,7 @@ from odradek.protocol.errors import ErrorCode, KafkaError
 from odradek.protocol.types import TopicPartition, new_tuple
 from odradek.replication.alter_log_dirs import LogDirMover
 from odradek.replication.delayed_produce import DelayedProduce
+from odradek.replication.fetch_expiry import FetchExpiry
 from odradek.replication.fetcher import ReplicaFetcherManager
 from odradek.replication.partition import AcksOutcome, Partition, PartitionRead
 from odradek.replication.refused_sequences import RefusedSequences
@@ -81,13 +82,13 @@ class ParkedFetch:
     Completes once, by calling ``on_complete``: when ``needed`` more bytes were appended
     to its partitions, when its partitions go away, at ``max_wait_ms``, or at shutdown.
     Made by ``ReplicaManager.park_fetch``; ``cancel`` forgets it without completing it
-    (the client went away). No task and no coroutine: one timer and one callback.
+    (the client went away). No task, no coroutine and no timer of its own: its deadline
+    is on the manager's ``FetchExpiry``.
     """
 
     __slots__ = (
         "_manager",
         "_on_complete",
-        "_timer",
         "done",
         "follower",
         "needed",
@@ -113,25 +114,25 @@ class ParkedFetch:
         """read_committed: each partition's last stable offset when parked. Records
         appended inside an open transaction are invisible to this fetch, so it is woken
         only once the LSO has moved (Kafka's DelayedFetch reads up to the LSO)."""
-        self._on_complete = on_complete
-        self._timer: asyncio.TimerHandle | None = None
+        self._on_complete: Callable[[], None] | None = on_complete
         self.needed = needed
         self.partitions = partitions
         self.done = False
 
     def wake(self) -> None:
         """Complete now (enough data, a partition went away, expiry or shutdown)."""
-        if self.cancel():
-            self._on_complete()
+        on_complete = self._on_complete
+        if self.cancel() and on_complete is not None:
+            on_complete()
 
     def cancel(self) -> bool:
         """Leave the purgatory without completing; False if already gone."""
         if self.done:
             return False
         self.done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # Done, it may wait on the expiry heap until its deadline: without the callback
+        # (and the request it holds).
+        self._on_complete = None
         self._manager._forget(self)
         return True
 
@@ -169,6 +170,7 @@ class ReplicaManager(MetadataListener):
         each with its topic id."""
         self._offline_listeners: list[Callable[[], object]] = []
         self._waiters: dict[TopicPartition, set[ParkedFetch]] = {}
+        self._fetch_expiry = FetchExpiry()
         self._produce_waiters: dict[TopicPartition, set[DelayedProduce]] = {}
         self._refused_sequences = RefusedSequences(clock)
         self.fetchers = ReplicaFetcherManager(self, config)
@@ -562,14 +564,22 @@ class ReplicaManager(MetadataListener):
     # -- fetch -----------------------------------------------------------------------------
 
     @staticmethod
-    def fetch_satisfied(results: Sequence[FetchResult], min_bytes: int, max_wait_ms: int) -> bool:
-        """Whether a first read answers the fetch now rather than parking it (Kafka's rule)."""
-        return (
-            max_wait_ms <= 0
-            or not results
-            or sum(r.size for r in results) >= min_bytes
-            or any(r.error is not ErrorCode.none for r in results)
-        )
+    def bytes_still_needed(results: Sequence[FetchResult], min_bytes: int, max_wait_ms: int) -> int:
+        """How many more bytes a fetch waits for after its first read: 0 or less answers
+        it now (Kafka's rule: no wait asked, nothing to read, ``min_bytes`` found, or an
+        error in any partition)."""
+        if max_wait_ms <= 0 or not results:
+            return 0
+        needed = min_bytes
+        for result in results:  # a loop, not generators: once per fetch
+            if result.error is not ErrorCode.none:
+                return 0
+            read = result.read
+            info = read.info if read is not None else None
+            records = info.records if info is not None else None
+            if records is not None:
+                needed -= records.size
+        return needed
 
     def park_fetch(
         self,
@@ -626,8 +636,7 @@ class ReplicaManager(MetadataListener):
             if moved:
                 parked.wake()
                 return parked
-        loop = asyncio.get_running_loop()
-        parked._timer = loop.call_later(max(max_wait_ms, 0) / 1000, parked.wake)
+        self._fetch_expiry.add(parked, max_wait_ms)
         return parked
 
     def read(
@@ -670,11 +679,11 @@ class ReplicaManager(MetadataListener):
             except KafkaError as exc:
                 results.append(FetchResult(item.tp, exc.error_code))
                 continue
-            result = FetchResult(item.tp, ErrorCode.none, read)
-            if result.size:
-                remaining = max(remaining - result.size, 0)
+            results.append(new_tuple(FetchResult, (item.tp, ErrorCode.none, read)))
+            records = read.info.records if read.info is not None else None
+            if records is not None and records.size:
+                remaining = max(remaining - records.size, 0)
                 min_one_message = False
-            results.append(result)
         return results
 
     def _notify(self, tp: TopicPartition, appended: int, high_watermark_moved: bool) -> None:
@@ -715,6 +724,7 @@ class ReplicaManager(MetadataListener):
         for waiters in list(self._waiters.values()):
             for waiter in list(waiters):
                 waiter.wake()
+        self._fetch_expiry.close()
         for produce_waiters in list(self._produce_waiters.values()):
             for delayed in list(produce_waiters):
                 delayed.cancel()

@@ -30,7 +30,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, NoReturn, ParamSpec, TypeVar
 
 from odradek.config import LogConfig
 from odradek.protocol.types import TopicPartition, new_tuple
@@ -43,7 +43,7 @@ from odradek.storage.errors import (
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
 )
-from odradek.storage.file_records import HandleCache
+from odradek.storage.file_records import FileRegion, HandleCache
 from odradek.storage.leader_epoch import LeaderEpochFileCache
 from odradek.storage.loader import LogLoader, rebuild_producer_state
 from odradek.storage.local_log import LocalLog
@@ -99,10 +99,7 @@ def _storage_guard(
             try:
                 return method(self, *args, **kwargs)
             except (OSError, KafkaStorageError) as exc:
-                error = self.storage_failure(exc, doing)
-                if error is exc:
-                    raise
-                raise error from exc
+                self.raise_storage_failure(exc, doing)
 
         return guarded
 
@@ -280,6 +277,14 @@ class Log:
         """The log dir (one of ``log.dirs``) holding this partition's directory."""
         return os.path.dirname(self._local.dir)
 
+    def raise_storage_failure(self, error: OSError | KafkaStorageError, doing: str) -> NoReturn:
+        """Raise what ``storage_failure`` makes of ``error``: ``error`` itself or a
+        KafkaStorageError caused by it."""
+        raised = self.storage_failure(error, doing)
+        if raised is error:
+            raise error
+        raise raised from error
+
     def storage_failure(self, error: OSError | KafkaStorageError, doing: str) -> KafkaStorageError:
         """The KafkaStorageError to raise for ``error`` met while ``doing``. Unless it is
         a full disk (``LogDirFullError``: the write was undone, the log is intact), the
@@ -450,10 +455,7 @@ class Log:
         try:
             return self._append_as_leader(records, leader_epoch, origin)
         except (OSError, KafkaStorageError) as exc:
-            error = self.storage_failure(exc, "error while appending records to")
-            if error is exc:
-                raise
-            raise error from exc
+            self.raise_storage_failure(exc, "error while appending records to")
 
     def _append_as_leader(
         self,
@@ -724,7 +726,6 @@ class Log:
 
     # -- reads -----------------------------------------------------------------------------
 
-    @_storage_guard("error while reading")
     def read(
         self,
         start_offset: int,
@@ -736,6 +737,17 @@ class Log:
         """Batches from ``start_offset`` (from the start of its batch), below ``max_offset``
         (default: the log end offset; pass the high watermark or last stable offset for
         consumers), from one segment. OffsetOutOfRangeError outside [log start, log end]."""
+        # The storage guard written out: a consumer at the log end reads once per record
+        # (twice when its fetch parked), and the decorator's forwarding costs thousands of
+        # instructions a call.
+        try:
+            return self._read(start_offset, max_bytes, max_offset, min_one_message)
+        except (OSError, KafkaStorageError) as exc:
+            self.raise_storage_failure(exc, "error while reading")
+
+    def _read(
+        self, start_offset: int, max_bytes: int, max_offset: int | None, min_one_message: bool
+    ) -> FetchDataInfo:
         if start_offset < self._log_start_offset:
             raise OffsetOutOfRangeError(
                 f"received request for offset {start_offset} for partition "
@@ -778,7 +790,6 @@ class Log:
             segment = segments.higher(segment.base_offset)
         return out
 
-    @_storage_guard("error while reading the transaction index of")
     def aborted_transactions_for(self, info: FetchDataInfo) -> list[AbortedTxn]:
         """The aborted transactions a read_committed fetch returns with ``info`` (a
         ``read`` of this log), as Kafka's ``addAbortedTransactions``: those overlapping
@@ -786,7 +797,13 @@ class Log:
         index (else the next segment's base offset, else the log end offset)."""
         records = info.records
         if records is None or records.size == 0:
-            return []
+            return []  # most reads at the log end: no index read, no storage guard
+        return self._aborted_transactions_for(info, records)
+
+    @_storage_guard("error while reading the transaction index of")
+    def _aborted_transactions_for(
+        self, info: FetchDataInfo, records: FileRegion
+    ) -> list[AbortedTxn]:
         base = info.fetch_offset_metadata.segment_base_offset
         segments = self._local.segments
         segment = segments.get(base)

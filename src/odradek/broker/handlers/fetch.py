@@ -97,7 +97,8 @@ def handle(ctx: RequestContext, request: FetchRequestView) -> Reply:
     results = replica_manager.read(
         wanted, max_bytes=max_bytes, isolation_level=isolation, replica_id=replica_id
     )
-    if replica_manager.fetch_satisfied(results, min_bytes, max_wait_ms):
+    needed = replica_manager.bytes_still_needed(results, min_bytes, max_wait_ms)
+    if needed <= 0:
         answer = _response(version, layout, results, isolation)
         if not metered:
             return answer
@@ -132,10 +133,9 @@ def handle(ctx: RequestContext, request: FetchRequestView) -> Reply:
         except Exception as exc:  # the connection logs it and closes
             reply.set_exception(exc)
 
-    found = sum(result.size for result in results)
     parked = replica_manager.park_fetch(
         results,
-        min_bytes - found,
+        needed,
         max_wait_ms,
         complete,
         follower=follower,
