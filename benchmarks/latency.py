@@ -411,11 +411,28 @@ runs, so noisier than the table above, which is the current state).
   the broker is now about 90% busy with p99 0.67 ms (0.53-0.68): the code since 5.42 ms
   (named tuples, woken fetches reading from the last append, gc.freeze) and whatever
   differs between the two Xeon VMs, which this script cannot separate.
-- Not done: a hand-written Fetch request parser (a few microseconds per request). uvloop
-  was tried again: its transports are not `asyncio.Transport` subclasses (the connection
-  asserted they were), and past that, consumers stalled on it (uvloop has no
-  `loop.sendfile`, which the slow path of a large fetch response uses), so it needs its
-  own send path first; in a short comparison it used about 12% less broker CPU."""
+- The same VM, hours apart: on the 2-core AMD EPYC the published p99 was 11.62 ms
+  (git 37a816d, broker 96% busy, a bare Python loop step about 230 ns) in the afternoon
+  and 0.9-1.1 ms for the same code late in the evening (a loop step 50-70 ns). How busy
+  the host is moves this table more than any change below.
+- A hand-written Fetch request parser (kio's generic reader took about 12 us of a
+  one-partition fetch, the new one 4-6 us), reads at the log end without the storage
+  guard's argument forwarding, helper calls or generators, and parked fetches on one
+  expiry heap under one loop timer instead of a `TimerHandle` each (a fetch woken by an
+  append never expires, so each also cost a cancel): replayed librdkafka fetches, user
+  instructions each, answered at once 183k -> 136k, parked then woken 280k -> 201k; with
+  one produce request and one fetch per record (1,000 records/s), broker instructions per
+  record 685k -> 600k. Three alternating 20 s rounds against git 8d95764 on a quiet
+  machine: p50 0.37-0.45 -> 0.30-0.32 ms, p99 0.91-1.06 -> 0.89-0.94 ms; the broker reads
+  96-99% busy in both, its spare time going to more, smaller fetch round trips (git
+  25e02b3).
+- Not done: uvloop was tried again: its transports are not `asyncio.Transport`
+  subclasses (the connection asserted they were), and past that, consumers stalled on it
+  (uvloop has no `loop.sendfile`, which the slow path of a large fetch response uses),
+  so it needs its own send path first; in a short comparison it used about 12% less
+  broker CPU. At 1,000 records/s the broker spends about 600k instructions per record, of
+  which the replayed produce and fetch paths are about 380k: the rest is the event loop,
+  its transports and the sends (py-spy: `socket.send` alone is 14% of the busy time)."""
 
 
 def write_plot(path: Path, samples: Sequence[Sample], brokers: Sequence[str]) -> bool:
