@@ -508,7 +508,18 @@ Changes to the broker and to the benchmark, each on the machine it names.
   row was at or above 1.0x and at or under 1.0x Tansu's CPU per GB.
 - Per-section machines in BENCHMARKS.md (2026-11-23): each script now replaces only its
   own section's line of the machine list at the top, so a section measured on another
-  machine keeps saying which one."""
+  machine keeps saying which one.
+- The consumer's fetch path (git 51bf33b, 25e02b3): a hand-written Fetch request parser,
+  reads at the log end without helper calls or the storage guard's forwarding, and
+  parked fetches on one expiry heap. Made for the latency table (a consumer at the log
+  end sends a fetch per record); a fetch here carries hundreds of kilobytes, so its
+  fixed cost hardly shows. The table above (git 2ad2599, the same AMD EPYC VM in the
+  evening, when a bare Python loop step took 50-70 ns against about 230 ns in the
+  afternoon) has higher throughput for both brokers in every row; consume CPU per GB
+  0.62-1.05 s against 0.92-1.77 in the afternoon's run. Produce 100 B · 64p · acks=1
+  read 0.99x Tansu (36.1 against 36.5 MB/s) at 0.75x its CPU per GB: the broker used
+  about 57% of a core there, so the two load generators, not the broker, set the pace;
+  the produce path did not change (1.15x in the afternoon's run)."""
 
 METHOD = """\
 - Each round starts each broker fresh (new temp dir, free loopback port), in the order
