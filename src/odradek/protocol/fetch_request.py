@@ -268,7 +268,7 @@ def _parse(data: memoryview, position: int, version: int) -> FetchRequestView:
             position = _skip_forgotten_topics(data, position, end, version, flexible)
             _rack_id, position = string(data, position, end, flexible)
         if position >= end or data[position]:  # else no tagged fields: the usual case
-            replica_id = _request_tagged_fields(data, position, end, replica_id)
+            replica_id = _request_tagged_fields(data, position, end, version, replica_id)
     else:
         if version >= 7:
             position = _skip_forgotten_topics(data, position, end, version, flexible)
@@ -308,7 +308,9 @@ def _skip_forgotten_topics(
     return position
 
 
-def _request_tagged_fields(data: memoryview, position: int, end: int, replica_id: int) -> int:
+def _request_tagged_fields(
+    data: memoryview, position: int, end: int, version: int, replica_id: int
+) -> int:
     """The request's tagged fields (v12+): the replica id from ReplicaState (tag 1, v15+);
     the cluster id (tag 0) and tags unknown here are skipped."""
     count, position = uvarint(data, position, end)
@@ -317,7 +319,7 @@ def _request_tagged_fields(data: memoryview, position: int, end: int, replica_id
         size, position = uvarint(data, position, end)
         if position + size > end:
             raise short("a tagged field")
-        if tag == _REPLICA_STATE_TAG:
+        if tag == _REPLICA_STATE_TAG and version >= REPLICA_STATE_FROM:
             # ReplicaState: replica_id int32, replica_epoch int64, tagged fields.
             replica_id, _ = int32(data, position, position + size)
         position += size

@@ -235,6 +235,13 @@ def test_unknown_tagged_fields_are_skipped_and_replica_state_read() -> None:
     assert parse_fetch_request(body, 0, 16).replica_id == 3
 
 
+def test_tag_1_before_v15_is_an_unknown_tag_not_replica_state() -> None:
+    body = bytearray(kio_fetch(12, _fields(replica_id=-1), [], []))
+    assert body[-1] == 0  # no tagged fields
+    body[-1:] = b"\x01\x01\x04\x00\x00\x00\x07"  # tag 1 with 4 bytes: replica 7 if read
+    assert parse_fetch_request(body, 0, 12).replica_id == -1
+
+
 def _fields(**changes: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "cluster_id": None, "replica_id": -1, "max_wait_ms": 500, "min_bytes": 1,
