@@ -37,15 +37,13 @@ from typing import Final, NamedTuple
 from odradek.protocol.codec import DecodeError
 from odradek.protocol.headers import unsigned_varint
 from odradek.protocol.reader import (
-    UUID_BYTES,
     array_length,
     int32,
-    known_uuid,
     short,
     skip_tagged_fields,
     string,
+    tagged_field,
     uuid_at,
-    uvarint,
 )
 from odradek.protocol.types import new_tuple
 
@@ -215,12 +213,10 @@ def _parse(data: memoryview, position: int, version: int) -> FetchRequestView:
     else:
         topic_count, position = array_length(data, position, end, flexible)
     for _ in range(topic_count):
+        topic_id: uuid.UUID | None
         if version >= TOPIC_ID_FROM:
-            if position + 16 > end:
-                raise short("a topic id")
             name = ""
-            topic_id: uuid.UUID | None = known_uuid(UUID_BYTES.unpack_from(data, position)[0])
-            position += 16
+            topic_id, position = uuid_at(data, position, end)
         else:
             read, position = string(data, position, end, flexible)
             assert read is not None  # null is refused unless nullable
@@ -268,7 +264,13 @@ def _parse(data: memoryview, position: int, version: int) -> FetchRequestView:
             position = _skip_forgotten_topics(data, position, end, version, flexible)
             _rack_id, position = string(data, position, end, flexible)
         if position >= end or data[position]:  # else no tagged fields: the usual case
-            replica_id = _request_tagged_fields(data, position, end, version, replica_id)
+            # The replica id is in ReplicaState (tag 1) from v15; other tags (the cluster
+            # id, tags unknown here) are skipped.
+            wanted = _REPLICA_STATE_TAG if version >= REPLICA_STATE_FROM else -1
+            state, _ = tagged_field(data, position, end, wanted)
+            if state is not None:
+                # ReplicaState: replica_id int32, replica_epoch int64, tagged fields.
+                replica_id, _ = int32(data, state[0], state[1])
     else:
         if version >= 7:
             position = _skip_forgotten_topics(data, position, end, version, flexible)
@@ -306,21 +308,3 @@ def _skip_forgotten_topics(
         if flexible:
             position = skip_tagged_fields(data, position, end)
     return position
-
-
-def _request_tagged_fields(
-    data: memoryview, position: int, end: int, version: int, replica_id: int
-) -> int:
-    """The request's tagged fields (v12+): the replica id from ReplicaState (tag 1, v15+);
-    the cluster id (tag 0) and tags unknown here are skipped."""
-    count, position = uvarint(data, position, end)
-    for _ in range(count):
-        tag, position = uvarint(data, position, end)
-        size, position = uvarint(data, position, end)
-        if position + size > end:
-            raise short("a tagged field")
-        if tag == _REPLICA_STATE_TAG and version >= REPLICA_STATE_FROM:
-            # ReplicaState: replica_id int32, replica_epoch int64, tagged fields.
-            replica_id, _ = int32(data, position, position + size)
-        position += size
-    return replica_id

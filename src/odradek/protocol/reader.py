@@ -17,7 +17,6 @@ from odradek.protocol.codec import DecodeError
 
 I16 = struct.Struct(">h")
 I32 = struct.Struct(">i")
-I64 = struct.Struct(">q")
 
 
 def short(what: str) -> DecodeError:
@@ -84,36 +83,44 @@ def array_length(data: memoryview, position: int, end: int, flexible: bool) -> t
     return count, position
 
 
-UUID_BYTES = struct.Struct("16s")
+_UUID_BYTES = struct.Struct("16s")
 _UUIDS: dict[bytes, uuid.UUID] = {}
 _UUIDS_KEPT = 4096
 
 
-def known_uuid(raw: bytes) -> uuid.UUID:
-    """The UUID of 16 raw bytes (a topic id). The few ids a broker sees over and over are
-    kept, so a fetch does not build a ``uuid.UUID`` (a Python ``__init__``) per topic."""
+def uuid_at(data: memoryview, position: int, end: int) -> tuple[uuid.UUID, int]:
+    """A 16-byte UUID (a topic id). The few ids a broker sees over and over are kept, so
+    a fetch does not build a ``uuid.UUID`` (a Python ``__init__``) per topic."""
+    if position + 16 > end:
+        raise short("a uuid")
+    raw = _UUID_BYTES.unpack_from(data, position)[0]
     found = _UUIDS.get(raw)
     if found is None:
         if len(_UUIDS) >= _UUIDS_KEPT:
             _UUIDS.clear()
         found = _UUIDS[raw] = uuid.UUID(bytes=raw)
-    return found
-
-
-def uuid_at(data: memoryview, position: int, end: int) -> tuple[uuid.UUID, int]:
-    if position + 16 > end:
-        raise short("a uuid")
-    return known_uuid(UUID_BYTES.unpack_from(data, position)[0]), position + 16
+    return found, position + 16
 
 
 def skip_tagged_fields(data: memoryview, position: int, end: int) -> int:
     if position < end and not data[position]:  # none: the usual case
         return position + 1
+    return tagged_field(data, position, end, -1)[1]
+
+
+def tagged_field(
+    data: memoryview, position: int, end: int, wanted: int
+) -> tuple[tuple[int, int] | None, int]:
+    """Walk a tagged-field section: ((start, end) of field ``wanted``'s value, or None
+    when it is absent) and the position after the section. Other tags are skipped."""
+    found = None
     count, position = uvarint(data, position, end)
     for _ in range(count):
-        _tag, position = uvarint(data, position, end)
+        tag, position = uvarint(data, position, end)
         size, position = uvarint(data, position, end)
         if position + size > end:
             raise short("a tagged field")
+        if tag == wanted:
+            found = (position, position + size)
         position += size
-    return position
+    return found, position

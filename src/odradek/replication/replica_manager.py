@@ -69,12 +69,6 @@ class FetchResult(NamedTuple):
     error: ErrorCode
     read: PartitionRead | None = None
 
-    @property
-    def size(self) -> int:
-        if self.read is None or self.read.info is None or self.read.info.records is None:
-            return 0
-        return self.read.info.records.size
-
 
 class ParkedFetch:
     """A fetch waiting in the purgatory (Kafka's ``DelayedFetch``).
