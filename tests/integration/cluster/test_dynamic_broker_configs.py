@@ -19,7 +19,7 @@ from tests.integration.configs.test_dynamic_configs import (
     log_start,
 )
 from tests.integration.test_compaction import wait_for
-from tests.support.clients import admin, produce_acked
+from tests.support.clients import admin, partition_state, produce_acked
 
 
 def test_cluster_default_reaches_every_broker(cluster_factory: Any) -> None:
@@ -29,7 +29,7 @@ def test_cluster_default_reaches_every_broker(cluster_factory: Any) -> None:
     new = NewTopic("on-two", 1, replica_assignment=[[2]], config=SMALL_SEGMENTS)
     client.create_topics([new])["on-two"].result(timeout=30)
     wait_for(
-        lambda: client.list_topics("on-two", timeout=10).topics["on-two"].partitions[0].leader == 2,
+        lambda: getattr(partition_state(client, "on-two"), "leader", None) == 2,
         10,
         "broker 2 to lead on-two",
     )

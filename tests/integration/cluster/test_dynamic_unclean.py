@@ -10,7 +10,7 @@ from confluent_kafka.admin import NewTopic
 
 from tests.integration.cluster.failover import wait_for
 from tests.integration.configs.test_dynamic_configs import alter_cluster_default
-from tests.support.clients import admin, produce_acked
+from tests.support.clients import admin, partition_state, produce_acked
 
 
 def test_enabling_unclean_election_dynamically_elects_offline_partitions(
@@ -20,10 +20,9 @@ def test_enabling_unclean_election_dynamically_elects_offline_partitions(
     client = admin(cluster.bootstrap)
     client.create_topics([NewTopic("pair", 1, replica_assignment=[[2, 3]])])["pair"].result(30)
 
-    def state() -> tuple[int, list[int]]:
-        found = admin(cluster.brokers[1].bootstrap).list_topics("pair", timeout=10)
-        partition = found.topics["pair"].partitions[0]
-        return partition.leader, sorted(partition.isrs)
+    def state() -> tuple[int | None, list[int]]:
+        partition = partition_state(admin(cluster.brokers[1].bootstrap), "pair")
+        return (None, []) if partition is None else (partition.leader, sorted(partition.isrs))
 
     wait_for(lambda: state() == (2, [2, 3]))
     produce_acked(cluster.bootstrap, "pair", 20, acks="all")
