@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
+from odradek.storage import checkpoints
 from tests.support.broker import BrokerProcess
 from tests.support.clients import consume_all, create_topic, produce_acked
 
@@ -146,3 +147,37 @@ def test_reset_to_latest_skips_everything_when_offset_is_out_of_range(
         assert message is not None and message.offset() == 5
     finally:
         consumer.close()
+
+
+def test_running_broker_checkpoints_high_watermarks_and_recovery_points(
+    broker_factory: Factory,
+) -> None:
+    """The periodic checkpoints are written in a worker thread (``storage.checkpoint_job``):
+    a kill -9 finds them on disk, up to date as of the last interval."""
+    broker = broker_factory(
+        {
+            "replica.high.watermark.checkpoint.interval.ms": "100",
+            "log.flush.offset.checkpoint.interval.ms": "100",
+            "log.flush.interval.messages": "1",
+        }
+    )
+    create_topic(broker.bootstrap, "marks", partitions=2)
+    produce_acked(broker.bootstrap, "marks", 300, partitions=2)
+
+    def checkpoint(name: str) -> dict[tuple[str, int], int]:
+        found = checkpoints.read_offset_checkpoint(str(broker.data_dir / name))
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+    expected = {("marks", 0): 150, ("marks", 1): 150}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (
+        checkpoint(checkpoints.HIGH_WATERMARK_CHECKPOINT) == expected
+        and checkpoint(checkpoints.RECOVERY_POINT_CHECKPOINT) == expected
+    ):
+        time.sleep(0.1)
+    broker.kill()
+    assert checkpoint(checkpoints.HIGH_WATERMARK_CHECKPOINT) == expected
+    assert checkpoint(checkpoints.RECOVERY_POINT_CHECKPOINT) == expected
+    assert not list(broker.data_dir.glob("*.tmp")), "no temporary file is left behind"
+    broker.start()
+    assert len(consume_all(broker.bootstrap, "marks", 2)) == 300

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import fcntl
+import inspect
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from odradek.replication.producer_ids import ProducerIdManager
 from odradek.replication.replica_manager import ReplicaManager
 from odradek.replication.txn_verification import TxnVerifier
 from odradek.storage import checkpoints
+from odradek.storage.checkpoint_job import CheckpointJob
 from odradek.storage.errors import KafkaStorageError
 from odradek.storage.log import FlushJob
 from odradek.storage.log_manager import LogManager
@@ -476,27 +478,25 @@ class Broker:
                 "flush",
             )
         )
-        self.spawn(
-            self._every(
-                config.get("log.flush.offset.checkpoint.interval.ms"),
-                lambda _now: self.log_manager.checkpoint_recovery_points(),
+        logs = self.log_manager
+        for interval, checkpoint, name in (
+            (
+                "log.flush.offset.checkpoint.interval.ms",
+                logs.recovery_point_checkpoint,
                 "recovery point checkpoint",
-            )
-        )
-        self.spawn(
-            self._every(
-                config.get("log.flush.start.offset.checkpoint.interval.ms"),
-                lambda _now: self.log_manager.checkpoint_log_start_offsets(),
+            ),
+            (
+                "log.flush.start.offset.checkpoint.interval.ms",
+                logs.log_start_offset_checkpoint,
                 "log start offset checkpoint",
-            )
-        )
-        self.spawn(
-            self._every(
-                config.get("replica.high.watermark.checkpoint.interval.ms"),
-                lambda _now: self.log_manager.checkpoint_high_watermarks(),
+            ),
+            (
+                "replica.high.watermark.checkpoint.interval.ms",
+                logs.high_watermark_checkpoint,
                 "high watermark checkpoint",
-            )
-        )
+            ),
+        ):
+            self.spawn(self._every(config.get(interval), self._in_thread(checkpoint), name))
         self.spawn(
             self._every(
                 max(config.get("replica.lag.time.max.ms") // 2, 1),
@@ -527,13 +527,30 @@ class Broker:
         self.spawn(flush())
 
     async def _every(self, interval_ms: int, job: Any, name: str) -> None:
+        """``job(now)`` every interval; a job that returns an awaitable is awaited before
+        the next interval starts, so a slow one never runs twice at once."""
         interval = max(interval_ms, 10) / 1000
         while True:
             await asyncio.sleep(interval)
             try:
-                job(self.clock())
+                outcome = job(self.clock())
+                if inspect.isawaitable(outcome):
+                    await outcome
             except Exception:
                 log.exception("periodic job %s failed", name)
+
+    @staticmethod
+    def _in_thread(snapshot: Callable[[], CheckpointJob]) -> Callable[[int], Awaitable[bool]]:
+        """A periodic checkpoint: its offsets read here on the loop, its files written in
+        a worker thread (``storage.checkpoint_job`` says why). Cancelled at shutdown,
+        whose own checkpoints a write still under way can neither meet nor outlast."""
+
+        async def write(_now: int) -> bool:
+            job = snapshot()
+            await asyncio.to_thread(job.run)
+            return job.complete()
+
+        return write
 
     # -- helpers for handlers --------------------------------------------------------------
 

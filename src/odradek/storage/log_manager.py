@@ -21,7 +21,9 @@ in a worker thread); without one they flush inline.
 
 Periodic work is plain methods that the broker's event loop calls on its timers:
 ``cleanup_logs`` (retention, ``log.retention.check.interval.ms``), ``flush_dirty_logs``
-(``flush.ms``), ``checkpoint_all`` (``log.flush.offset.checkpoint.interval.ms``).
+(``flush.ms``), and the checkpoints: ``recovery_point_checkpoint`` and the others return
+a ``CheckpointJob`` whose files the broker writes in a worker thread (``checkpoint_job``
+says why); ``checkpoint_all`` writes all three at once.
 
 Failed log dirs (``log_dir_failure``): the manager listens to its failure channel first,
 and on a failure closes that dir's logs without writing and forgets them; it places no
@@ -64,6 +66,7 @@ from pathlib import Path
 from odradek.config import BrokerConfig, LogConfig
 from odradek.protocol.types import TopicPartition
 from odradek.storage import checkpoints, log_files
+from odradek.storage.checkpoint_job import CheckpointJob, OffsetCheckpointFiles
 from odradek.storage.cleaner.manager import CLEANER_OFFSET_CHECKPOINT, LogCleanerManager
 from odradek.storage.errors import KafkaStorageError, LogDirFullError, LogDirNotFoundError
 from odradek.storage.file_records import HandleCache
@@ -122,6 +125,7 @@ class LogManager:
         self.log_dir_failure_channel.add_listener(self.handle_log_dir_failure)
         self.cleaner_manager = LogCleanerManager(lambda: self._logs)
         """State of the log cleaner (``broker.log_cleaner`` runs the cleanings)."""
+        self._checkpoint_files = OffsetCheckpointFiles()
         for directory in self.log_dirs:
             try:
                 os.makedirs(directory, exist_ok=True)
@@ -616,11 +620,11 @@ class LogManager:
             grouped.setdefault(os.path.dirname(item.dir), []).append((tp, item))
         return grouped
 
-    def _write_checkpoint(self, name: str, value: Callable[[Log], int | None]) -> bool:
-        """Write checkpoint ``name`` in every live log dir; False if any failed (a full
-        disk keeps the previous file, anything else takes the dir offline)."""
-        written = True
+    def _checkpoint_job(self, name: str, value: Callable[[Log], int | None]) -> CheckpointJob:
+        """Checkpoint ``name`` of every live log dir as the logs are now (see
+        ``checkpoint_job``); ``value`` None leaves a log out."""
         channel = self.log_dir_failure_channel
+        offsets_by_dir = {}
         for log_dir, items in self._by_dir().items():
             if channel.is_offline(log_dir):
                 continue
@@ -629,47 +633,40 @@ class LogManager:
                 offset = value(item)
                 if offset is not None:
                     offsets[tp] = offset
-            try:
-                checkpoints.write_offset_checkpoint(os.path.join(log_dir, name), offsets)
-            except LogDirFullError as exc:
-                written = False
-                log.warning("%s; the previous %s stays until the next try", exc, name)
-            except KafkaStorageError as exc:
-                written = False
-                channel.maybe_add_offline_log_dir(log_dir, f"error while writing {name}", exc)
-        return written
+            offsets_by_dir[log_dir] = offsets
+        return CheckpointJob(name, offsets_by_dir, self._checkpoint_files, channel)
 
-    def checkpoint_recovery_points(self) -> bool:
-        return self._write_checkpoint(
+    def recovery_point_checkpoint(self) -> CheckpointJob:
+        return self._checkpoint_job(
             checkpoints.RECOVERY_POINT_CHECKPOINT, lambda item: item.recovery_point
         )
 
-    def checkpoint_log_start_offsets(self) -> bool:
+    def log_start_offset_checkpoint(self) -> CheckpointJob:
         """Only logs whose start offset is above their first segment's base, as Kafka."""
 
         def start(item: Log) -> int | None:
             first = item.segments[0].base_offset if item.number_of_segments else 0
             return item.log_start_offset if item.log_start_offset > first else None
 
-        return self._write_checkpoint(checkpoints.LOG_START_OFFSET_CHECKPOINT, start)
+        return self._checkpoint_job(checkpoints.LOG_START_OFFSET_CHECKPOINT, start)
 
-    def checkpoint_high_watermarks(self) -> bool:
-        return self._write_checkpoint(
+    def high_watermark_checkpoint(self) -> CheckpointJob:
+        return self._checkpoint_job(
             checkpoints.HIGH_WATERMARK_CHECKPOINT, lambda item: item.high_watermark
         )
 
     def checkpoint_cleaner_offsets(self) -> bool:
         """Each compacted log's first dirty offset (``cleaner-offset-checkpoint``)."""
-        return self._write_checkpoint(
+        return self._checkpoint_job(
             CLEANER_OFFSET_CHECKPOINT,
             lambda item: self.cleaner_manager.checkpoint(item.topic_partition),
-        )
+        ).write()
 
     def checkpoint_all(self) -> bool:
         """All three checkpoints in every live log dir; False if any was not written."""
-        recovery_points = self.checkpoint_recovery_points()
-        start_offsets = self.checkpoint_log_start_offsets()
-        high_watermarks = self.checkpoint_high_watermarks()
+        recovery_points = self.recovery_point_checkpoint().write()
+        start_offsets = self.log_start_offset_checkpoint().write()
+        high_watermarks = self.high_watermark_checkpoint().write()
         return recovery_points and start_offsets and high_watermarks
 
     def write_meta_properties(self, *, node_id: int, cluster_id: str) -> None:
