@@ -144,6 +144,14 @@ class LeadershipListener(Protocol):
     def resigned(self, tp: TopicPartition) -> None: ...
 
 
+class IsrChange(NamedTuple):
+    """A new ISR the leader wants written for ``partition``, and why (for the log)."""
+
+    partition: Partition
+    isr: tuple[int, ...]
+    why: str
+
+
 class ReplicaManager(MetadataListener):
     def __init__(
         self,
@@ -517,8 +525,11 @@ class ReplicaManager(MetadataListener):
 
     # -- replication: the leader's side ----------------------------------------------------
 
-    def _follower_fetched(self, partition: Partition, replica_id: int, fetch_offset: int) -> None:
-        """A follower asked for ``fetch_offset``: it has everything before it."""
+    def _follower_fetched(
+        self, partition: Partition, replica_id: int, fetch_offset: int
+    ) -> IsrChange | None:
+        """A follower asked for ``fetch_offset``: it has everything before it. Returns the
+        ISR expansion this calls for, if any, for the caller to write with others."""
         if partition.update_follower_fetch_state(replica_id, fetch_offset, self.clock()):
             self._high_watermark_moved(partition.tp)
         # A broker that left the live set (controlled shutdown) may still fetch for a
@@ -526,34 +537,55 @@ class ReplicaManager(MetadataListener):
         expanded = (
             partition.isr_to_expand(replica_id) if replica_id in self.metadata.brokers() else None
         )
-        if expanded is not None:
-            self._alter_isr(partition, expanded, f"broker {replica_id} caught up")
+        if expanded is None:
+            return None
+        return IsrChange(partition, expanded, f"broker {replica_id} caught up")
 
     def _high_watermark_moved(self, tp: TopicPartition) -> None:
         self._wake(tp, consumers_only=True)
         self._check_acks(tp)
 
-    def _alter_isr(self, partition: Partition, isr: tuple[int, ...], why: str) -> None:
-        """Write a new ISR (Kafka's AlterPartition), conditional on the partition epoch;
-        the store's change notice then updates the partition."""
-        tp = partition.tp
-        try:
-            self.metadata.alter_partition_states(
-                tp.topic, {tp.partition: replace(partition.state, isr=isr)}
-            )
-        except KafkaError as exc:
-            log.info("ISR change of %s to %s not made: %s", tp, list(isr), exc)
-            return
-        log.info("partition %s: ISR %s (%s)", tp, list(isr), why)
+    def _alter_isrs(self, changes: Sequence[IsrChange]) -> None:
+        """Write new ISRs (Kafka's AlterPartition), conditional on the partition epochs;
+        the store's change notice then updates the partitions.
+
+        The changes of one topic go in one write. A ZooKeeper write is a round trip and
+        an fsync on the ZooKeeper server, made on the event loop: a follower that comes
+        back catches up on every partition of ``__consumer_offsets`` and
+        ``__transaction_state`` in the same fetch, and one write each stalled the leader
+        for seconds on a loaded machine. A batch is written or refused whole; a refused
+        expansion is asked for again by the follower's next fetch."""
+        by_topic: dict[str, list[IsrChange]] = {}
+        for change in changes:
+            by_topic.setdefault(change.partition.tp.topic, []).append(change)
+        for topic, batch in by_topic.items():
+            try:
+                self.metadata.alter_partition_states(
+                    topic,
+                    {
+                        c.partition.tp.partition: replace(c.partition.state, isr=c.isr)
+                        for c in batch
+                    },
+                )
+            except KafkaError as exc:
+                for c in batch:
+                    log.info(
+                        "ISR change of %s to %s not made: %s", c.partition.tp, list(c.isr), exc
+                    )
+                continue
+            for c in batch:
+                log.info("partition %s: ISR %s (%s)", c.partition.tp, list(c.isr), c.why)
 
     def maybe_shrink_isr(self, now: int) -> None:
         """Drop followers that have not caught up for ``replica.lag.time.max.ms``."""
         max_lag = int(self.config.get("replica.lag.time.max.ms"))
+        changes = []
         for partition in list(self.partitions.values()):
             shrunk = partition.isr_to_shrink(now, max_lag)
             if shrunk is not None:
                 dropped = sorted(set(partition.state.isr) - set(shrunk))
-                self._alter_isr(partition, shrunk, f"{dropped} fell behind")
+                changes.append(IsrChange(partition, shrunk, f"{dropped} fell behind"))
+        self._alter_isrs(changes)
 
     # -- fetch -----------------------------------------------------------------------------
 
@@ -646,6 +678,7 @@ class ReplicaManager(MetadataListener):
         results = []
         remaining = max_bytes
         min_one_message = True
+        expansions = []
         for item in partitions:
             limit = min(item.max_bytes, remaining)
             if limit < 0:
@@ -661,7 +694,9 @@ class ReplicaManager(MetadataListener):
                         raise KafkaError(
                             f"not the leader of {item.tp}", ErrorCode.not_leader_or_follower
                         )
-                    self._follower_fetched(partition, replica_id, item.fetch_offset)
+                    expansion = self._follower_fetched(partition, replica_id, item.fetch_offset)
+                    if expansion is not None:
+                        expansions.append(expansion)
                 read = partition.read(
                     item.fetch_offset,
                     limit,
@@ -678,6 +713,8 @@ class ReplicaManager(MetadataListener):
             if records is not None and records.size:
                 remaining = max(remaining - records.size, 0)
                 min_one_message = False
+        if expansions:
+            self._alter_isrs(expansions)
         return results
 
     def _notify(self, tp: TopicPartition, appended: int, high_watermark_moved: bool) -> None:
