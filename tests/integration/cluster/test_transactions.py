@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -18,9 +19,12 @@ from tests.support.clients import create_topic
 Factory = Callable[..., Cluster]
 PARTITIONS = 2
 REPLICATED = {"min.insync.replicas": "2"}
+TRANSACTIONS = 100  # about as many per copy, whatever its size
+BOUNCES = 6  # brokers 1, 2 and 3 killed once each and the copier three times, alternately
+COMMITTED = re.compile(r"committed (\d+)")
 
 
-def _start_copier(cluster: Cluster, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_copier(cluster: Cluster, log_path: Path, max_batch: int) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [
@@ -32,10 +36,29 @@ def _start_copier(cluster: Cluster, log_path: Path) -> subprocess.Popen[bytes]:
                 "eos-out",
                 "eos-copier",
                 "eos-copier-txn",
+                str(max_batch),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def _wait_until_copied(
+    log_path: Path, records: int, copier: subprocess.Popen[bytes], deadline: float
+) -> None:
+    """Until the copiers have committed ``records`` (the last ``committed N`` they
+    printed); a copier that exits first failed, since there is more to copy."""
+    while time.monotonic() < deadline:
+        found = COMMITTED.findall(log_path.read_text())
+        if found and int(found[-1]) >= records:
+            return
+        if copier.poll() is not None:
+            raise AssertionError(
+                f"the copier exited ({copier.returncode}) before {records} were copied:\n"
+                + log_path.read_text()
+            )
+        time.sleep(0.1)
+    raise AssertionError(f"{records} records not copied in time:\n" + log_path.read_text())
 
 
 def _read_committed_by_partition(bootstrap: str, topic: str) -> dict[int, list[bytes]]:
@@ -75,8 +98,6 @@ def _read_committed_by_partition(bootstrap: str, topic: str) -> dict[int, list[b
 @pytest.mark.parametrize(
     "records",
     [
-        # 2.5 minutes and 15 bounces on a 2-core VM (at least 2 are checked); 20,000
-        # took 4 minutes there, 15% of the whole suite.
         10_000,
         # Kafka's transactions_test size: about 8 minutes here, so out of CI (-m slow).
         pytest.param(100_000, marks=pytest.mark.slow),
@@ -102,32 +123,30 @@ def test_copy_exactly_once_through_hard_bounces(cluster_factory: Factory, record
     assert source.flush(60) == 0
 
     log_path = cluster.directory / "copier.log"
-    copier = _start_copier(cluster, log_path)
-    bounces = 0
+    max_batch = records // TRANSACTIONS
+    copier = _start_copier(cluster, log_path, max_batch)
     try:
         deadline = time.monotonic() + 600
-        victims = [1, 2, 3]
-        while copier.poll() is None and time.monotonic() < deadline:
-            time.sleep(2)
-            if copier.poll() is not None:
-                break
-            if bounces % 2 == 0:
-                broker = cluster.brokers[victims[(bounces // 2) % 3]]
+        for bounce in range(BOUNCES):
+            # Each bounce comes at its share of the copy (1/8, 2/8, ... 6/8), so all of
+            # them happen however fast the copier runs; with bounces on a clock, a fast
+            # copier could finish between two.
+            _wait_until_copied(log_path, records * (bounce + 1) // (BOUNCES + 2), copier, deadline)
+            if bounce % 2 == 0:
+                broker = cluster.brokers[bounce // 2 + 1]
                 broker.kill()
                 time.sleep(2)
                 broker.start()
             else:
                 copier.kill()
                 copier.wait()
-                copier = _start_copier(cluster, log_path)
-            bounces += 1
+                copier = _start_copier(cluster, log_path, max_batch)
         code = copier.wait(timeout=max(deadline - time.monotonic(), 1))
         assert code == 0, log_path.read_text()
     finally:
         if copier.poll() is None:
             copier.kill()
             copier.wait()
-    assert bounces >= 2, "the copier finished before anything was bounced"
 
     copied = _read_committed_by_partition(cluster.bootstrap, "eos-out")
     for p in range(PARTITIONS):

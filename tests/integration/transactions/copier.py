@@ -1,9 +1,11 @@
 """A consume-transform-produce copier, run as its own process so tests can kill -9 it.
 
-``python -m tests.integration.transactions.copier BOOTSTRAP INPUT OUTPUT GROUP TXN_ID``
-copies every record of INPUT partition p to OUTPUT partition p (value prefixed with
-``copy-``), one transaction per batch, committing the consumed offsets inside the same
-transaction (``send_offsets_to_transaction``). It reads with read_committed and starts
+``python -m tests.integration.transactions.copier BOOTSTRAP INPUT OUTPUT GROUP TXN_ID
+[MAX_BATCH]`` copies every record of INPUT partition p to OUTPUT partition p (value
+prefixed with ``copy-``), one transaction per batch of at most MAX_BATCH (500) records,
+committing the consumed offsets inside the same transaction
+(``send_offsets_to_transaction``) and printing ``committed N`` after each, N the
+records consumed up to that commit. It reads with read_committed and starts
 from the group's committed offsets, so a restarted copier carries on where the last
 committed transaction ended; its ``init_transactions`` fences a killed predecessor.
 It exits 0 once it has copied up to the end offsets INPUT had when it started.
@@ -21,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 def main() -> int:
     bootstrap, source, target, group, txn_id = sys.argv[1:6]
+    max_batch = int(sys.argv[6]) if len(sys.argv) > 6 else 500
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -35,7 +38,10 @@ def main() -> int:
             "bootstrap.servers": bootstrap,
             "transactional.id": txn_id,
             "linger.ms": 5,
-            "transaction.timeout.ms": 10000,
+            # Kafka's default, 60 s, as its system tests' copier: a broker that stalls
+            # for seconds (a ZooKeeper write on a loaded machine) must not time the
+            # transaction out. A killed copier's transaction is aborted by its
+            # successor's init_transactions, without waiting for the timeout.
         }
     )
     producer.init_transactions(60)
@@ -48,7 +54,7 @@ def main() -> int:
     print(f"copier {txn_id}: from {positions} to {ends}", flush=True)
     group_metadata = consumer.consumer_group_metadata()
     while any(positions[p] < ends[p] for p in partitions):
-        messages = [m for m in consumer.consume(500, timeout=1.0) if m.error() is None]
+        messages = [m for m in consumer.consume(max_batch, timeout=1.0) if m.error() is None]
         if not messages:
             continue
         try:
@@ -67,6 +73,7 @@ def main() -> int:
             )
             _commit(producer)
             positions = batch_positions
+            print(f"copier {txn_id}: committed {sum(positions.values())}", flush=True)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal():
