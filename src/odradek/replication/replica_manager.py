@@ -553,8 +553,9 @@ class ReplicaManager(MetadataListener):
         an fsync on the ZooKeeper server, made on the event loop: a follower that comes
         back catches up on every partition of ``__consumer_offsets`` and
         ``__transaction_state`` in the same fetch, and one write each stalled the leader
-        for seconds on a loaded machine. A batch is written or refused whole; a refused
-        expansion is asked for again by the follower's next fetch."""
+        for seconds on a loaded machine. A batch is written or refused whole (one stale
+        state refuses the topic's batch); a refused expansion is asked for again by the
+        follower's next fetch, a refused shrink by the next ISR check."""
         by_topic: dict[str, list[IsrChange]] = {}
         for change in changes:
             by_topic.setdefault(change.partition.tp.topic, []).append(change)

@@ -99,7 +99,9 @@ def _read_committed_by_partition(bootstrap: str, topic: str) -> dict[int, list[b
     "records",
     [
         10_000,
-        # Kafka's transactions_test size: about 8 minutes here, so out of CI (-m slow).
+        # Kafka's transactions_test size (-m slow). About 8 minutes here while bounces
+        # came on a clock and each ISR change was a ZooKeeper write of its own; 51-72 s
+        # since (cfd1371, 015924c), in two runs. Out of CI until it has a longer record.
         pytest.param(100_000, marks=pytest.mark.slow),
     ],
 )
