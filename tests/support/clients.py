@@ -20,14 +20,6 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
 
 
-def partition_state(client: AdminClient, topic: str, partition: int = 0) -> Any | None:
-    """The partition's Metadata entry, or None while the answering broker does not know it
-    yet: a topic just created reaches each broker's metadata a moment later, as in Kafka,
-    and until then Metadata lists the topic with an error and no partitions."""
-    found = client.list_topics(topic, timeout=10).topics.get(topic)
-    return None if found is None else found.partitions.get(partition)
-
-
 def create_topic(
     bootstrap: str,
     name: str,

@@ -36,6 +36,8 @@ def live_bootstrap(cluster: Cluster) -> str:
 
 
 def partition_states(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int]]]:
+    """(leader, sorted ISR) by partition, as the broker asked sees them: empty while its
+    metadata lacks a topic just created (Metadata lists it with no partitions yet)."""
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
     return {p.id: (p.leader, sorted(p.isrs)) for p in metadata.topics[topic].partitions.values()}
 
@@ -46,7 +48,9 @@ def controller_id(bootstrap: str) -> int:
 
 def fully_replicated(bootstrap: str, topic: str, brokers: list[int]) -> bool:
     states = partition_states(bootstrap, topic)
-    return all(leader in brokers and isr == sorted(brokers) for leader, isr in states.values())
+    return bool(states) and all(
+        leader in brokers and isr == sorted(brokers) for leader, isr in states.values()
+    )
 
 
 def watermarks_ready(bootstrap: str, topic: str, partitions: int) -> bool:

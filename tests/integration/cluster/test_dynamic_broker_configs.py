@@ -9,6 +9,7 @@ from typing import Any
 
 from confluent_kafka.admin import ConfigSource, NewTopic, ResourceType
 
+from tests.integration.cluster.failover import partition_states
 from tests.integration.configs.test_dynamic_configs import (
     FAST_RETENTION,
     SMALL_BATCHES,
@@ -19,7 +20,7 @@ from tests.integration.configs.test_dynamic_configs import (
     log_start,
 )
 from tests.integration.test_compaction import wait_for
-from tests.support.clients import admin, partition_state, produce_acked
+from tests.support.clients import admin, produce_acked
 
 
 def test_cluster_default_reaches_every_broker(cluster_factory: Any) -> None:
@@ -29,7 +30,7 @@ def test_cluster_default_reaches_every_broker(cluster_factory: Any) -> None:
     new = NewTopic("on-two", 1, replica_assignment=[[2]], config=SMALL_SEGMENTS)
     client.create_topics([new])["on-two"].result(timeout=30)
     wait_for(
-        lambda: getattr(partition_state(client, "on-two"), "leader", None) == 2,
+        lambda: partition_states(cluster.bootstrap, "on-two").get(0, (None, []))[0] == 2,
         10,
         "broker 2 to lead on-two",
     )

@@ -8,9 +8,9 @@ from typing import Any
 
 from confluent_kafka.admin import NewTopic
 
-from tests.integration.cluster.failover import wait_for
+from tests.integration.cluster.failover import partition_states, wait_for
 from tests.integration.configs.test_dynamic_configs import alter_cluster_default
-from tests.support.clients import admin, partition_state, produce_acked
+from tests.support.clients import admin, produce_acked
 
 
 def test_enabling_unclean_election_dynamically_elects_offline_partitions(
@@ -21,8 +21,8 @@ def test_enabling_unclean_election_dynamically_elects_offline_partitions(
     client.create_topics([NewTopic("pair", 1, replica_assignment=[[2, 3]])])["pair"].result(30)
 
     def state() -> tuple[int | None, list[int]]:
-        partition = partition_state(admin(cluster.brokers[1].bootstrap), "pair")
-        return (None, []) if partition is None else (partition.leader, sorted(partition.isrs))
+        # Empty until broker 1's metadata has the new topic's partition.
+        return partition_states(cluster.brokers[1].bootstrap, "pair").get(0, (None, []))
 
     wait_for(lambda: state() == (2, [2, 3]))
     produce_acked(cluster.bootstrap, "pair", 20, acks="all")
